@@ -1,0 +1,28 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+#: Real ReID images live beside the repository, never inside it (their licences forbid it).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+    ),
+]
+
+
+@pytest.fixture
+def market_mini() -> Path:
+    """The Market-1501 subset in ../shared/data, or a skip that says why."""
+    root = SHARED_DATA / "market1501_mini"
+    if not root.is_dir():
+        pytest.skip(f"real images not found at {root} (the shared data folder is absent)")
+    return root
