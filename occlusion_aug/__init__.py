@@ -4,6 +4,7 @@ Corner patches of other images pasted as top/bottom/left/right half/quarter band
 and the band geometry shared with test-time occlusion (see README.md for the convention).
 """
 
+from .augmentation import OcclusionAugmentation, OcclusionBatch
 from .bands import (
     LOCATIONS,
     NUM_OCCLUSION_TYPES,
@@ -13,13 +14,21 @@ from .bands import (
     occlude,
     occlusion_type,
 )
+from .crops import resize_crops
+from .params import CORNERS, OcclusionParams, draw_occlusion_params
 
 __all__ = [
+    "CORNERS",
     "LOCATIONS",
     "NUM_OCCLUSION_TYPES",
+    "OcclusionAugmentation",
+    "OcclusionBatch",
+    "OcclusionParams",
     "band_mask",
     "band_thickness",
+    "draw_occlusion_params",
     "location_and_area",
     "occlude",
     "occlusion_type",
+    "resize_crops",
 ]

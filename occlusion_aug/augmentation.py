@@ -1,0 +1,379 @@
+"""OAMN occlusion augmentation (paper §3.1): aligned, labelled occluded copies of a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .bands import LOCATIONS, band_thickness, occlusion_type
+from .crops import resize_crops
+from .params import OcclusionParams, draw_occlusion_params
+
+__all__ = ["OcclusionAugmentation", "OcclusionBatch"]
+
+_HORIZONTAL_BANDS = (1, 2)  # top, bottom: bands of full width
+_VERTICAL_BANDS = (3, 4)  # left, right: bands of full height
+
+
+@dataclass(frozen=True)
+class OcclusionBatch:
+    r"""The output of :class:`OcclusionAugmentation` for ``B`` input images and ``V`` views.
+
+    Attributes:
+        images: ``(V*B, C, H, W)``, the input's dtype and device, in *view-major* blocks of ``B``:
+            the holistic images first (when included), then one block per location in the
+            augmentation's ``locations`` order. Row ``v*B + i`` is a view of input row ``i``.
+        location: ``(V*B,)`` int64 location codes (0 none, 1 top, 2 bottom, 3 left, 4 right).
+        area: ``(V*B,)`` float32 band areas (0 for holistic rows).
+        sample_index: ``(V*B,)`` int64, the input row each output row was made from.
+        params: the drawn :class:`~occlusion_aug.OcclusionParams`; pass them back as
+            ``params=`` to reproduce ``images`` bit for bit.
+    """
+
+    images: Tensor
+    location: Tensor
+    area: Tensor
+    sample_index: Tensor
+    params: OcclusionParams
+
+    @property
+    def num_views(self) -> int:
+        """Number of views ``V`` (blocks of ``B`` rows)."""
+        return self.images.shape[0] // self.params.batch_size
+
+    @property
+    def occlusion_type(self) -> Tensor:
+        """``(V*B,)`` int64 occlusion types (0 none, 1-4 half, 5-8 quarter; areas 1/2, 1/4 only)."""
+        return occlusion_type(self.location, self.area)
+
+
+class OcclusionAugmentation(nn.Module):
+    r"""Paste corner patches as top/bottom/left/right bands: OAMN's occlusion augmentation.
+
+    For every input image, a rectangular patch is cut from a corner of *another* image of the
+    batch (or of ``occluders``), resized (bilinear, aspect not kept) to fill a band spanning the
+    whole other side, and pasted at each location, giving one occluded copy per location. The
+    patch and the band area are drawn once per input image and shared by all its copies, and the
+    copies stay pixel-aligned with the holistic image (the premise of OAMN's mask losses).
+
+    The patch has area ``epsilon * h * w`` of its ``h x w`` source, ``epsilon ~ U(patch_area)``,
+    and height/width ratio ``r ~ U(patch_ratio)``: ``p_h = round(sqrt(epsilon*h*w*r))`` and
+    ``p_w = round(sqrt(epsilon*h*w/r))`` (half up), clamped to the source. Band geometry and
+    rounding are those of :func:`~occlusion_aug.band_mask`.
+
+    The batch is processed at once on its own device; the only Python loop is over the
+    (area, band orientation) cases, at most ``2 * len(areas)``.
+
+    Args:
+        locations: the band locations to produce, a non-empty subset of
+            ``("top", "bottom", "left", "right")``, in output order.
+        areas: the band areas to draw from, each in ``(0, 1)``.
+        area_probs: probability of each area (default: uniform). Must sum to 1.
+        patch_area: ``(low, high)``, range of ``epsilon`` in ``(0, 1]``.
+        patch_ratio: ``(low, high)``, range of ``r``, positive.
+        include_holistic: put the unmodified images first in the output.
+
+    Shape:
+        - images: ``(B, C, H, W)`` floating, any device; ``B >= 2`` unless ``occluders`` given.
+        - occluders: ``(N, C, h, w)``, same dtype and device as ``images``, any ``h x w``.
+        - output: :class:`OcclusionBatch` with ``(V*B, C, H, W)`` images,
+          ``V = len(locations) + include_holistic``.
+
+    Example:
+        >>> aug = OcclusionAugmentation()
+        >>> out = aug(torch.rand(8, 3, 256, 128), generator=torch.Generator().manual_seed(0))
+        >>> out.images.shape, out.location[::8].tolist()
+        (torch.Size([40, 3, 256, 128]), [0, 1, 2, 3, 4])
+        >>> again = aug(torch.rand(8, 3, 256, 128), params=out.params)  # same patches and areas
+    """
+
+    def __init__(
+        self,
+        locations: Sequence[str] = ("top", "bottom", "left", "right"),
+        areas: Sequence[float] = (0.5, 0.25),
+        area_probs: Sequence[float] | None = None,
+        patch_area: tuple[float, float] = (0.02, 0.2),
+        patch_ratio: tuple[float, float] = (0.3, 3.3),
+        include_holistic: bool = True,
+    ) -> None:
+        super().__init__()
+        self.locations = _check_locations(locations)
+        self.areas = _check_areas(areas)
+        self.area_probs = _check_area_probs(area_probs, len(self.areas))
+        self.patch_area = _check_range("patch_area", patch_area, upper=1.0)
+        self.patch_ratio = _check_range("patch_ratio", patch_ratio, upper=None)
+        if not isinstance(include_holistic, bool):
+            raise TypeError(f"include_holistic must be a bool, got {include_holistic!r}")
+        self.include_holistic = include_holistic
+        self._location_codes = tuple(LOCATIONS.index(name) for name in self.locations)
+
+    @property
+    def num_views(self) -> int:
+        """Number of output views ``V`` per input image."""
+        return len(self.locations) + int(self.include_holistic)
+
+    def extra_repr(self) -> str:
+        return (
+            f"locations={self.locations}, areas={self.areas}, area_probs={self.area_probs}, "
+            f"patch_area={self.patch_area}, patch_ratio={self.patch_ratio}, "
+            f"include_holistic={self.include_holistic}"
+        )
+
+    def generate_parameters(
+        self,
+        batch_size: int,
+        source_size: tuple[int, int],
+        num_occluders: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> OcclusionParams:
+        r"""Draw the parameters for a batch of ``batch_size`` images.
+
+        Args:
+            batch_size: number of input images ``B``.
+            source_size: ``(h, w)`` of the images patches are cut from (the batch's own size, or
+                the occluders').
+            num_occluders: number of occluder images, or ``None`` to cut patches from the batch.
+            generator: source of randomness (default: the global CPU generator).
+
+        Returns:
+            :class:`~occlusion_aug.OcclusionParams` on the CPU.
+        """
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return draw_occlusion_params(
+            batch_size,
+            source_size,
+            self.areas,
+            torch.tensor(self.area_probs, dtype=torch.float64),
+            self.patch_area,
+            self.patch_ratio,
+            num_occluders=num_occluders,
+            generator=generator,
+        )
+
+    def forward(
+        self,
+        images: Tensor,
+        generator: torch.Generator | None = None,
+        params: OcclusionParams | None = None,
+        occluders: Tensor | None = None,
+    ) -> OcclusionBatch:
+        r"""Make the holistic and occluded views of ``images``.
+
+        Args:
+            images: ``(B, C, H, W)`` floating images, any device.
+            generator: source of randomness for new parameters (ignored when ``params`` given).
+            params: parameters of an earlier call to replay instead of drawing new ones.
+            occluders: optional ``(N, C, h, w)`` images to cut the patches from instead of the
+                batch itself.
+
+        Returns:
+            The :class:`OcclusionBatch`.
+        """
+        batch, _, height, width = _check_images(images)
+        if occluders is not None:
+            _check_occluders(occluders, images)
+            sources = occluders
+        else:
+            if batch < 2:
+                raise ValueError(
+                    "images must hold at least 2 images, since each patch is cut from another "
+                    "image of the batch; pass occluders= to augment a single image"
+                )
+            sources = images
+        num_occluders = None if occluders is None else occluders.shape[0]
+        source_size = (sources.shape[2], sources.shape[3])
+        self._check_bands(height, width)
+        if params is None:
+            params = self.generate_parameters(batch, source_size, num_occluders, generator)
+        else:
+            self._check_params(params, batch, source_size, num_occluders)
+        return OcclusionBatch(
+            images=self._paste(images, sources, params),
+            params=params,
+            **self._labels(params, images.device),
+        )
+
+    def _paste(self, images: Tensor, sources: Tensor, params: OcclusionParams) -> Tensor:
+        batch, channels, height, width = images.shape
+        views = images.new_empty((self.num_views, batch, channels, height, width))
+        views.copy_(images.expand_as(views))
+        view_of = {code: i + self.include_holistic for i, code in enumerate(self._location_codes)}
+        patch_top, patch_left = params.patch_top, params.patch_left
+        for area in self.areas:
+            members = torch.nonzero(params.area == area).squeeze(1)
+            if members.numel() == 0:
+                continue
+            # Plain slicing when every image shares the area avoids a scattered index_put.
+            rows = slice(None) if members.numel() == batch else members.to(images.device)
+            crops = sources.index_select(0, params.source_index[members].to(sources.device))
+            geometry = (
+                patch_top[members],
+                patch_left[members],
+                params.patch_height[members],
+                params.patch_width[members],
+            )
+            for codes, size in (
+                (_HORIZONTAL_BANDS, (_thickness(area, height), width)),
+                (_VERTICAL_BANDS, (height, _thickness(area, width))),
+            ):
+                present = [code for code in codes if code in view_of]
+                if not present:
+                    continue
+                patches = resize_crops(crops, *geometry, size=size)
+                for code in present:
+                    band = _band_slices(code, size, height, width)
+                    views[view_of[code]][(rows, slice(None), *band)] = patches
+        return views.view(self.num_views * batch, channels, height, width)
+
+    def _labels(self, params: OcclusionParams, device: torch.device) -> dict[str, Tensor]:
+        batch = params.batch_size
+        codes = (0,) * self.include_holistic + self._location_codes
+        holistic_area = [torch.zeros(batch, dtype=torch.float32)] * self.include_holistic
+        area = torch.cat(holistic_area + [params.area] * len(self.locations))
+        return {
+            "location": torch.tensor(codes).repeat_interleave(batch).to(device),
+            "area": area.to(device),
+            "sample_index": torch.arange(batch).repeat(self.num_views).to(device),
+        }
+
+    def _check_bands(self, height: int, width: int) -> None:
+        for area in self.areas:
+            for side, length in (("height", height), ("width", width)):
+                if _thickness(area, length) == 0:
+                    raise ValueError(
+                        f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
+                        "use larger images or larger areas"
+                    )
+
+    def _check_params(
+        self,
+        params: OcclusionParams,
+        batch: int,
+        source_size: tuple[int, int],
+        num_occluders: int | None,
+    ) -> None:
+        if not isinstance(params, OcclusionParams):
+            raise TypeError(f"params must be OcclusionParams, got {type(params).__name__}")
+        if params.batch_size != batch:
+            raise ValueError(
+                f"params were drawn for a batch of {params.batch_size} images, but images holds "
+                f"{batch}; draw new params for this batch"
+            )
+        if params.from_occluders != (num_occluders is not None):
+            drawn, given = ("with", "without") if params.from_occluders else ("without", "with")
+            raise ValueError(f"params were drawn {drawn} occluders but are replayed {given} them")
+        if num_occluders is not None and params.num_sources != num_occluders:
+            raise ValueError(
+                f"params were drawn for {params.num_sources} occluders, got {num_occluders}"
+            )
+        if params.source_size != source_size:
+            raise ValueError(
+                f"params were drawn for sources of size {params.source_size}, got {source_size}"
+            )
+        unknown = sorted({float(a) for a in params.area.tolist()} - set(self.areas))
+        if unknown:
+            raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
+
+
+def _thickness(area: float, length: int) -> int:
+    return int(band_thickness(torch.tensor(area), length))
+
+
+def _band_slices(code: int, size: tuple[int, int], height: int, width: int) -> tuple[slice, slice]:
+    band_h, band_w = size
+    full = slice(None)
+    return {
+        1: (slice(0, band_h), full),
+        2: (slice(height - band_h, height), full),
+        3: (full, slice(0, band_w)),
+        4: (full, slice(width - band_w, width)),
+    }[code]
+
+
+def _check_images(images: Tensor) -> tuple[int, int, int, int]:
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be a floating tensor, got {images.dtype}; convert with "
+            "images.float() / 255 for uint8 images"
+        )
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (B = 0)")
+    return tuple(images.shape)
+
+
+def _check_occluders(occluders: Tensor, images: Tensor) -> None:
+    if not isinstance(occluders, Tensor):
+        raise TypeError(f"occluders must be a torch.Tensor, got {type(occluders).__name__}")
+    if occluders.ndim != 4 or occluders.shape[0] == 0 or min(occluders.shape[2:]) == 0:
+        raise ValueError(
+            "occluders must have shape (N, C, h, w) with N, h, w >= 1, "
+            f"got {tuple(occluders.shape)}"
+        )
+    if occluders.shape[1] != images.shape[1]:
+        raise ValueError(
+            f"occluders have {occluders.shape[1]} channels but images have {images.shape[1]}"
+        )
+    if occluders.dtype != images.dtype:
+        raise TypeError(
+            f"occluders are {occluders.dtype} but images are {images.dtype}; "
+            f"convert with occluders.to({images.dtype})"
+        )
+    if occluders.device != images.device:
+        raise ValueError(
+            f"occluders are on {occluders.device} but images on {images.device}; "
+            "move them with occluders.to(images.device)"
+        )
+
+
+def _check_locations(locations: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(locations, str):
+        raise TypeError(f"locations must be a sequence of names, got the string {locations!r}")
+    locations = tuple(locations)
+    valid = LOCATIONS[1:]
+    unknown = [name for name in locations if name not in valid]
+    if unknown:
+        raise ValueError(f"unknown locations {unknown}; choose from {valid}")
+    if not locations or len(set(locations)) != len(locations):
+        raise ValueError(f"locations must be non-empty and without repeats, got {locations}")
+    return locations
+
+
+def _check_areas(areas: Sequence[float]) -> tuple[float, ...]:
+    areas = tuple(float(a) for a in areas)
+    if not areas or len(set(areas)) != len(areas):
+        raise ValueError(f"areas must be non-empty and without repeats, got {areas}")
+    if not all(0.0 < a < 1.0 for a in areas):
+        raise ValueError(f"areas must each be in (0, 1), got {areas}")
+    return areas
+
+
+def _check_area_probs(area_probs: Sequence[float] | None, num_areas: int) -> tuple[float, ...]:
+    if area_probs is None:
+        return (1.0 / num_areas,) * num_areas
+    probs = tuple(float(p) for p in area_probs)
+    if len(probs) != num_areas:
+        raise ValueError(f"area_probs must have one entry per area ({num_areas}), got {probs}")
+    if not all(p >= 0.0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"area_probs must be non-negative and sum to 1, got {probs}")
+    return probs
+
+
+def _check_range(
+    name: str, bounds: tuple[float, float], upper: float | None
+) -> tuple[float, float]:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {bounds!r}") from None
+    if not (0.0 < low <= high) or (upper is not None and high > upper):
+        limit = f" <= {upper}" if upper is not None else ""
+        raise ValueError(f"{name} must satisfy 0 < low <= high{limit}, got {bounds!r}")
+    return low, high
