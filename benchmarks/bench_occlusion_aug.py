@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import kornia
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
+import torchvision
 from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.functional import pil_to_tensor
@@ -85,8 +87,8 @@ def main() -> None:
         ),
     }
     print(
-        f"torch {torch.__version__}, kornia {K.__name__.split('.')[0]} "
-        f"{__import__('kornia').__version__}, device {device}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, kornia {kornia.__version__}, "
+        f"torchvision {torchvision.__version__}, device {device}, {torch.get_num_threads()} threads"
     )
     print(f"batch {tuple(images.shape)} of {source}; median of {args.repeats} calls\n")
     rates = {}
