@@ -99,7 +99,6 @@ def band_mask(
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"{name} must be a positive int, got {size!r}")
     device = location.device
-    area = area.to(device)
     rows = torch.arange(height, device=device)
     cols = torch.arange(width, device=device)
     row_band = band_thickness(area, height)[:, None]
