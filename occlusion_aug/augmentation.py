@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .bands import LOCATIONS, band_thickness, occlusion_type
+from ._validation import check_images
+from .bands import LOCATIONS, band_slices, band_thickness, occlusion_type
 from .crops import resize_crops
 from .params import OcclusionParams, draw_occlusion_params
 
@@ -173,7 +174,9 @@ class OcclusionAugmentation(nn.Module):
         Returns:
             The :class:`OcclusionBatch`.
         """
-        batch, _, height, width = _check_images(images)
+        batch, _, height, width = check_images(images)
+        if batch == 0:
+            raise ValueError("images is an empty batch (B = 0)")
         if occluders is not None:
             _check_occluders(occluders, images)
             sources = occluders
@@ -216,16 +219,15 @@ class OcclusionAugmentation(nn.Module):
                 params.patch_height[members],
                 params.patch_width[members],
             )
-            for codes, size in (
-                (_HORIZONTAL_BANDS, (_thickness(area, height), width)),
-                (_VERTICAL_BANDS, (height, _thickness(area, width))),
-            ):
-                present = [code for code in codes if code in view_of]
-                if not present:
+            for codes in (_HORIZONTAL_BANDS, _VERTICAL_BANDS):
+                bands = {c: band_slices(c, area, height, width) for c in codes if c in view_of}
+                if not bands:
                     continue
+                # Bands of one orientation share their size, so one resampled patch serves both.
+                band_rows, band_cols = next(iter(bands.values()))
+                size = (len(range(height)[band_rows]), len(range(width)[band_cols]))
                 patches = resize_crops(crops, *geometry, size=size)
-                for code in present:
-                    band = _band_slices(code, size, height, width)
+                for code, band in bands.items():
                     views[view_of[code]][(rows, slice(None), *band)] = patches
         return views.view(self.num_views * batch, channels, height, width)
 
@@ -243,7 +245,7 @@ class OcclusionAugmentation(nn.Module):
     def _check_bands(self, height: int, width: int) -> None:
         for area in self.areas:
             for side, length in (("height", height), ("width", width)):
-                if _thickness(area, length) == 0:
+                if int(band_thickness(torch.tensor(area), length)) == 0:
                     raise ValueError(
                         f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
                         "use larger images or larger areas"
@@ -277,36 +279,6 @@ class OcclusionAugmentation(nn.Module):
         unknown = sorted({float(a) for a in params.area.tolist()} - set(self.areas))
         if unknown:
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
-
-
-def _thickness(area: float, length: int) -> int:
-    return int(band_thickness(torch.tensor(area), length))
-
-
-def _band_slices(code: int, size: tuple[int, int], height: int, width: int) -> tuple[slice, slice]:
-    band_h, band_w = size
-    full = slice(None)
-    return {
-        1: (slice(0, band_h), full),
-        2: (slice(height - band_h, height), full),
-        3: (full, slice(0, band_w)),
-        4: (full, slice(width - band_w, width)),
-    }[code]
-
-
-def _check_images(images: Tensor) -> tuple[int, int, int, int]:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(
-            f"images must be a floating tensor, got {images.dtype}; convert with "
-            "images.float() / 255 for uint8 images"
-        )
-    if images.shape[0] == 0:
-        raise ValueError("images is an empty batch (B = 0)")
-    return tuple(images.shape)
 
 
 def _check_occluders(occluders: Tensor, images: Tensor) -> None:

@@ -24,10 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._validation import check_images
+
 __all__ = [
     "LOCATIONS",
     "NUM_OCCLUSION_TYPES",
     "band_mask",
+    "band_slices",
     "band_thickness",
     "location_and_area",
     "occlude",
@@ -110,6 +113,36 @@ def band_mask(
     return (in_rows[:, :, None] | in_cols[:, None, :]).unsqueeze(1)
 
 
+def band_slices(location: int, area: float, height: int, width: int) -> tuple[slice, slice]:
+    r"""The band of one (location, area) pair as ``(rows, columns)`` slices of an image.
+
+    The same band as :func:`band_mask`, in a form that indexes without a mask: for a whole batch
+    sharing one (location, area), ``images[..., rows, cols]`` is the band.
+
+    Args:
+        location: location code in ``0..4``; ``0`` gives an empty band.
+        area: band area in ``[0, 1]``.
+        height: image height ``H``.
+        width: image width ``W``.
+
+    Returns:
+        ``(rows, cols)`` slices; the side the band spans is ``slice(None)``.
+
+    Example:
+        >>> band_slices(2, 0.25, 256, 128)
+        (slice(192, 256, None), slice(None, None, None))
+    """
+    rows, cols = (int(band_thickness(torch.tensor(float(area)), n)) for n in (height, width))
+    full = slice(None)
+    return {
+        0: (slice(0, 0), full),
+        1: (slice(0, rows), full),
+        2: (slice(height - rows, height), full),
+        3: (full, slice(0, cols)),
+        4: (full, slice(width - cols, width)),
+    }[location]
+
+
 def occlude(
     images: Tensor,
     location: Tensor | Sequence[int],
@@ -137,12 +170,7 @@ def occlude(
                 [ 1.,  1.],
                 [-1., -1.]])
     """
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a floating tensor, got {images.dtype}")
+    check_images(images)
     location = torch.as_tensor(location, device=images.device)
     if location.ndim != 1 or location.numel() != images.shape[0]:
         raise ValueError(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._validation import check_images
+
 __all__ = ["resize_crops"]
 
 
@@ -42,12 +44,7 @@ def resize_crops(
         tensor([[ 5.0000,  5.2500,  5.7500,  6.0000],
                 [ 9.0000,  9.2500,  9.7500, 10.0000]])
     """
-    if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(
-            f"images must be a floating (N, C, H, W) tensor, got {images.dtype} "
-            f"of shape {tuple(images.shape)}"
-        )
-    num, _, src_h, src_w = images.shape
+    num, _, src_h, src_w = check_images(images)
     boxes = {"top": top, "left": left, "height": height, "width": width}
     for name, value in boxes.items():
         if not isinstance(value, Tensor) or value.shape != (num,):

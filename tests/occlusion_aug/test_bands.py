@@ -8,6 +8,7 @@ import torch
 from occlusion_aug import (
     NUM_OCCLUSION_TYPES,
     band_mask,
+    band_slices,
     band_thickness,
     location_and_area,
     occlude,
@@ -83,6 +84,15 @@ def test_band_mask_matches_hand_coordinates(size: tuple[int, int]) -> None:
         else:
             expected[:, start:end] = True
         assert torch.equal(mask, expected), (loc, start, end)
+
+
+@pytest.mark.parametrize("size", list(HAND_BANDS))
+def test_band_slices_select_the_band_mask(size: tuple[int, int]) -> None:
+    height, width = size
+    for location, area in [*HAND_BANDS[size], (0, 0.0)]:
+        from_slices = torch.zeros(height, width, dtype=torch.bool)
+        from_slices[band_slices(location, area, height, width)] = True
+        assert torch.equal(from_slices, band_mask([location], [area], height, width)[0, 0])
 
 
 def test_band_mask_none_and_zero_area_are_empty() -> None:
