@@ -1,0 +1,115 @@
+"""Argument checks shared by the losses of this package."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_float_tensor(value: Tensor, name: str, shape: str, ndim: int) -> None:
+    """Raise unless ``value`` is a floating tensor of rank ``ndim`` with a non-empty batch.
+
+    ``shape`` describes the expected shape in the error message, e.g. ``"(N, D)"``.
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating tensor, got {value.dtype}; convert with {name}.float()"
+        )
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+    if value.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (its first dimension is 0)")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must have no empty dimension, got shape {tuple(value.shape)}")
+
+
+def check_same_kind(value: Tensor, name: str, reference: Tensor, reference_name: str) -> None:
+    """Raise unless ``value`` has the dtype and device of ``reference``."""
+    if value.dtype != reference.dtype:
+        raise TypeError(
+            f"{name} is {value.dtype} but {reference_name} is {reference.dtype}; "
+            f"convert with {name}.to({reference_name}.dtype)"
+        )
+    if value.device != reference.device:
+        raise ValueError(
+            f"{name} is on {value.device} but {reference_name} is on {reference.device}; "
+            f"move it with {name}.to({reference_name}.device)"
+        )
+
+
+def check_integer_vector(
+    value: Tensor | Sequence[int],
+    name: str,
+    length: int | None,
+    device: torch.device | None,
+    rows_of: str = "the features",
+) -> Tensor:
+    """``value`` as an int64 ``(length,)`` tensor on ``device``, or a clear error.
+
+    ``length=None`` accepts any length; ``device=None`` keeps ``value``'s device.
+    """
+    value = torch.as_tensor(value)
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must hold integers, got dtype {value.dtype}; convert with {name}.long()"
+        )
+    if length is None and value.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,), got {tuple(value.shape)}")
+    if length is not None and (value.ndim != 1 or value.numel() != length):
+        raise ValueError(
+            f"{name} must have shape ({length},), one entry per row of {rows_of}, "
+            f"got {tuple(value.shape)}"
+        )
+    return value.to(device=device, dtype=torch.int64)
+
+
+def check_bool_vector(value: Tensor, name: str, length: int, device: torch.device) -> Tensor:
+    """``value`` as a bool ``(length,)`` tensor on ``device``, or a clear error."""
+    if not isinstance(value, Tensor) or value.dtype != torch.bool:
+        kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
+        raise TypeError(f"{name} must be a bool tensor, got {kind}")
+    if value.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},), got {tuple(value.shape)}")
+    return value.to(device)
+
+
+def check_margin(margin: float) -> float:
+    """``margin`` as a float, or a ValueError unless it is a finite number ``>= 0``."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise TypeError(f"margin must be a number, got {type(margin).__name__}")
+    if not math.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    return float(margin)
+
+
+def check_flag(value: bool, name: str) -> bool:
+    """Raise a TypeError unless ``value`` is a bool (catches options passed positionally)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """Raise a ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def raise_if_not_finite(loss: Tensor, **inputs: Tensor) -> None:
+    """Name the input holding NaN or inf when ``loss`` is not finite.
+
+    Checking the scalar loss instead of every input keeps the usual case cheap: the inputs are
+    scanned only once the loss is known to be bad.
+    """
+    with torch.no_grad():
+        if bool(torch.isfinite(loss)):
+            return
+        for name, value in inputs.items():
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name} contains NaN or inf values; the loss would be {loss}")

@@ -1,0 +1,45 @@
+"""Pairwise Euclidean distances that stay differentiable where two points coincide."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["pairwise_distances"]
+
+# Squared distances below this are clamped before the square root: sqrt has an infinite
+# derivative at 0, which would turn the zero gradient of an unused entry (an anchor against
+# itself) into NaN. sqrt(1e-12) = 1e-6 is far below any distance a loss cares about.
+_MIN_SQUARED_DISTANCE = 1e-12
+
+
+def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool = False) -> Tensor:
+    r"""Euclidean distances between all pairs of rows, batched over leading dimensions.
+
+    Computed as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product), clamped at 0 against rounding,
+    and for plain distances at ``1e-12`` before the square root, so that the gradient is finite
+    (zero) where two rows coincide, the diagonal included.
+
+    Args:
+        features: ``(..., N, D)`` floating features, any device.
+        squared: return squared distances instead of distances.
+        normalize: L2-normalise each row first (distances then lie in ``[0, 2]``).
+
+    Returns:
+        ``(..., N, N)`` distances of ``features``' dtype and device. The diagonal is ``~1e-6``
+        (``0`` when ``squared``) up to rounding.
+
+    Example:
+        >>> pairwise_distances(torch.tensor([[0.0, 0.0], [3.0, 4.0]]))
+        tensor([[1.0000e-06, 5.0000e+00],
+                [5.0000e+00, 1.0000e-06]])
+    """
+    if normalize:
+        features = F.normalize(features, dim=-1)
+    norms = features.square().sum(-1)
+    gram = features @ features.transpose(-1, -2)
+    squared_distances = torch.clamp_min(norms[..., :, None] + norms[..., None, :] - 2 * gram, 0)
+    if squared:
+        return squared_distances
+    return squared_distances.clamp_min(_MIN_SQUARED_DISTANCE).sqrt()

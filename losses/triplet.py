@@ -1,0 +1,398 @@
+"""Batch-hard triplet losses: plain, and grouped by occlusion location (OAMN §3.3, eq. 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, overload
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import (
+    check_flag,
+    check_float_tensor,
+    check_integer_vector,
+    check_margin,
+    raise_if_not_finite,
+)
+from .distances import pairwise_distances
+
+__all__ = [
+    "BatchHardTripletLoss",
+    "GroupedTripletLoss",
+    "TripletLossDetails",
+    "batch_hard_triplet_loss",
+    "grouped_triplet_loss",
+]
+
+
+@dataclass(frozen=True)
+class TripletLossDetails:
+    r"""A batch-hard triplet loss with what its mining found (``return_details=True``).
+
+    For ``N`` input rows, all tensors on the features' device, in input row order.
+
+    Attributes:
+        loss: ``()`` the loss, as returned without details.
+        anchor_losses: ``(N,)`` hinge ``relu(d(a, p) - d(a, n) + margin)`` of each anchor with
+            its hardest positive ``p`` and negative ``n``; ``0`` for excluded anchors.
+        valid_anchors: ``(N,)`` bool, ``True`` for the anchors that have a positive (another row
+            of their identity) and a negative (a row of another identity), in their group for
+            the grouped loss. The others are excluded from the mean.
+        positive_index: ``(N,)`` int64, the row of each anchor's farthest positive; ``-1`` for
+            excluded anchors.
+        negative_index: ``(N,)`` int64, the row of each anchor's nearest negative; ``-1`` for
+            excluded anchors.
+    """
+
+    loss: Tensor
+    anchor_losses: Tensor
+    valid_anchors: Tensor
+    positive_index: Tensor
+    negative_index: Tensor
+
+    @property
+    def num_excluded_anchors(self) -> int:
+        """Number of anchors left out of the mean for lack of a positive or a negative."""
+        return int((~self.valid_anchors).sum())
+
+
+@overload
+def batch_hard_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    margin: float = ...,
+    squared: bool = ...,
+    normalize: bool = ...,
+    *,
+    return_details: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def batch_hard_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    margin: float = ...,
+    squared: bool = ...,
+    normalize: bool = ...,
+    *,
+    return_details: Literal[True],
+) -> TripletLossDetails: ...
+
+
+def batch_hard_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    margin: float = 0.3,
+    squared: bool = False,
+    normalize: bool = False,
+    *,
+    return_details: bool = False,
+) -> Tensor | TripletLossDetails:
+    r"""Batch-hard triplet loss (Hermans et al. 2017): farthest positive, nearest negative.
+
+    For each anchor ``a``: ``relu(d(a, p) - d(a, n) + margin)``, where ``p`` is the farthest row
+    of the same identity (never ``a`` itself) and ``n`` the nearest row of another identity. The
+    loss is the mean over the *valid* anchors, those that have both; the others (an identity
+    with a single row, or a batch of one identity) are excluded, and counted in the details.
+
+    ``d`` is the Euclidean distance, as in the authors' OAMN code; the paper's eq. (5) writes
+    squared distances: pass ``squared=True`` for those. Unlike the open-reid loss the authors
+    used, an anchor is never its own positive: there, an identity with a single row got
+    ``d(a, p) = 0``; here it is excluded (the two agree whenever each identity has 2+ rows).
+
+    Args:
+        features: ``(N, D)`` floating embeddings, any device.
+        labels: ``(N,)`` integer identity labels.
+        margin: the hinge margin, ``>= 0``.
+        squared: use squared Euclidean distances.
+        normalize: L2-normalise the features first.
+        return_details: return a :class:`TripletLossDetails` instead of the loss alone.
+
+    Returns:
+        The ``()`` loss in ``features``' dtype, or its :class:`TripletLossDetails`.
+
+    Raises:
+        ValueError: when no anchor is valid (one identity only, or no identity with 2 rows), or
+            when ``features`` holds NaN or inf.
+
+    Example:
+        >>> features = torch.tensor([[0.0], [1.0], [3.0], [6.0]])  # 4 points on a line
+        >>> batch_hard_triplet_loss(features, torch.tensor([0, 0, 1, 1]), margin=2.5)
+        tensor(1.5000)
+        >>> details = batch_hard_triplet_loss(features, [0, 0, 1, 2], return_details=True)
+        >>> details.num_excluded_anchors, details.negative_index.tolist()
+        (2, [2, 2, -1, -1])
+    """
+    margin = check_margin(margin)
+    squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
+    check_float_tensor(features, "features", "(N, D)", ndim=2)
+    labels = check_integer_vector(labels, "labels", len(features), features.device)
+    distances = pairwise_distances(features, squared=squared, normalize=normalize)
+    not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
+    hinge, valid, positive_index, negative_index = _mine_hardest(
+        distances, labels[:, None] == labels[None, :], not_self, margin
+    )
+    num_valid = valid.sum()
+    if not bool(num_valid):
+        raise ValueError(_why_no_anchor_is_valid(labels))
+    loss = hinge.sum() / num_valid
+    raise_if_not_finite(loss, features=features)
+    if not return_details:
+        return loss
+    return TripletLossDetails(loss, hinge, valid, positive_index, negative_index)
+
+
+@overload
+def grouped_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    groups: Tensor | Sequence[int],
+    margin: float = ...,
+    squared: bool = ...,
+    normalize: bool = ...,
+    *,
+    return_details: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def grouped_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    groups: Tensor | Sequence[int],
+    margin: float = ...,
+    squared: bool = ...,
+    normalize: bool = ...,
+    *,
+    return_details: Literal[True],
+) -> TripletLossDetails: ...
+
+
+def grouped_triplet_loss(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    groups: Tensor | Sequence[int],
+    margin: float = 0.5,
+    squared: bool = False,
+    normalize: bool = False,
+    *,
+    return_details: bool = False,
+) -> Tensor | TripletLossDetails:
+    r"""OAMN's grouped triplet loss (paper eq. 6): batch-hard mining inside each group only.
+
+    Positives and negatives are mined as in :func:`batch_hard_triplet_loss`, but only among the
+    rows of the anchor's own group, so no triplet mixes groups. In OAMN the groups are the
+    occlusion locations (0 none, 1 top, 2 bottom, 3 left, 4 right): half and quarter occlusions
+    of one location share a group.
+
+    Reduction: the mean over each group's valid anchors, then the mean over the groups that
+    have at least one valid anchor (a mean of per-group means, so a small group weighs as much
+    as a large one). This is the authors' code: five calls of a mean-reduced batch-hard loss,
+    divided by 5. Eq. (6) writes ``1/|P'| sum_p sum_i`` with a *sum* over a group's ``n``
+    anchors; with every anchor valid it is ``n`` times this loss.
+
+    All groups are mined at once: the rows are laid out as a ``(groups, largest group, D)``
+    tensor and the distances are computed block by block with one batched matrix product,
+    which costs no more than separate calls per group and avoids the full ``N x N`` matrix.
+
+    Args:
+        features: ``(N, D)`` floating embeddings, any device.
+        labels: ``(N,)`` integer identity labels.
+        groups: ``(N,)`` integer group of each row, any values (e.g. the location codes).
+        margin: the hinge margin, ``>= 0``; the paper uses 0.5.
+        squared: use squared Euclidean distances (the paper's eq. 5; the authors' code and
+            the default use plain distances).
+        normalize: L2-normalise the features first.
+        return_details: return a :class:`TripletLossDetails` instead of the loss alone.
+
+    Returns:
+        The ``()`` loss in ``features``' dtype, or its :class:`TripletLossDetails`.
+
+    Raises:
+        ValueError: when no group has a valid anchor, or ``features`` holds NaN or inf.
+
+    Example:
+        >>> features = torch.tensor([[0.0], [1.0], [0.2], [1.5], [8.0], [8.5]])
+        >>> labels = torch.tensor([0, 0, 1, 1, 1, 1])
+        >>> groups = torch.tensor([0, 0, 1, 1, 0, 0])  # row 2 is near row 0, in another group
+        >>> grouped_triplet_loss(features, labels, groups, margin=0.5)
+        tensor(0.)
+        >>> batch_hard_triplet_loss(features, labels, margin=0.5)
+        tensor(3.4167)
+    """
+    margin = check_margin(margin)
+    squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
+    check_float_tensor(features, "features", "(N, D)", ndim=2)
+    labels = check_integer_vector(labels, "labels", len(features), features.device)
+    groups = check_integer_vector(groups, "groups", len(features), features.device)
+    rows, slot_of_row = _group_slots(groups)
+    in_group = rows >= 0
+    some_rows = rows.clamp_min(0)  # padding slots read row 0; the masks below ignore them
+    grouped_labels = labels[some_rows]
+    distances = pairwise_distances(features[some_rows], squared=squared, normalize=normalize)
+    not_self = ~torch.eye(rows.shape[1], dtype=torch.bool, device=features.device)
+    candidates = in_group[:, :, None] & in_group[:, None, :] & not_self
+    hinge, valid, positive_slot, negative_slot = _mine_hardest(
+        distances, grouped_labels[:, :, None] == grouped_labels[:, None, :], candidates, margin
+    )
+    anchors_per_group = valid.sum(-1)
+    num_groups = (anchors_per_group > 0).sum()
+    if not bool(num_groups):
+        raise ValueError(
+            "no group has a valid anchor: inside its group, an anchor needs another row of its "
+            "identity and a row of another identity; check that labels and groups describe the "
+            "same rows"
+        )
+    # A group without valid anchors has an all-zero hinge, so it adds 0 to the sum.
+    loss = (hinge.sum(-1) / anchors_per_group.clamp_min(1)).sum() / num_groups
+    raise_if_not_finite(loss, features=features)
+    if not return_details:
+        return loss
+
+    def in_input_order(per_slot: Tensor) -> Tensor:
+        return per_slot.flatten()[slot_of_row]
+
+    def input_rows(slots: Tensor) -> Tensor:
+        return torch.where(valid, rows.gather(1, slots.clamp_min(0)), -1)
+
+    return TripletLossDetails(
+        loss,
+        in_input_order(hinge),
+        in_input_order(valid),
+        in_input_order(input_rows(positive_slot)),
+        in_input_order(input_rows(negative_slot)),
+    )
+
+
+class _TripletLoss(nn.Module):
+    """Holds and checks the hyper-parameters shared by the triplet loss modules."""
+
+    def __init__(self, margin: float, squared: bool, normalize: bool) -> None:
+        super().__init__()
+        self.margin = check_margin(margin)
+        self.squared = check_flag(squared, "squared")
+        self.normalize = check_flag(normalize, "normalize")
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, squared={self.squared}, normalize={self.normalize}"
+
+
+class BatchHardTripletLoss(_TripletLoss):
+    r"""Module form of :func:`batch_hard_triplet_loss`.
+
+    Args:
+        margin: the hinge margin, ``>= 0``.
+        squared: use squared Euclidean distances.
+        normalize: L2-normalise the features first.
+
+    Shape:
+        - features: ``(N, D)`` floating.
+        - labels: ``(N,)`` integer.
+        - output: ``()``.
+
+    Example:
+        >>> criterion = BatchHardTripletLoss(margin=2.5)
+        >>> criterion(torch.tensor([[0.0], [1.0], [3.0], [6.0]]), torch.tensor([0, 0, 1, 1]))
+        tensor(1.5000)
+    """
+
+    def __init__(self, margin: float = 0.3, squared: bool = False, normalize: bool = False) -> None:
+        super().__init__(margin, squared, normalize)
+
+    def forward(self, features: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
+        return batch_hard_triplet_loss(features, labels, self.margin, self.squared, self.normalize)
+
+
+class GroupedTripletLoss(_TripletLoss):
+    r"""Module form of :func:`grouped_triplet_loss` (OAMN's ``L_tri-g``).
+
+    Args:
+        margin: the hinge margin, ``>= 0``; the paper uses 0.5.
+        squared: use squared Euclidean distances.
+        normalize: L2-normalise the features first.
+
+    Shape:
+        - features: ``(N, D)`` floating.
+        - labels: ``(N,)`` integer.
+        - groups: ``(N,)`` integer, e.g. the occlusion location codes 0..4.
+        - output: ``()``.
+
+    Example:
+        >>> criterion = GroupedTripletLoss()
+        >>> features = torch.tensor([[0.0], [1.0], [0.2], [1.5], [8.0], [8.5]])
+        >>> criterion(features, [0, 0, 1, 1, 1, 1], groups=[0, 0, 1, 1, 0, 0])
+        tensor(0.)
+    """
+
+    def __init__(self, margin: float = 0.5, squared: bool = False, normalize: bool = False) -> None:
+        super().__init__(margin, squared, normalize)
+
+    def forward(
+        self,
+        features: Tensor,
+        labels: Tensor | Sequence[int],
+        groups: Tensor | Sequence[int],
+    ) -> Tensor:
+        return grouped_triplet_loss(
+            features, labels, groups, self.margin, self.squared, self.normalize
+        )
+
+
+def _mine_hardest(
+    distances: Tensor, same_label: Tensor, candidates: Tensor, margin: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Batch-hard mining over the last dimension of ``(..., L, L)`` distances.
+
+    ``candidates`` marks the pairs mining may use (not the anchor itself, same group). Returns
+    the hinge of each anchor (0 where excluded), its validity, and the positions of its hardest
+    positive and negative (-1 where excluded).
+    """
+    positives = same_label & candidates
+    negatives = ~same_label & candidates
+    # +-inf keep excluded pairs out of the max/min; a row with no candidate yields an infinite
+    # difference, which the where() below replaces before it can reach the mean.
+    positive_distance, positive_index = torch.where(positives, distances, -torch.inf).max(-1)
+    negative_distance, negative_index = torch.where(negatives, distances, torch.inf).min(-1)
+    valid = positives.any(-1) & negatives.any(-1)
+    hinge = torch.where(valid, torch.relu(positive_distance - negative_distance + margin), 0)
+    return (
+        hinge,
+        valid,
+        torch.where(valid, positive_index, -1),
+        torch.where(valid, negative_index, -1),
+    )
+
+
+def _group_slots(groups: Tensor) -> tuple[Tensor, Tensor]:
+    """Lay the rows out in a ``(G, L)`` grid: one line per distinct group, ``L`` its largest size.
+
+    Returns ``rows``, the input row in each slot (``-1`` for padding), and ``slot_of_row``, the
+    flat slot index of each input row. Rows keep their input order inside a group.
+    """
+    order = torch.argsort(groups, stable=True)
+    _, sizes = torch.unique_consecutive(groups[order], return_counts=True)
+    num_groups, width = sizes.numel(), int(sizes.max())
+    group_of_sorted = torch.repeat_interleave(torch.arange(num_groups, device=groups.device), sizes)
+    first_of_group = torch.cumsum(sizes, 0) - sizes
+    position = torch.arange(len(groups), device=groups.device) - first_of_group[group_of_sorted]
+    slot_of_sorted = group_of_sorted * width + position
+    rows = torch.full((num_groups * width,), -1, dtype=torch.int64, device=groups.device)
+    rows[slot_of_sorted] = order
+    slot_of_row = torch.empty_like(order)
+    slot_of_row[order] = slot_of_sorted
+    return rows.view(num_groups, width), slot_of_row
+
+
+def _why_no_anchor_is_valid(labels: Tensor) -> str:
+    if labels.unique().numel() == 1:
+        return (
+            "no anchor has a negative: labels hold a single identity; the triplet loss needs "
+            "at least 2 identities in the batch"
+        )
+    return (
+        "no anchor has a positive: no identity in labels has 2 or more rows; sample several "
+        "images per identity (e.g. 32 identities x 2 images)"
+    )
