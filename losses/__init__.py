@@ -18,6 +18,12 @@ Location codes follow the project convention: 0 none, 1 top, 2 bottom, 3 left, 4
 """
 
 from .distances import pairwise_distances
+from .mask import (
+    MaskComplementLoss,
+    MaskConsistencyLoss,
+    mask_complement_loss,
+    mask_consistency_loss,
+)
 from .triplet import (
     BatchHardTripletLoss,
     GroupedTripletLoss,
@@ -29,8 +35,12 @@ from .triplet import (
 __all__ = [
     "BatchHardTripletLoss",
     "GroupedTripletLoss",
+    "MaskComplementLoss",
+    "MaskConsistencyLoss",
     "TripletLossDetails",
     "batch_hard_triplet_loss",
     "grouped_triplet_loss",
+    "mask_complement_loss",
+    "mask_consistency_loss",
     "pairwise_distances",
 ]

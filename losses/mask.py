@@ -1,0 +1,240 @@
+"""OAMN's two mask losses (paper §3.2): consistency with the holistic image, complementary halves.
+
+Both take feature maps ``(B, C, H, W)`` and offer two reductions of the same sum of squares:
+
+* ``"mean"`` (default): the authors' code, ``F.mse_loss`` element means, i.e. divided by
+  ``B * C * H * W`` as well, summed over locations (L_mask1) or over the two pairs (L_mask2).
+  The paper's loss weights ``lambda_1 = 5`` and ``alpha_1 = alpha_2 = 1`` were tuned with these
+  reductions, so they are the default.
+* ``"batchmean"``: the paper's formulas, ``1/n sum`` of squared L2 norms, divided by the number of
+  images only (eq. 2: the batch size ``B``; eq. 3: the number ``|I|`` of half-occluded images).
+  They are ``C * H * W`` times larger (about 131,000 for ResNet-50's layer3 at 256x128), so the
+  weights must shrink accordingly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import (
+    check_bool_vector,
+    check_choice,
+    check_float_tensor,
+    check_same_kind,
+    raise_if_not_finite,
+)
+
+__all__ = [
+    "MaskComplementLoss",
+    "MaskConsistencyLoss",
+    "mask_complement_loss",
+    "mask_consistency_loss",
+]
+
+_REDUCTIONS = ("mean", "batchmean")
+
+
+def mask_consistency_loss(
+    f_holistic: Tensor, f_occluded: Tensor, m_occluded: Tensor, reduction: str = "mean"
+) -> Tensor:
+    r"""``L_mask1`` (paper eq. 2): an occluded copy's mask should select the same features as
+    on the holistic image.
+
+    ``sum_p sum_i ||(f_i - f_i^p) * m_i^p||^2`` over the ``P`` occluded copies ``p`` of each
+    image ``i``, where ``m^p`` is the mask computed on the occluded copy (broadcast over
+    channels). The copies must be pixel-aligned with their holistic image.
+
+    Layout: ``f_occluded`` holds ``P`` blocks of ``B`` rows; row ``p * B + i`` is an occluded
+    copy of holistic row ``i``. This is the layout of ``occlusion_aug``'s output: for features
+    ``f`` and masks ``m`` of its ``5 * B`` images, pass ``f[:B], f[B:], m[B:]``. The order of the
+    locations does not matter.
+
+    Args:
+        f_holistic: ``(B, C, H, W)`` features ``f`` of the holistic images.
+        f_occluded: ``(P*B, C, H, W)`` features ``f^p`` of the occluded copies, same dtype and
+            device.
+        m_occluded: ``(P*B, 1, H, W)`` masks of the occluded copies (values in ``[0, 1]`` in
+            OAMN), or ``(P*B, C, H, W)``.
+        reduction: ``"mean"`` divides the sum by ``B * C * H * W`` (the authors' code: an
+            element mean per location, summed over locations; what ``lambda_1 = 5`` assumes);
+            ``"batchmean"`` by ``B`` (eq. 2 as printed).
+
+    Returns:
+        ``()`` loss in the features' dtype.
+
+    Example:
+        >>> f = torch.tensor([[[[1.0, 2.0]]]])  # B = 1 image, C = H = 1, W = 2
+        >>> f_occluded = torch.tensor([[[[0.0, 2.0]]], [[[1.0, 0.0]]]])  # P = 2 copies
+        >>> m_occluded = torch.tensor([[[[1.0, 1.0]]], [[[0.5, 1.0]]]])
+        >>> mask_consistency_loss(f, f_occluded, m_occluded)  # (1 + 4) / (C * H * W)
+        tensor(2.5000)
+        >>> mask_consistency_loss(f, f_occluded, m_occluded, reduction="batchmean")  # / B
+        tensor(5.)
+    """
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_float_tensor(f_holistic, "f_holistic", "(B, C, H, W)", ndim=4)
+    batch, channels, height, width = f_holistic.shape
+    check_float_tensor(f_occluded, "f_occluded", "(P*B, C, H, W)", ndim=4)
+    if f_occluded.shape[1:] != f_holistic.shape[1:] or len(f_occluded) % batch:
+        raise ValueError(
+            f"f_occluded must have shape (P*B, C, H, W) = (P*{batch}, {channels}, {height}, "
+            f"{width}): P blocks of the {batch} holistic rows; got {tuple(f_occluded.shape)}"
+        )
+    check_float_tensor(m_occluded, "m_occluded", "(P*B, 1, H, W)", ndim=4)
+    if m_occluded.shape[0] != len(f_occluded) or m_occluded.shape[2:] != (height, width):
+        raise ValueError(
+            f"m_occluded must have shape ({len(f_occluded)}, 1, {height}, {width}), one mask per "
+            f"row of f_occluded; got {tuple(m_occluded.shape)}"
+        )
+    if m_occluded.shape[1] not in (1, channels):
+        raise ValueError(
+            f"m_occluded must have 1 channel (broadcast over C) or C = {channels}, got "
+            f"{m_occluded.shape[1]}"
+        )
+    check_same_kind(f_occluded, "f_occluded", f_holistic, "f_holistic")
+    check_same_kind(m_occluded, "m_occluded", f_holistic, "f_holistic")
+    copies = len(f_occluded) // batch
+    residual = (f_holistic - f_occluded.reshape(copies, *f_holistic.shape)) * m_occluded.reshape(
+        copies, batch, *m_occluded.shape[1:]
+    )
+    total = residual.square().sum()
+    loss = total / (f_holistic.numel() if reduction == "mean" else batch)
+    raise_if_not_finite(loss, f_holistic=f_holistic, f_occluded=f_occluded, m_occluded=m_occluded)
+    return loss
+
+
+def mask_complement_loss(
+    g_holistic: Tensor,
+    g_top: Tensor,
+    g_bottom: Tensor,
+    g_left: Tensor,
+    g_right: Tensor,
+    is_half: Tensor,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""``L_mask2`` (paper eq. 3): the masked features of opposite half occlusions should add up
+    to the holistic one.
+
+    ``sum_{i in I} ||g_i^t + g_i^b - g_i||^2 + ||g_i^l + g_i^r - g_i||^2`` over the set ``I`` of
+    half-occluded images (``is_half``); quarter-occluded rows do not count. A batch without
+    half-occluded rows gives a zero that is still part of the autograd graph (its gradients are
+    zero), so a training step need not special-case it.
+
+    With ``occlusion_aug``'s output for ``B`` images, masked features ``g`` of its ``5 * B``
+    rows and ``area`` its labels: ``g[:B], g[B:2*B], ..., g[4*B:]`` and
+    ``is_half = area[B:2*B] == 0.5``.
+
+    Args:
+        g_holistic: ``(B, C, H, W)`` masked features ``g = m * f`` of the holistic images.
+        g_top: ``(B, C, H, W)`` those of the top-occluded copies, same dtype and device.
+        g_bottom: the bottom-occluded copies, likewise.
+        g_left: the left-occluded copies, likewise.
+        g_right: the right-occluded copies, likewise.
+        is_half: ``(B,)`` bool, ``True`` where the copies are half-occluded.
+        reduction: ``"mean"`` divides by ``B * C * H * W`` with ``B`` *all* the rows (the
+            authors' code: ``F.mse_loss`` over the batch with non-half rows zeroed, per pair,
+            summed over the two pairs; what ``lambda_1 = 5`` assumes); ``"batchmean"`` by
+            ``|I|`` (eq. 3 as printed).
+
+    Returns:
+        ``()`` loss in the features' dtype.
+
+    Example:
+        >>> g = torch.ones(2, 1, 1, 1)
+        >>> g_tb, g_lr = torch.full((2, 1, 1, 1), 0.5), torch.ones(2, 1, 1, 1)
+        >>> is_half = torch.tensor([True, False])  # only row 0 counts: 0^2 + 1^2
+        >>> mask_complement_loss(g, g_tb, g_tb, g_lr, g_lr, is_half)  # / (B * C * H * W)
+        tensor(0.5000)
+        >>> mask_complement_loss(g, g_tb, g_tb, g_lr, g_lr, is_half, reduction="batchmean")
+        tensor(1.)
+    """
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_float_tensor(g_holistic, "g_holistic", "(B, C, H, W)", ndim=4)
+    copies = {"g_top": g_top, "g_bottom": g_bottom, "g_left": g_left, "g_right": g_right}
+    for name, value in copies.items():
+        check_float_tensor(value, name, "(B, C, H, W)", ndim=4)
+        if value.shape != g_holistic.shape:
+            raise ValueError(
+                f"{name} must have the shape of g_holistic, {tuple(g_holistic.shape)}, got "
+                f"{tuple(value.shape)}"
+            )
+        check_same_kind(value, name, g_holistic, "g_holistic")
+    is_half = check_bool_vector(is_half, "is_half", len(g_holistic), g_holistic.device)
+    per_image = (g_top + g_bottom - g_holistic).square().sum((1, 2, 3)) + (
+        g_left + g_right - g_holistic
+    ).square().sum((1, 2, 3))
+    # where(), not a multiplication by is_half: values in rows that do not count stay out.
+    total = torch.where(is_half, per_image, 0).sum()
+    divisor = g_holistic.numel() if reduction == "mean" else is_half.sum().clamp_min(1)
+    loss = total / divisor
+    raise_if_not_finite(loss, g_holistic=g_holistic, **copies)
+    return loss
+
+
+class _MaskLoss(nn.Module):
+    def __init__(self, reduction: str) -> None:
+        super().__init__()
+        self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class MaskConsistencyLoss(_MaskLoss):
+    r"""Module form of :func:`mask_consistency_loss` (``L_mask1``).
+
+    Args:
+        reduction: ``"mean"`` (the authors' element mean, default) or ``"batchmean"`` (eq. 2).
+
+    Shape:
+        - f_holistic: ``(B, C, H, W)``.
+        - f_occluded: ``(P*B, C, H, W)``, blocks of ``B`` rows aligned with ``f_holistic``.
+        - m_occluded: ``(P*B, 1, H, W)``.
+        - output: ``()``.
+
+    Example:
+        >>> f = torch.rand(2, 8, 4, 2)
+        >>> MaskConsistencyLoss()(f, f.repeat(4, 1, 1, 1), torch.rand(8, 1, 4, 2))
+        tensor(0.)
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, f_holistic: Tensor, f_occluded: Tensor, m_occluded: Tensor) -> Tensor:
+        return mask_consistency_loss(f_holistic, f_occluded, m_occluded, self.reduction)
+
+
+class MaskComplementLoss(_MaskLoss):
+    r"""Module form of :func:`mask_complement_loss` (``L_mask2``).
+
+    Args:
+        reduction: ``"mean"`` (the authors' element mean, default) or ``"batchmean"`` (eq. 3).
+
+    Shape:
+        - g_holistic, g_top, g_bottom, g_left, g_right: ``(B, C, H, W)``.
+        - is_half: ``(B,)`` bool.
+        - output: ``()``.
+
+    Example:
+        >>> g = torch.rand(2, 8, 4, 2)
+        >>> MaskComplementLoss()(g, g / 2, g / 2, g / 2, g / 2, torch.tensor([True, True]))
+        tensor(0.)
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(
+        self,
+        g_holistic: Tensor,
+        g_top: Tensor,
+        g_bottom: Tensor,
+        g_left: Tensor,
+        g_right: Tensor,
+        is_half: Tensor,
+    ) -> Tensor:
+        return mask_complement_loss(
+            g_holistic, g_top, g_bottom, g_left, g_right, is_half, self.reduction
+        )

@@ -1,0 +1,224 @@
+"""L_mask1 and L_mask2 against the authors' formulas, the paper's, and occlusion_aug's layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losses import (
+    MaskComplementLoss,
+    MaskConsistencyLoss,
+    mask_complement_loss,
+    mask_consistency_loss,
+)
+from occlusion_aug import OcclusionAugmentation, band_mask
+from tests.conftest import DEVICES
+
+
+def random_maps(seed, *shape, dtype=torch.float64):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def consistency_inputs(seed, batch=3, copies=4, channels=5, height=4, width=3):
+    f_holistic = random_maps(seed, batch, channels, height, width)
+    f_occluded = random_maps(seed + 1, copies * batch, channels, height, width)
+    m_occluded = random_maps(seed + 2, copies * batch, 1, height, width)
+    return f_holistic, f_occluded, m_occluded
+
+
+def complement_inputs(seed, batch=4, channels=5, height=4, width=3):
+    maps = [random_maps(seed + k, batch, channels, height, width) for k in range(5)]
+    is_half = torch.tensor([True, False, True, False])[:batch]
+    return (*maps, is_half)
+
+
+def authors_consistency(f_holistic, f_occluded, m_occluded):
+    """The authors' code: one F.mse_loss per location on (f_h * m_p, f_p * m_p), summed."""
+    batch = len(f_holistic)
+    total = 0
+    for p in range(len(f_occluded) // batch):
+        f_p, m_p = f_occluded[p * batch : (p + 1) * batch], m_occluded[p * batch : (p + 1) * batch]
+        total = total + F.mse_loss(f_holistic * m_p, f_p * m_p)
+    return total
+
+
+def paper_consistency(f_holistic, f_occluded, m_occluded):
+    """Eq. (2): 1/n sum_p sum_i ||(f_i - f_i^p) * m_i^p||^2, one image at a time."""
+    batch = len(f_holistic)
+    total = 0
+    for row in range(len(f_occluded)):
+        i = row % batch
+        total = total + ((f_holistic[i] - f_occluded[row]) * m_occluded[row]).pow(2).sum()
+    return total / batch
+
+
+def authors_complement(g, g_t, g_b, g_l, g_r, is_half):
+    """The authors' code: F.mse_loss on the whole batch with the non-half rows zeroed."""
+    keep = is_half.to(g.dtype)[:, None, None, None]
+    return F.mse_loss((g_l + g_r) * keep, g * keep) + F.mse_loss((g_t + g_b) * keep, g * keep)
+
+
+def paper_complement(g, g_t, g_b, g_l, g_r, is_half):
+    """Eq. (3): 1/|I| sum over half-occluded images, one image at a time."""
+    rows = [i for i in range(len(g)) if is_half[i]]
+    total = sum(
+        (g_t[i] + g_b[i] - g[i]).pow(2).sum() + (g_l[i] + g_r[i] - g[i]).pow(2).sum() for i in rows
+    )
+    return total / len(rows)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("copies", [1, 2, 4])
+def test_consistency_matches_authors_and_paper(seed, copies) -> None:
+    inputs = consistency_inputs(seed, copies=copies)
+    torch.testing.assert_close(mask_consistency_loss(*inputs), authors_consistency(*inputs))
+    torch.testing.assert_close(
+        mask_consistency_loss(*inputs, reduction="batchmean"), paper_consistency(*inputs)
+    )
+
+
+def test_consistency_reductions_differ_by_the_feature_size() -> None:
+    inputs = consistency_inputs(0, batch=3, channels=5, height=4, width=3)
+    ratio = mask_consistency_loss(*inputs, "batchmean") / mask_consistency_loss(*inputs, "mean")
+    assert ratio.item() == pytest.approx(5 * 4 * 3)
+
+
+def test_consistency_mask_broadcasts_over_channels() -> None:
+    f_holistic, f_occluded, m_occluded = consistency_inputs(4)
+    expanded = m_occluded.expand(-1, 5, -1, -1)
+    torch.testing.assert_close(
+        mask_consistency_loss(f_holistic, f_occluded, expanded),
+        mask_consistency_loss(f_holistic, f_occluded, m_occluded),
+    )
+
+
+def test_consistency_accepts_channels_last() -> None:
+    inputs = consistency_inputs(5)
+    channels_last = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
+    torch.testing.assert_close(
+        mask_consistency_loss(*channels_last), mask_consistency_loss(*inputs)
+    )
+
+
+def test_consistency_is_zero_outside_the_occluded_band_of_aligned_copies() -> None:
+    # occlusion_aug's copies are pixel-aligned with the holistic image, so with masks that avoid
+    # the pasted band, the images themselves (as features) satisfy L_mask1 exactly.
+    batch = 6
+    out = OcclusionAugmentation()(torch.rand(batch, 3, 32, 16), generator=torch.Generator())
+    images = out.images
+    outside_band = (~band_mask(out.location, out.area, 32, 16)).float()
+    loss = mask_consistency_loss(images[:batch], images[batch:], outside_band[batch:])
+    assert loss.item() == 0.0
+    everywhere = torch.ones_like(outside_band[batch:])
+    assert mask_consistency_loss(images[:batch], images[batch:], everywhere).item() > 0.0
+
+
+def test_consistency_pairs_copies_with_their_own_holistic_row() -> None:
+    f_holistic, _, m_occluded = consistency_inputs(6, batch=3, copies=2)
+    # Copy p*B + i belongs to holistic row i: rolling the holistic rows breaks the pairing.
+    exact = mask_consistency_loss(f_holistic, f_holistic.repeat(2, 1, 1, 1), m_occluded)
+    assert exact.item() == 0.0
+    rolled = mask_consistency_loss(f_holistic.roll(1, 0), f_holistic.repeat(2, 1, 1, 1), m_occluded)
+    assert rolled.item() > 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_complement_matches_authors_and_paper(seed) -> None:
+    inputs = complement_inputs(seed)
+    torch.testing.assert_close(mask_complement_loss(*inputs), authors_complement(*inputs))
+    torch.testing.assert_close(
+        mask_complement_loss(*inputs, reduction="batchmean"), paper_complement(*inputs)
+    )
+
+
+def test_complement_ignores_quarter_rows() -> None:
+    g, g_t, g_b, g_l, g_r, is_half = complement_inputs(1)
+    changed = [x.clone() for x in (g_t, g_b, g_l, g_r)]
+    for x in changed:
+        x[~is_half] = 100.0
+    torch.testing.assert_close(
+        mask_complement_loss(g, *changed, is_half),
+        mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half),
+    )
+
+
+def test_complement_ignores_nan_in_rows_that_do_not_count() -> None:
+    g, g_t, g_b, g_l, g_r, is_half = complement_inputs(2)
+    expected = mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half)
+    g_t = g_t.clone()
+    g_t[~is_half] = torch.nan
+    torch.testing.assert_close(mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half), expected)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "batchmean"])
+def test_complement_without_half_rows_is_a_differentiable_zero(reduction) -> None:
+    maps = [random_maps(k, 3, 2, 2, 2).requires_grad_(True) for k in range(5)]
+    loss = mask_complement_loss(*maps, torch.zeros(3, dtype=torch.bool), reduction=reduction)
+    assert loss.item() == 0.0
+    assert loss.grad_fn is not None
+    loss.backward()
+    for value in maps:
+        assert torch.equal(value.grad, torch.zeros_like(value))
+
+
+def test_complement_is_zero_for_complementary_halves() -> None:
+    g = random_maps(3, 2, 4, 4, 2)
+    top = g * torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 4, 1)
+    left = g * torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
+    loss = mask_complement_loss(g, top, g - top, left, g - left, torch.tensor([True, True]))
+    assert loss.item() == pytest.approx(0.0, abs=1e-15)
+
+
+def test_row_permutation_invariance() -> None:
+    perm = torch.tensor([2, 0, 1])
+    f_holistic, f_occluded, m_occluded = consistency_inputs(7, batch=3, copies=4)
+    # Permute the images, keeping every copy in its location block.
+    copy_perm = (torch.arange(4)[:, None] * 3 + perm).flatten()
+    torch.testing.assert_close(
+        mask_consistency_loss(f_holistic[perm], f_occluded[copy_perm], m_occluded[copy_perm]),
+        mask_consistency_loss(f_holistic, f_occluded, m_occluded),
+    )
+    *maps, is_half = complement_inputs(8, batch=3)
+    torch.testing.assert_close(
+        mask_complement_loss(*(x[perm] for x in maps), is_half[perm], "batchmean"),
+        mask_complement_loss(*maps, is_half, "batchmean"),
+    )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "batchmean"])
+def test_gradcheck(reduction) -> None:
+    f_holistic, f_occluded, m_occluded = (
+        x.requires_grad_(True) for x in consistency_inputs(9, batch=2, copies=2, channels=2)
+    )
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: mask_consistency_loss(a, b, c, reduction),
+        (f_holistic, f_occluded, m_occluded),
+    )
+    *maps, is_half = complement_inputs(10, batch=3, channels=2)
+    maps = [x.requires_grad_(True) for x in maps]
+    assert torch.autograd.gradcheck(
+        lambda *g: mask_complement_loss(*g, is_half, reduction), tuple(maps)
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runs_on_the_inputs_device(device) -> None:
+    inputs = [x.float().to(device) for x in consistency_inputs(11)]
+    loss = mask_consistency_loss(*inputs)
+    assert loss.device == inputs[0].device
+    assert loss.dtype == torch.float32
+    expected = authors_consistency(*consistency_inputs(11))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    *maps, is_half = complement_inputs(12)
+    loss = mask_complement_loss(*(x.float().to(device) for x in maps), is_half.to(device))
+    assert loss.item() == pytest.approx(authors_complement(*maps, is_half).item(), rel=1e-5)
+
+
+def test_modules_match_the_functions() -> None:
+    inputs = consistency_inputs(13)
+    module = MaskConsistencyLoss(reduction="batchmean")
+    assert module(*inputs).item() == mask_consistency_loss(*inputs, "batchmean").item()
+    assert "reduction='batchmean'" in repr(module)
+    maps = complement_inputs(14)
+    assert MaskComplementLoss()(*maps).item() == mask_complement_loss(*maps).item()
