@@ -18,6 +18,7 @@ Location codes follow the project convention: 0 none, 1 top, 2 bottom, 3 left, 4
 """
 
 from .distances import pairwise_distances
+from .grader import GraderLoss, grader_loss, grader_targets
 from .mask import (
     MaskComplementLoss,
     MaskConsistencyLoss,
@@ -34,11 +35,14 @@ from .triplet import (
 
 __all__ = [
     "BatchHardTripletLoss",
+    "GraderLoss",
     "GroupedTripletLoss",
     "MaskComplementLoss",
     "MaskConsistencyLoss",
     "TripletLossDetails",
     "batch_hard_triplet_loss",
+    "grader_loss",
+    "grader_targets",
     "grouped_triplet_loss",
     "mask_complement_loss",
     "mask_consistency_loss",
