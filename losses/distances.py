@@ -17,9 +17,10 @@ _MIN_SQUARED_DISTANCE = 1e-12
 def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool = False) -> Tensor:
     r"""Euclidean distances between all pairs of rows, batched over leading dimensions.
 
-    Computed as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product), clamped at 0 against rounding,
-    and for plain distances at ``1e-12`` before the square root, so that the gradient is finite
-    (zero) where two rows coincide, the diagonal included.
+    Computed as ``|x|^2 + |y|^2 - 2 x.y`` from one matrix product (whose diagonal gives the
+    squared norms), clamped at 0 against rounding, and for plain distances at ``1e-12`` before
+    the square root, so that the gradient is finite (zero) where two rows coincide, the
+    diagonal included.
 
     Args:
         features: ``(..., N, D)`` floating features, any device.
@@ -27,8 +28,8 @@ def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool 
         normalize: L2-normalise each row first (distances then lie in ``[0, 2]``).
 
     Returns:
-        ``(..., N, N)`` distances of ``features``' dtype and device. The diagonal is ``~1e-6``
-        (``0`` when ``squared``) up to rounding.
+        ``(..., N, N)`` distances of ``features``' dtype and device. The diagonal is ``1e-6``
+        (``0`` when ``squared``).
 
     Example:
         >>> pairwise_distances(torch.tensor([[0.0, 0.0], [3.0, 4.0]]))
@@ -37,8 +38,10 @@ def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool 
     """
     if normalize:
         features = F.normalize(features, dim=-1)
-    norms = features.square().sum(-1)
     gram = features @ features.transpose(-1, -2)
+    # The squared norms are the Gram diagonal: no separate pass over the features, forward or
+    # backward, and an exactly zero diagonal.
+    norms = gram.diagonal(dim1=-2, dim2=-1)
     squared_distances = torch.clamp_min(norms[..., :, None] + norms[..., None, :] - 2 * gram, 0)
     if squared:
         return squared_distances

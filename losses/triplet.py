@@ -232,7 +232,9 @@ def grouped_triplet_loss(
     in_group = rows >= 0
     some_rows = rows.clamp_min(0)  # padding slots read row 0; the masks below ignore them
     grouped_labels = labels[some_rows]
-    distances = pairwise_distances(features[some_rows], squared=squared, normalize=normalize)
+    # index_select, not features[some_rows]: its backward (index_add) is several times faster.
+    grouped_features = features.index_select(0, some_rows.flatten()).view(*rows.shape, -1)
+    distances = pairwise_distances(grouped_features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(rows.shape[1], dtype=torch.bool, device=features.device)
     candidates = in_group[:, :, None] & in_group[:, None, :] & not_self
     hinge, valid, positive_slot, negative_slot = _mine_hardest(
