@@ -1,7 +1,8 @@
 """The OAMN losses (paper §3.2-3.5), each as a pure function and as a small ``nn.Module``.
 
 * :func:`batch_hard_triplet_loss` and :func:`grouped_triplet_loss` (``L_tri-g``, eq. 6): batch-hard
-  triplet losses, the latter mining only inside each occlusion-location group;
+  triplet losses, the latter mining only inside each occlusion-location group, and
+  :func:`triplet_loss_details` for the anchors they exclude and the rows they mine;
 * :func:`mask_consistency_loss` (``L_mask1``, eq. 2) and :func:`mask_complement_loss`
   (``L_mask2``, eq. 3): the attention-mask constraints;
 * :func:`grader_targets` and :func:`grader_loss` (``L_score``, eq. 7): the occlusion grader.
@@ -31,6 +32,7 @@ from .triplet import (
     TripletLossDetails,
     batch_hard_triplet_loss,
     grouped_triplet_loss,
+    triplet_loss_details,
 )
 
 __all__ = [
@@ -47,4 +49,5 @@ __all__ = [
     "mask_complement_loss",
     "mask_consistency_loss",
     "pairwise_distances",
+    "triplet_loss_details",
 ]

@@ -8,9 +8,9 @@ from torch import Tensor
 
 __all__ = ["pairwise_distances"]
 
-# Squared distances below this are clamped before the square root: sqrt has an infinite
-# derivative at 0, which would turn the zero gradient of an unused entry (an anchor against
-# itself) into NaN. sqrt(1e-12) = 1e-6 is far below any distance a loss cares about.
+# Squared distances are floored at this before the square root, whose derivative is infinite at 0
+# and huge just above: an anchor against itself or two duplicate rows would otherwise get NaN
+# (0 * inf) or exploding gradients. sqrt(1e-12) = 1e-6 is far below any distance a loss uses.
 _MIN_SQUARED_DISTANCE = 1e-12
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -24,12 +23,13 @@ __all__ = [
     "TripletLossDetails",
     "batch_hard_triplet_loss",
     "grouped_triplet_loss",
+    "triplet_loss_details",
 ]
 
 
 @dataclass(frozen=True)
 class TripletLossDetails:
-    r"""A batch-hard triplet loss with what its mining found (``return_details=True``).
+    r"""A batch-hard triplet loss with what its mining found (see :func:`triplet_loss_details`).
 
     For ``N`` input rows, all tensors on the features' device, in input row order.
 
@@ -58,45 +58,20 @@ class TripletLossDetails:
         return int((~self.valid_anchors).sum())
 
 
-@overload
-def batch_hard_triplet_loss(
-    features: Tensor,
-    labels: Tensor | Sequence[int],
-    margin: float = ...,
-    squared: bool = ...,
-    normalize: bool = ...,
-    *,
-    return_details: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def batch_hard_triplet_loss(
-    features: Tensor,
-    labels: Tensor | Sequence[int],
-    margin: float = ...,
-    squared: bool = ...,
-    normalize: bool = ...,
-    *,
-    return_details: Literal[True],
-) -> TripletLossDetails: ...
-
-
 def batch_hard_triplet_loss(
     features: Tensor,
     labels: Tensor | Sequence[int],
     margin: float = 0.3,
     squared: bool = False,
     normalize: bool = False,
-    *,
-    return_details: bool = False,
-) -> Tensor | TripletLossDetails:
+) -> Tensor:
     r"""Batch-hard triplet loss (Hermans et al. 2017): farthest positive, nearest negative.
 
     For each anchor ``a``: ``relu(d(a, p) - d(a, n) + margin)``, where ``p`` is the farthest row
     of the same identity (never ``a`` itself) and ``n`` the nearest row of another identity. The
     loss is the mean over the *valid* anchors, those that have both; the others (an identity
-    with a single row, or a batch of one identity) are excluded, and counted in the details.
+    with a single row, or a batch of one identity) are excluded.
+    :func:`triplet_loss_details` tells which, with the mined rows.
 
     ``d`` is the Euclidean distance, as in the authors' OAMN code; the paper's eq. (5) writes
     squared distances: pass ``squared=True`` for those. Unlike the open-reid loss the authors
@@ -109,10 +84,9 @@ def batch_hard_triplet_loss(
         margin: the hinge margin, ``>= 0``.
         squared: use squared Euclidean distances.
         normalize: L2-normalise the features first.
-        return_details: return a :class:`TripletLossDetails` instead of the loss alone.
 
     Returns:
-        The ``()`` loss in ``features``' dtype, or its :class:`TripletLossDetails`.
+        The ``()`` loss in ``features``' dtype.
 
     Raises:
         ValueError: when no anchor is valid (one identity only, or no identity with 2 rows), or
@@ -122,53 +96,8 @@ def batch_hard_triplet_loss(
         >>> features = torch.tensor([[0.0], [1.0], [3.0], [6.0]])  # 4 points on a line
         >>> batch_hard_triplet_loss(features, torch.tensor([0, 0, 1, 1]), margin=2.5)
         tensor(1.5000)
-        >>> details = batch_hard_triplet_loss(features, [0, 0, 1, 2], return_details=True)
-        >>> details.num_excluded_anchors, details.negative_index.tolist()
-        (2, [2, 2, -1, -1])
     """
-    margin = check_margin(margin)
-    squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
-    check_float_tensor(features, "features", "(N, D)", ndim=2)
-    labels = check_integer_vector(labels, "labels", len(features), features.device)
-    distances = pairwise_distances(features, squared=squared, normalize=normalize)
-    not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
-    hinge, valid, positive_index, negative_index = _mine_hardest(
-        distances, labels[:, None] == labels[None, :], not_self, margin
-    )
-    num_valid = valid.sum()
-    if not bool(num_valid):
-        raise ValueError(_why_no_anchor_is_valid(labels))
-    loss = hinge.sum() / num_valid
-    raise_if_not_finite(loss, features=features)
-    if not return_details:
-        return loss
-    return TripletLossDetails(loss, hinge, valid, positive_index, negative_index)
-
-
-@overload
-def grouped_triplet_loss(
-    features: Tensor,
-    labels: Tensor | Sequence[int],
-    groups: Tensor | Sequence[int],
-    margin: float = ...,
-    squared: bool = ...,
-    normalize: bool = ...,
-    *,
-    return_details: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def grouped_triplet_loss(
-    features: Tensor,
-    labels: Tensor | Sequence[int],
-    groups: Tensor | Sequence[int],
-    margin: float = ...,
-    squared: bool = ...,
-    normalize: bool = ...,
-    *,
-    return_details: Literal[True],
-) -> TripletLossDetails: ...
+    return triplet_loss_details(features, labels, margin, None, squared, normalize).loss
 
 
 def grouped_triplet_loss(
@@ -178,9 +107,7 @@ def grouped_triplet_loss(
     margin: float = 0.5,
     squared: bool = False,
     normalize: bool = False,
-    *,
-    return_details: bool = False,
-) -> Tensor | TripletLossDetails:
+) -> Tensor:
     r"""OAMN's grouped triplet loss (paper eq. 6): batch-hard mining inside each group only.
 
     Positives and negatives are mined as in :func:`batch_hard_triplet_loss`, but only among the
@@ -206,10 +133,9 @@ def grouped_triplet_loss(
         squared: use squared Euclidean distances (the paper's eq. 5; the authors' code and
             the default use plain distances).
         normalize: L2-normalise the features first.
-        return_details: return a :class:`TripletLossDetails` instead of the loss alone.
 
     Returns:
-        The ``()`` loss in ``features``' dtype, or its :class:`TripletLossDetails`.
+        The ``()`` loss in ``features``' dtype.
 
     Raises:
         ValueError: when no group has a valid anchor, or ``features`` holds NaN or inf.
@@ -223,11 +149,68 @@ def grouped_triplet_loss(
         >>> batch_hard_triplet_loss(features, labels, margin=0.5)
         tensor(3.4167)
     """
+    return triplet_loss_details(features, labels, margin, groups, squared, normalize).loss
+
+
+def triplet_loss_details(
+    features: Tensor,
+    labels: Tensor | Sequence[int],
+    margin: float,
+    groups: Tensor | Sequence[int] | None = None,
+    squared: bool = False,
+    normalize: bool = False,
+) -> TripletLossDetails:
+    r"""A batch-hard triplet loss with what its mining found: valid anchors, mined rows.
+
+    With ``groups=None`` the loss is :func:`batch_hard_triplet_loss`'s, else
+    :func:`grouped_triplet_loss`'s; the arguments and errors are theirs. Note that ``margin``
+    has no default here (the two losses default to 0.3 and 0.5).
+
+    Returns:
+        The :class:`TripletLossDetails`.
+
+    Example:
+        >>> features = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
+        >>> details = triplet_loss_details(features, [0, 0, 1, 2], margin=0.3)
+        >>> details.num_excluded_anchors, details.negative_index.tolist()
+        (2, [2, 2, -1, -1])
+    """
     margin = check_margin(margin)
     squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
     check_float_tensor(features, "features", "(N, D)", ndim=2)
     labels = check_integer_vector(labels, "labels", len(features), features.device)
-    groups = check_integer_vector(groups, "groups", len(features), features.device)
+    if groups is None:
+        details = _ungrouped_details(features, labels, margin, squared, normalize)
+    else:
+        groups = check_integer_vector(groups, "groups", len(features), features.device)
+        details = _grouped_details(features, labels, groups, margin, squared, normalize)
+    raise_if_not_finite(details.loss, features=features)
+    return details
+
+
+def _ungrouped_details(
+    features: Tensor, labels: Tensor, margin: float, squared: bool, normalize: bool
+) -> TripletLossDetails:
+    distances = pairwise_distances(features, squared=squared, normalize=normalize)
+    not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
+    hinge, valid, positive_index, negative_index = _mine_hardest(
+        distances, labels[:, None] == labels[None, :], not_self, margin
+    )
+    num_valid = valid.sum()
+    if not bool(num_valid):
+        raise ValueError(_why_no_anchor_is_valid(labels))
+    loss = hinge.sum() / num_valid
+    return TripletLossDetails(loss, hinge, valid, positive_index, negative_index)
+
+
+def _grouped_details(
+    features: Tensor,
+    labels: Tensor,
+    groups: Tensor,
+    margin: float,
+    squared: bool,
+    normalize: bool,
+) -> TripletLossDetails:
     rows, slot_of_row = _group_slots(groups)
     in_group = rows >= 0
     some_rows = rows.clamp_min(0)  # padding slots read row 0; the masks below ignore them
@@ -250,9 +233,6 @@ def grouped_triplet_loss(
         )
     # A group without valid anchors has an all-zero hinge, so it adds 0 to the sum.
     loss = (hinge.sum(-1) / anchors_per_group.clamp_min(1)).sum() / num_groups
-    raise_if_not_finite(loss, features=features)
-    if not return_details:
-        return loss
 
     def in_input_order(per_slot: Tensor) -> Tensor:
         return per_slot.flatten()[slot_of_row]
