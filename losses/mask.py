@@ -173,6 +173,8 @@ def mask_complement_loss(
 
 
 class _MaskLoss(nn.Module):
+    """Holds and checks the reduction shared by the mask loss modules."""
+
     def __init__(self, reduction: str) -> None:
         super().__init__()
         self.reduction = check_choice(reduction, "reduction", _REDUCTIONS)

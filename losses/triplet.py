@@ -34,7 +34,8 @@ class TripletLossDetails:
     For ``N`` input rows, all tensors on the features' device, in input row order.
 
     Attributes:
-        loss: ``()`` the loss, as returned without details.
+        loss: ``()`` the loss that :func:`batch_hard_triplet_loss` or
+            :func:`grouped_triplet_loss` returns.
         anchor_losses: ``(N,)`` hinge ``relu(d(a, p) - d(a, n) + margin)`` of each anchor with
             its hardest positive ``p`` and negative ``n``; ``0`` for excluded anchors.
         valid_anchors: ``(N,)`` bool, ``True`` for the anchors that have a positive (another row
