@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._validation import check_choice, check_float_tensor, check_integer_vector, raise_if_not_finite
+from ._validation import check_choice, check_finite, check_float_tensor, check_integer_vector
 
 __all__ = ["GraderLoss", "grader_loss", "grader_targets"]
 
@@ -105,6 +105,10 @@ def grader_loss(
     Returns:
         ``()`` loss in ``scores``' dtype.
 
+    Raises:
+        ValueError: for labels outside the convention (see :func:`grader_targets`), mismatched
+            lengths, or ``scores`` holding NaN or inf.
+
     Example:
         >>> scores = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]])
         >>> location, area = torch.tensor([0, 1]), torch.tensor([0.0, 0.5])
@@ -120,6 +124,7 @@ def grader_loss(
             f"scores must have shape (N, {_NUM_LOCATIONS}), columns top, bottom, left, right; "
             f"got {tuple(scores.shape)}"
         )
+    check_finite(scores=scores)
     location, area = _check_occlusion_labels(location, area, len(scores), scores.device)
     targets = grader_targets(location, area, convention).to(scores.dtype)
     if convention == "paper":
@@ -131,7 +136,6 @@ def grader_loss(
         rows_per_location = torch.bincount(location, minlength=_NUM_LOCATIONS + 1)
         error_per_location = errors.new_zeros(_NUM_LOCATIONS + 1).index_add(0, location, errors)
         loss = (error_per_location / rows_per_location.clamp_min(1)).sum()
-    raise_if_not_finite(loss, scores=scores)
     return loss
 
 

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from ._validation import (
     check_bool_vector,
     check_choice,
+    check_finite,
     check_float_tensor,
     check_same_kind,
-    raise_if_not_finite,
 )
 
 __all__ = [
@@ -63,6 +63,9 @@ def mask_consistency_loss(
     Returns:
         ``()`` loss in the features' dtype.
 
+    Raises:
+        ValueError: for mismatched shapes, or an input holding NaN or inf.
+
     Example:
         >>> f = torch.tensor([[[[1.0, 2.0]]]])  # B = 1 image, C = H = 1, W = 2
         >>> f_occluded = torch.tensor([[[[0.0, 2.0]]], [[[1.0, 0.0]]]])  # P = 2 copies
@@ -94,14 +97,13 @@ def mask_consistency_loss(
         )
     check_same_kind(f_occluded, "f_occluded", f_holistic, "f_holistic")
     check_same_kind(m_occluded, "m_occluded", f_holistic, "f_holistic")
+    check_finite(f_holistic=f_holistic, f_occluded=f_occluded, m_occluded=m_occluded)
     copies = len(f_occluded) // batch
     residual = (f_holistic - f_occluded.reshape(copies, *f_holistic.shape)) * m_occluded.reshape(
         copies, batch, *m_occluded.shape[1:]
     )
     total = residual.square().sum()
-    loss = total / (f_holistic.numel() if reduction == "mean" else batch)
-    raise_if_not_finite(loss, f_holistic=f_holistic, f_occluded=f_occluded, m_occluded=m_occluded)
-    return loss
+    return total / (f_holistic.numel() if reduction == "mean" else batch)
 
 
 def mask_complement_loss(
@@ -140,6 +142,10 @@ def mask_complement_loss(
     Returns:
         ``()`` loss in the features' dtype.
 
+    Raises:
+        ValueError: for mismatched shapes, or an input holding NaN or inf, in any row: a row
+            that does not count would still pass NaN to the gradients.
+
     Example:
         >>> g = torch.ones(2, 1, 1, 1)
         >>> g_tb, g_lr = torch.full((2, 1, 1, 1), 0.5), torch.ones(2, 1, 1, 1)
@@ -161,15 +167,13 @@ def mask_complement_loss(
             )
         check_same_kind(value, name, g_holistic, "g_holistic")
     is_half = check_bool_vector(is_half, "is_half", len(g_holistic), g_holistic.device)
+    check_finite(g_holistic=g_holistic, **copies)
     per_image = (g_top + g_bottom - g_holistic).square().sum((1, 2, 3)) + (
         g_left + g_right - g_holistic
     ).square().sum((1, 2, 3))
-    # where(), not a multiplication by is_half: values in rows that do not count stay out.
     total = torch.where(is_half, per_image, 0).sum()
     divisor = g_holistic.numel() if reduction == "mean" else is_half.sum().clamp_min(1)
-    loss = total / divisor
-    raise_if_not_finite(loss, g_holistic=g_holistic, **copies)
-    return loss
+    return total / divisor
 
 
 class _MaskLoss(nn.Module):

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import (
+    check_finite,
     check_flag,
     check_float_tensor,
     check_integer_vector,
     check_margin,
-    raise_if_not_finite,
 )
 from .distances import pairwise_distances
 
@@ -179,14 +179,12 @@ def triplet_loss_details(
     margin = check_margin(margin)
     squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
     check_float_tensor(features, "features", "(N, D)", ndim=2)
+    check_finite(features=features)
     labels = check_integer_vector(labels, "labels", len(features), features.device)
     if groups is None:
-        details = _ungrouped_details(features, labels, margin, squared, normalize)
-    else:
-        groups = check_integer_vector(groups, "groups", len(features), features.device)
-        details = _grouped_details(features, labels, groups, margin, squared, normalize)
-    raise_if_not_finite(details.loss, features=features)
-    return details
+        return _ungrouped_details(features, labels, margin, squared, normalize)
+    groups = check_integer_vector(groups, "groups", len(features), features.device)
+    return _grouped_details(features, labels, groups, margin, squared, normalize)
 
 
 def _ungrouped_details(

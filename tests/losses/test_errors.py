@@ -64,9 +64,13 @@ def test_bad_groups(groups, error, match) -> None:
         grouped_triplet_loss(FEATURES, LABELS, groups)
 
 
-def test_grouped_checks_features_for_nan() -> None:
+@pytest.mark.parametrize("groups", [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]])
+def test_grouped_checks_features_for_nan(groups) -> None:
+    # With groups [0, 0, 0, 0, 1, 1], the NaN row's group has no valid anchor: the loss would be
+    # finite but the gradients of group 1 NaN, so the input is refused all the same.
+    features = torch.cat([WITH_NAN[[0, 2, 3, 2]], WITH_NAN[[1, 0]]])
     with pytest.raises(ValueError, match="features contains NaN or inf"):
-        grouped_triplet_loss(WITH_NAN, LABELS, [0, 0, 0, 0])
+        grouped_triplet_loss(features, [0, 0, 1, 1, 2, 2], groups)
 
 
 @pytest.mark.parametrize(

@@ -143,12 +143,21 @@ def test_complement_ignores_quarter_rows() -> None:
     )
 
 
-def test_complement_ignores_nan_in_rows_that_do_not_count() -> None:
+def test_complement_reports_nan_in_rows_that_do_not_count() -> None:
+    # A quarter row is left out of the loss, but a NaN there would still reach the gradients
+    # (0 * NaN), so it is reported like any other.
     g, g_t, g_b, g_l, g_r, is_half = complement_inputs(2)
-    expected = mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half)
     g_t = g_t.clone()
     g_t[~is_half] = torch.nan
-    torch.testing.assert_close(mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half), expected)
+    with pytest.raises(ValueError, match="g_top contains NaN or inf"):
+        mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half)
+
+
+def test_large_finite_inputs_are_not_mistaken_for_nan() -> None:
+    # The inputs' sum overflows to inf; the exact element test then clears them.
+    f = torch.full((2, 1, 1, 4), 3e38)
+    loss = mask_consistency_loss(f, f.clone(), torch.ones(2, 1, 1, 4))
+    assert loss.item() == 0.0
 
 
 @pytest.mark.parametrize("reduction", ["mean", "batchmean"])
