@@ -1,1 +1,12 @@
-"""RGA-S relation-aware spatial attention mask layer (OAMN paper §3.2); not implemented yet."""
+"""Relation-aware attention layers: OAMN's RGA-S attention mask module (paper §3.2).
+
+:class:`RGASpatial` gives the spatial attention map ``m`` of a feature map, :class:`AttentionMask`
+returns ``(m * f, m)`` with the paper's or the authors' gradient flow, and :class:`RGA` is the
+full spatial-then-channel layer (CVPR 2020). Parameter names follow the authors' ``RGA_Module``,
+so its state dicts load with ``strict=True``.
+"""
+
+from .mask import AttentionMask
+from .rga import RGA, RGASpatial
+
+__all__ = ["RGA", "AttentionMask", "RGASpatial"]
