@@ -24,11 +24,11 @@ class _RelationAwareAttention(nn.Module):
         self,
         in_channels: int,
         spatial_size: tuple[int, int],
-        use_spatial: bool,
-        use_channel: bool,
-        channel_reduction: int,
-        spatial_reduction: int,
-        down_ratio: int,
+        use_spatial: bool = True,
+        use_channel: bool = True,
+        channel_reduction: int = 8,
+        spatial_reduction: int = 8,
+        down_ratio: int = 8,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
@@ -45,21 +45,21 @@ class _RelationAwareAttention(nn.Module):
         self.down_ratio = check_positive_int("down_ratio", down_ratio)
         channels, positions = self.in_channels, self.spatial_size[0] * self.spatial_size[1]
         _check_widths(channels, positions, self.channel_reduction, self.spatial_reduction)
+        # Per branch: (used, F input features, P attended positions, F and P reductions); the
+        # channel branch relates the C channels through their H*W values.
+        branches = {
+            "spatial": (use_spatial, channels, positions, channel_reduction, spatial_reduction),
+            "channel": (use_channel, positions, channels, spatial_reduction, channel_reduction),
+        }
         # Registration order and names follow RGA_Module, so its state dicts load strictly.
-        if use_spatial:
-            _check_scorer_width(positions // self.spatial_reduction, "spatial", self.down_ratio)
-            branch = relation_branch(
-                channels, positions, self.channel_reduction, self.spatial_reduction, down_ratio
-            )
-            for role, module in branch.items():
-                self.add_module(f"{role}_spatial", module)
-        if use_channel:
-            _check_scorer_width(channels // self.channel_reduction, "channel", self.down_ratio)
-            branch = relation_branch(
-                positions, channels, self.spatial_reduction, self.channel_reduction, down_ratio
-            )
-            for role, module in branch.items():
-                self.add_module(f"{role}_channel", module)
+        for suffix, (used, features, attended, feature_reduction, reduction) in branches.items():
+            if used:
+                _check_scorer_width(attended // reduction, suffix, down_ratio)
+                branch = relation_branch(
+                    features, attended, feature_reduction, reduction, down_ratio
+                )
+                for role, module in branch.items():
+                    self.add_module(f"{role}_{suffix}", module)
 
     def extra_repr(self) -> str:
         return (
@@ -212,26 +212,6 @@ class RGA(_RelationAwareAttention):
         >>> layer(torch.randn(2, 64, 8, 8)).shape
         torch.Size([2, 64, 8, 8])
     """
-
-    def __init__(
-        self,
-        in_channels: int,
-        spatial_size: tuple[int, int],
-        use_spatial: bool = True,
-        use_channel: bool = True,
-        channel_reduction: int = 8,
-        spatial_reduction: int = 8,
-        down_ratio: int = 8,
-    ) -> None:
-        super().__init__(
-            in_channels,
-            spatial_size,
-            use_spatial=use_spatial,
-            use_channel=use_channel,
-            channel_reduction=channel_reduction,
-            spatial_reduction=spatial_reduction,
-            down_ratio=down_ratio,
-        )
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x, "x")

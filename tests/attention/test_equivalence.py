@@ -16,6 +16,10 @@ SIZES = [(64, (8, 8)), (128, (12, 6))]
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 
 
+def double_features(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
 def randomise(module: nn.Module, seed: int) -> None:
     """Give every weight and BatchNorm statistic a non-default value, so that no term hides."""
     generator = torch.Generator().manual_seed(seed)
@@ -82,13 +86,26 @@ def reference_spatial_map(reference: RGAModule, x: torch.Tensor) -> torch.Tensor
 def assert_same_gradients(
     reference: nn.Module, ours: nn.Module, x: torch.Tensor, reference_out, our_out
 ) -> None:
-    weight = torch.randn(our_out.shape, generator=torch.Generator().manual_seed(7)).to(x)
+    weight = double_features(*our_out.shape, seed=7).to(x.device)
     names = [name for name, _ in ours.named_parameters()]
     theirs = dict(reference.named_parameters())
     expected = torch.autograd.grad((reference_out * weight).sum(), [x, *(theirs[n] for n in names)])
     got = torch.autograd.grad((our_out * weight).sum(), [x, *ours.parameters()])
     for name, want, have in zip(["input", *names], expected, got, strict=True):
         torch.testing.assert_close(have, want, **TOLERANCE, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def assert_matches(
+    reference: RGAModule, layer: nn.Module, training: bool, reference_output=RGAModule.__call__
+) -> None:
+    """Same values and gradients (input and every parameter) in the given BatchNorm mode."""
+    reference.train(training)
+    layer.train(training)
+    x = double_features(3, layer.in_channels, *layer.spatial_size).requires_grad_()
+    expected = reference_output(reference, x)
+    out = layer(x)
+    torch.testing.assert_close(out, expected, **TOLERANCE)
+    assert_same_gradients(reference, layer, x, expected, out)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
@@ -98,13 +115,7 @@ def test_spatial_map_values_and_gradients_match_the_reference(
 ) -> None:
     reference = authors_layer(channels, size, use_channel=False)
     layer = loaded(RGASpatial(channels, size), reference)
-    reference.train(training)
-    layer.train(training)
-    x = torch.randn(3, channels, *size, dtype=torch.float64, requires_grad=True)
-    expected = reference_spatial_map(reference, x)
-    m = layer(x)
-    torch.testing.assert_close(m, expected, **TOLERANCE)
-    assert_same_gradients(reference, layer, x, expected, m)
+    assert_matches(reference, layer, training, reference_output=reference_spatial_map)
 
 
 @pytest.mark.parametrize("detach_input", [False, True])
@@ -114,7 +125,7 @@ def test_attention_mask_output_is_the_authors_output(
 ) -> None:
     reference = authors_layer(channels, size, use_channel=False)
     layer = loaded(RGASpatial(channels, size), reference)
-    x = torch.randn(4, channels, *size, dtype=torch.float64, requires_grad=True)
+    x = double_features(4, channels, *size).requires_grad_()
     g, m = AttentionMask(layer, detach_input=detach_input)(x)
     expected = reference(x.detach() if detach_input else x)
     torch.testing.assert_close(g, expected, **TOLERANCE)
@@ -131,13 +142,7 @@ def test_full_layer_values_and_gradients_match_the_reference(
 ) -> None:
     reference = authors_layer(channels, size, use_spatial, use_channel)
     layer = loaded(RGA(channels, size, use_spatial=use_spatial, use_channel=use_channel), reference)
-    reference.train(training)
-    layer.train(training)
-    x = torch.randn(3, channels, *size, dtype=torch.float64, requires_grad=True)
-    expected = reference(x)
-    out = layer(x)
-    torch.testing.assert_close(out, expected, **TOLERANCE)
-    assert_same_gradients(reference, layer, x, expected, out)
+    assert_matches(reference, layer, training)
 
 
 @pytest.mark.parametrize(("channels", "size"), SIZES)
@@ -145,7 +150,7 @@ def test_batchnorm_statistics_update_as_the_authors(channels: int, size: tuple[i
     reference = authors_layer(channels, size)
     layer = loaded(RGA(channels, size), reference)
     for step in range(2):
-        x = torch.randn(5, channels, *size, dtype=torch.float64) + step
+        x = double_features(5, channels, *size, seed=step) + step
         reference(x)
         layer(x)
     for (name, want), (_, have) in zip(
@@ -159,7 +164,7 @@ def test_batchnorm_statistics_update_as_the_authors(channels: int, size: tuple[i
 def test_float32_on_each_device_matches_the_float64_reference(device: str) -> None:
     reference = authors_layer(128, (16, 8))
     layer = loaded(RGA(128, (16, 8)), reference)
-    x = torch.randn(4, 128, 16, 8, dtype=torch.float64)
+    x = double_features(4, 128, 16, 8)
     expected = reference(x)
     out = layer.float().to(device)(x.float().to(device))
     assert out.dtype == torch.float32
