@@ -10,7 +10,7 @@ from attention import AttentionMask, RGASpatial
 
 
 def spatial_layer() -> RGASpatial:
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the same weights on every call
     return RGASpatial(32, (8, 8), channel_reduction=4).double()
 
 
