@@ -1,1 +1,24 @@
-"""CMC / mAP / mINP and occlusion-unified ("occlude them all") evaluation; not implemented yet."""
+"""Fast exact ReID evaluation: CMC / mAP / mINP, and occlusion-unified ("occlude them all") ranking.
+
+Takes distances or features as torch tensors on any device or numpy arrays. Ranks are exact
+(a stable sort after junk removal) but computed without sorting each gallery row: only the
+items that sort before a query's last true match are ranked.
+"""
+
+from .distances import METRICS, pairwise_distance
+from .features import evaluate_features, evaluate_unified
+from .metrics import AP_KINDS, RankMetrics, evaluate_rank
+from .occlusion_type import BOUNDARIES, SCORE_LOCATIONS, predict_occlusion_type
+
+__all__ = [
+    "AP_KINDS",
+    "BOUNDARIES",
+    "METRICS",
+    "SCORE_LOCATIONS",
+    "RankMetrics",
+    "evaluate_features",
+    "evaluate_rank",
+    "evaluate_unified",
+    "pairwise_distance",
+    "predict_occlusion_type",
+]

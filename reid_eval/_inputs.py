@@ -1,0 +1,104 @@
+"""Argument checks and conversions shared by the public functions of this package.
+
+Every public function accepts torch tensors (on any device) or numpy arrays. The first
+distance-like argument fixes the device; numpy arrays are moved there, torch tensors must already
+be there (moving a user's tensor silently would hide a mistake).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = Tensor | np.ndarray
+
+
+def to_tensor(value: object, name: str, device: torch.device | None = None) -> Tensor:
+    """``value`` as a tensor on ``device`` (zero-copy for numpy arrays on the CPU)."""
+    if isinstance(value, np.ndarray):
+        # torch refuses to alias read-only numpy memory without a warning; copy it instead.
+        array = value if value.flags.writeable else value.copy()
+        tensor = torch.from_numpy(array)
+        return tensor if device is None else tensor.to(device)
+    if isinstance(value, Tensor):
+        if device is not None and value.device != device:
+            raise ValueError(
+                f"{name} is on {value.device} but the distances/features are on {device}; "
+                f"move it with {name}.to({str(device)!r})"
+            )
+        return value
+    raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+
+
+def check_floating(tensor: Tensor, name: str, ndim: int, shape_text: str) -> Tensor:
+    """Raise unless ``tensor`` is a real floating tensor with ``ndim`` dims."""
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name} must have shape {shape_text}, got {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating tensor/array, got {tensor.dtype}; "
+            f"convert it with .float() / .astype(np.float32)"
+        )
+    return tensor
+
+
+def check_no_nan(tensor: Tensor, name: str) -> None:
+    """Raise a ValueError if floating ``tensor`` holds a NaN."""
+    # The maximum propagates NaN and is several times faster than isnan().any() on large inputs.
+    if tensor.numel() and bool(tensor.amax().isnan()):
+        raise ValueError(f"{name} contains NaN; remove or replace them before evaluating")
+
+
+def to_labels(value: object, name: str, length: int, device: torch.device) -> Tensor:
+    """``value`` as an int64 ``(length,)`` tensor on ``device`` (identities or camera ids)."""
+    tensor = to_tensor(value, name, device)
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise TypeError(
+            f"{name} must hold integers, got {tensor.dtype}; convert it with .long() / "
+            f".astype(np.int64)"
+        )
+    if tensor.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
+    if tensor.numel() != length:
+        raise ValueError(f"{name} has {tensor.numel()} entries, expected {length}")
+    return tensor.to(torch.int64)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` if it is an int >= 1 (bools excluded), else a clear error."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_junk_pids(junk_pids: object) -> tuple[int, ...]:
+    """``junk_pids`` as a tuple of ints."""
+    if isinstance(junk_pids, str | bytes) or not isinstance(junk_pids, Sequence):
+        raise TypeError(f"junk_pids must be a sequence of ints, got {type(junk_pids).__name__}")
+    for pid in junk_pids:
+        if not isinstance(pid, int | np.integer) or isinstance(pid, bool):
+            raise TypeError(f"junk_pids must hold ints, got {pid!r}")
+    return tuple(int(pid) for pid in junk_pids)
+
+
+def check_thresholds(thresholds: object) -> tuple[float, float]:
+    """``thresholds`` as a ``(low, high)`` pair of finite floats with ``low <= high``."""
+    if not isinstance(thresholds, Sequence) or len(thresholds) != 2:
+        raise ValueError(f"thresholds must be a (low, high) pair, got {thresholds!r}")
+    low, high = (float(t) for t in thresholds)
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"thresholds must be finite with low <= high, got {thresholds!r}")
+    return low, high

@@ -1,0 +1,123 @@
+r"""Query-gallery distances, computed in fixed blocks of query rows.
+
+Metrics (for feature rows ``q`` and ``g``):
+
+* ``"euclidean"``: ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``;
+* ``"sqeuclidean"``: ``max(|q|^2 + |g|^2 - 2 q.g, 0)`` (torchreid's and fast-reid's default);
+* ``"cosine"``: ``1 - q.g / (|q| |g|)``, in ``[0, 2]`` (a zero vector has distance 1 to all).
+
+Every query row is computed by the same matrix product whatever the caller's chunking: rows are
+taken in blocks of :data:`ROW_BLOCK` aligned to the start of the query set, each block copied to
+fresh memory first. So a distance never changes in its last bits between
+:func:`pairwise_distance` and the chunked evaluators, and neither do the rankings (GEMM results
+may depend on the matrix shape and on memory alignment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._inputs import ArrayLike, check_choice, check_floating, check_no_nan, to_tensor
+
+__all__ = ["METRICS", "ROW_BLOCK", "pairwise_distance"]
+
+#: The distance metrics of :func:`pairwise_distance` and the evaluators.
+METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
+
+#: Query rows per matrix product; chunk sizes are rounded up to a multiple of it.
+ROW_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class PreparedGallery:
+    """Gallery features in the form a metric consumes, computed once per gallery.
+
+    Attributes:
+        features: ``(G, D)``, L2-normalised rows for ``"cosine"``, as given otherwise.
+        squared_norms: ``(1, G)`` squared row norms for the Euclidean metrics, else ``None``.
+        metric: one of :data:`METRICS`.
+    """
+
+    features: Tensor
+    squared_norms: Tensor | None
+    metric: str
+
+    @classmethod
+    def build(cls, g_feats: Tensor, metric: str) -> PreparedGallery:
+        """Prepare ``(G, D)`` floating ``g_feats`` for ``metric``."""
+        if metric == "cosine":
+            return cls(F.normalize(g_feats, dim=1), None, metric)
+        return cls(g_feats, g_feats.pow(2).sum(1)[None], metric)
+
+    def distances(self, q_feats: Tensor) -> Tensor:
+        """``(M, G)`` distances of the ``(M, D)`` query rows, block by block of ``ROW_BLOCK``."""
+        out = q_feats.new_empty(q_feats.shape[0], self.features.shape[0])
+        for start in range(0, q_feats.shape[0], ROW_BLOCK):
+            rows = slice(start, start + ROW_BLOCK)
+            block = q_feats[rows].clone(memory_format=torch.contiguous_format)
+            if self.metric == "cosine":
+                torch.mm(F.normalize(block, dim=1), self.features.T, out=out[rows])
+                out[rows].neg_().add_(1.0)
+                continue
+            torch.addmm(self.squared_norms, block, self.features.T, alpha=-2.0, out=out[rows])
+            out[rows].add_(block.pow(2).sum(1, keepdim=True)).clamp_min_(0.0)
+            if self.metric == "euclidean":
+                out[rows].sqrt_()
+        return out
+
+
+def pairwise_distance(q_feats: ArrayLike, g_feats: ArrayLike, metric: str = "euclidean") -> Tensor:
+    r"""The full ``(Q, G)`` distance matrix, exactly as the chunked evaluators compute it.
+
+    ``evaluate_rank(pairwise_distance(q, g, metric), ...)`` equals
+    ``evaluate_features(q, g, ..., metric=metric)`` bit for bit, whatever its ``chunk_size``;
+    the latter never holds the whole matrix.
+
+    Args:
+        q_feats: ``(Q, D)`` floating query features, a tensor on any device or a numpy array.
+        g_feats: ``(G, D)`` floating gallery features, same dtype and device.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (see the module docstring).
+
+    Returns:
+        ``(Q, G)`` tensor of the features' dtype and device.
+
+    Example:
+        >>> q = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+        >>> pairwise_distance(q, torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
+        tensor([[3., 4.],
+                [4., 3.]])
+        >>> pairwise_distance(q[1:], torch.tensor([[1.0, 0.0], [-3.0, -4.0]]), "cosine")
+        tensor([[0.4000, 2.0000]])
+    """
+    queries, gallery = check_feature_pair(q_feats, g_feats, "g_feats", "(G, D)")
+    metric = check_choice(metric, "metric", METRICS)
+    with torch.no_grad():
+        return PreparedGallery.build(gallery, metric).distances(queries)
+
+
+def check_feature_pair(
+    q_feats: object, g_feats: object, g_name: str, g_shape: str
+) -> tuple[Tensor, Tensor]:
+    """Checked ``(Q, D)`` query features and gallery features of shape ``g_shape`` (``D`` last).
+
+    Both must be floating, of one dtype and device, without NaN.
+    """
+    queries = check_floating(to_tensor(q_feats, "q_feats"), "q_feats", 2, "(Q, D)")
+    gallery = to_tensor(g_feats, g_name, queries.device)
+    gallery = check_floating(gallery, g_name, g_shape.count(",") + 1, g_shape)
+    if gallery.dtype != queries.dtype:
+        raise TypeError(
+            f"{g_name} is {gallery.dtype} but q_feats is {queries.dtype}; convert one of them"
+        )
+    if gallery.shape[-1] != queries.shape[1]:
+        raise ValueError(
+            f"{g_name} has shape {tuple(gallery.shape)}; its last dimension must be the "
+            f"feature size D = {queries.shape[1]} of q_feats"
+        )
+    check_no_nan(queries, "q_feats")
+    check_no_nan(gallery, g_name)
+    return queries, gallery

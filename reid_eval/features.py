@@ -1,0 +1,181 @@
+r"""Evaluation straight from features: plain, and occlusion-unified ("occlude them all").
+
+Distances are computed for a chunk of queries at a time and ranked at once (see
+:mod:`.ranking`), so the full ``(Q, G)`` matrix never exists: the working memory is about
+``chunk_size * G`` distances plus their comparison mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels
+from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
+from .metrics import AP_KINDS, MetricsAccumulator, RankMetrics, check_labels
+from .ranking import rank_matches
+
+__all__ = ["evaluate_features", "evaluate_unified"]
+
+
+def evaluate_features(
+    q_feats: ArrayLike,
+    g_feats: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    chunk_size: int = 256,
+    ap: str = "step",
+    *,
+    junk_pids: Sequence[int] = (-1,),
+) -> RankMetrics:
+    r"""CMC, mAP and mINP from features, computing the distances chunk by chunk of queries.
+
+    Equals ``evaluate_rank(pairwise_distance(q_feats, g_feats, metric), q_pids, ...)`` exactly
+    (same distances bit for bit, same ranking), for every ``chunk_size``, without ever holding
+    the ``(Q, G)`` matrix.
+
+    Args:
+        q_feats: ``(Q, D)`` floating query features, a tensor on any device or a numpy array.
+        g_feats: ``(G, D)`` gallery features, same dtype and device.
+        q_pids: ``(Q,)`` integer query identities.
+        g_pids: ``(G,)`` integer gallery identities.
+        q_camids: ``(Q,)`` integer query camera ids.
+        g_camids: ``(G,)`` integer gallery camera ids.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``, see
+            :func:`~reid_eval.pairwise_distance`.
+        max_rank: length of the CMC curve, ``>= 1``.
+        chunk_size: queries whose distances are held at once, rounded up to a multiple of
+            :data:`~reid_eval.distances.ROW_BLOCK` (64); peak memory grows with
+            ``chunk_size * G``.
+        ap: ``"step"`` (default) or ``"trapezoid"``, see :func:`~reid_eval.evaluate_rank`.
+        junk_pids: gallery identities removed for every query, see
+            :func:`~reid_eval.evaluate_rank`.
+
+    Returns:
+        The metrics, see :class:`~reid_eval.RankMetrics`; tensors on the features' device.
+
+    Example:
+        >>> q = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # identities 1 and 2, camera 0
+        >>> g = torch.tensor([[1.0, 0.1], [0.1, 0.9], [0.9, 0.2]])  # identities 1, 1, 2
+        >>> m = evaluate_features(q, g, torch.tensor([1, 2]), torch.tensor([1, 1, 2]),
+        ...                       torch.tensor([0, 0]), torch.tensor([1, 1, 1]), metric="cosine")
+        >>> m.cmc[:2].tolist(), m.ap.tolist(), m.inp.tolist()
+        ([0.5, 1.0], [0.8333, 0.5], [0.6667, 0.5])
+    """
+    queries, gallery = check_feature_pair(q_feats, g_feats, "g_feats", "(G, D)")
+    all_queries = torch.arange(queries.shape[0], device=queries.device)
+    labels = (q_pids, g_pids, q_camids, g_camids)
+    groups = [(all_queries, gallery)]
+    return _evaluate_groups(
+        queries, groups, gallery.shape[0], labels, metric, max_rank, chunk_size, ap, junk_pids
+    )
+
+
+def evaluate_unified(
+    q_feats: ArrayLike,
+    q_types: ArrayLike,
+    g_bank: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    chunk_size: int = 256,
+    ap: str = "step",
+    *,
+    junk_pids: Sequence[int] = (-1,),
+) -> RankMetrics:
+    r"""Occlusion-unified evaluation: each query against the gallery occluded like itself.
+
+    OAMN's "occlude them all" (paper §3.4): query ``i`` has a predicted occlusion type
+    ``q_types[i]`` (see :func:`~reid_eval.predict_occlusion_type`) and is ranked against
+    ``g_bank[q_types[i]]``, the gallery's features under that occlusion. The queries are grouped
+    by type and each group is evaluated like :func:`evaluate_features` against its slice: one
+    chunked distance computation per type present, never ``T`` full distance matrices (the
+    authors' code builds all ``T``). With every ``q_types`` equal to ``t`` this is exactly
+    ``evaluate_features(q_feats, g_bank[t], ...)``.
+
+    The paper's two-sided variant (also occlude the query when a gallery item has its own
+    predicted type, comparing both under the union of the two occlusions) fits the same
+    scheme and is not implemented: a query chunk's ``(C, G)`` distance block would be assembled
+    from one product per gallery-type group, with query and gallery features both taken under
+    the union type, before the same single ranking step.
+
+    Args:
+        q_feats: ``(Q, D)`` floating query features (unoccluded, as in the authors' code).
+        q_types: ``(Q,)`` integer occlusion types in ``[0, T)``; README convention: 0 none,
+            1-4 half top/bottom/left/right, 5-8 quarter top/bottom/left/right.
+        g_bank: ``(T, G, D)`` gallery features under each occlusion type (``T = 9`` for
+            OAMN), same dtype and device as ``q_feats``.
+        q_pids: ``(Q,)`` integer query identities.
+        g_pids: ``(G,)`` integer gallery identities.
+        q_camids: ``(Q,)`` integer query camera ids.
+        g_camids: ``(G,)`` integer gallery camera ids.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``.
+        max_rank: length of the CMC curve, ``>= 1``.
+        chunk_size: queries whose distances are held at once, see :func:`evaluate_features`.
+        ap: ``"step"`` (default) or ``"trapezoid"``.
+        junk_pids: gallery identities removed for every query.
+
+    Returns:
+        The metrics, see :class:`~reid_eval.RankMetrics`, per query in the input order.
+
+    Example:
+        >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> bank = torch.stack([torch.eye(2), torch.eye(2).flip(0)])  # type 1 swaps the items
+        >>> ids, cams = torch.tensor([0, 1]), torch.tensor([0, 0])
+        >>> evaluate_unified(q, torch.tensor([0, 0]), bank, ids, ids, cams, cams + 1).mAP
+        1.0
+        >>> evaluate_unified(q, torch.tensor([0, 1]), bank, ids, ids, cams, cams + 1).ap
+        tensor([1.0000, 0.5000], dtype=torch.float64)
+    """
+    queries, bank = check_feature_pair(q_feats, g_bank, "g_bank", "(T, G, D)")
+    types = to_labels(q_types, "q_types", queries.shape[0], queries.device)
+    if bool(((types < 0) | (types >= bank.shape[0])).any()):
+        raise ValueError(
+            f"q_types must be in [0, {bank.shape[0]}) to index g_bank's first dimension, got "
+            f"values from {int(types.min())} to {int(types.max())}"
+        )
+    groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
+    labels = (q_pids, g_pids, q_camids, g_camids)
+    return _evaluate_groups(
+        queries, groups, bank.shape[1], labels, metric, max_rank, chunk_size, ap, junk_pids
+    )
+
+
+def _evaluate_groups(
+    queries: Tensor,
+    groups: Sequence[tuple[Tensor, Tensor]],
+    num_gallery: int,
+    labels: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike],
+    metric: str,
+    max_rank: int,
+    chunk_size: int,
+    ap: str,
+    junk_pids: Sequence[int],
+) -> RankMetrics:
+    """Rank each group ``(query indices, (G, D) gallery features)`` and merge in query order."""
+    q_pid, q_cam, gallery_labels = check_labels(
+        queries.device, queries.shape[0], num_gallery, *labels, junk_pids
+    )
+    metric = check_choice(metric, "metric", METRICS)
+    max_rank = check_positive_int(max_rank, "max_rank")
+    chunk = -(-check_positive_int(chunk_size, "chunk_size") // ROW_BLOCK) * ROW_BLOCK
+    metrics = MetricsAccumulator(queries.shape[0], queries.device, check_choice(ap, "ap", AP_KINDS))
+    with torch.no_grad():
+        for query_index, gallery in groups:
+            prepared = PreparedGallery.build(gallery, metric)
+            for start in range(0, query_index.numel(), chunk):
+                index = query_index[start : start + chunk]
+                distances = prepared.distances(queries[index])
+                metrics.add(
+                    index, rank_matches(distances, q_pid[index], q_cam[index], gallery_labels)
+                )
+    return metrics.result(max_rank)

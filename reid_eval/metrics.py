@@ -1,0 +1,223 @@
+r"""CMC, mAP and mINP from a distance matrix (the Market-1501 protocol, see :mod:`.ranking`).
+
+For one query with ``n`` valid matches at ranks ``r_1 < ... < r_n`` (1-based, among its valid
+gallery items):
+
+* CMC: ``cmc[k] = 1`` if ``r_1 <= k + 1``, else ``0`` (first hit), averaged over the queries.
+  A query with fewer valid gallery items than ``max_rank`` keeps ``1`` after its hit, since
+  ``r_1`` is at most that number: the curve is "padded with its last value".
+* AP, ``"step"`` (torchreid, fast-reid, the usual mAP): ``mean_k k / r_k``.
+* AP, ``"trapezoid"`` (open-reid's ``auc(recall, precision)``, the OAMN authors' number): the
+  trapezoid area under the precision-recall curve, which starts at (recall 0, precision 1):
+  ``mean_k (p_prev(k) + k / r_k) / 2`` with ``p_prev(k) = (k - 1) / (r_k - 1)``, the precision
+  just before the ``k``-th hit, and ``p_prev(1) = 1`` when ``r_1 = 1``. It is always below
+  the step AP unless every hit is at the top.
+* INP: ``n / r_n``, the precision at the last hit.
+
+Queries without any valid match are skipped, and counted (``num_valid_queries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._inputs import (
+    ArrayLike,
+    check_choice,
+    check_floating,
+    check_junk_pids,
+    check_positive_int,
+    to_labels,
+    to_tensor,
+)
+from .ranking import GalleryLabels, MatchRanks, rank_matches
+
+__all__ = ["AP_KINDS", "RankMetrics", "evaluate_rank"]
+
+#: The AP formulas ``evaluate_*`` accept as ``ap=``.
+AP_KINDS: tuple[str, ...] = ("step", "trapezoid")
+
+#: Distance entries ranked per step by :func:`evaluate_rank`; bounds its working memory.
+_ENTRIES_PER_STEP = 1 << 22
+
+
+@dataclass(frozen=True)
+class RankMetrics:
+    r"""Retrieval metrics of a query set against a gallery.
+
+    Tensors are float64 on the device of the distances or features (the CPU for numpy input);
+    the means are Python floats. All values are fractions in ``[0, 1]`` (multiply by 100 for
+    the usual percentages).
+
+    Attributes:
+        cmc: ``(max_rank,)`` float64, ``cmc[k]`` = fraction of the valid queries whose first
+            valid match is within the top ``k + 1``; ``cmc[0]`` is rank-1 accuracy.
+        mAP: mean of ``ap`` over the valid queries.
+        mINP: mean of ``inp`` over the valid queries.
+        ap: ``(Q,)`` float64 average precision of each query (the ``ap=`` formula); NaN for a
+            query without any valid match.
+        inp: ``(Q,)`` float64 inverse negative penalty of each query; NaN likewise.
+        num_valid_queries: number of queries with at least one valid match (the others are
+            skipped); ``~ap.isnan()`` marks them.
+    """
+
+    cmc: Tensor
+    mAP: float
+    mINP: float
+    ap: Tensor
+    inp: Tensor
+    num_valid_queries: int
+
+
+class MetricsAccumulator:
+    """Per-query results, filled block by block of queries, then reduced to :class:`RankMetrics`.
+
+    Args:
+        num_queries: ``Q``.
+        device: where the per-query tensors live.
+        ap: one of :data:`AP_KINDS`.
+    """
+
+    def __init__(self, num_queries: int, device: torch.device, ap: str) -> None:
+        self.trapezoid = ap == "trapezoid"
+        self.first_hit = torch.zeros(num_queries, dtype=torch.int64, device=device)
+        self.ap = torch.full((num_queries,), torch.nan, dtype=torch.float64, device=device)
+        self.inp = torch.full_like(self.ap, torch.nan)
+
+    def add(self, query_index: Tensor, ranks: MatchRanks) -> None:
+        """Record the queries ``query_index`` (``(C,)`` int64), ranked as ``ranks``."""
+        counts = ranks.num_matches
+        hits = ranks.order.double()
+        rank = ranks.rank.double()
+        precision = hits / rank
+        if self.trapezoid:
+            before_hit = torch.where(ranks.rank > 1, (hits - 1) / (rank - 1).clamp_min(1), 1.0)
+            precision = (before_hit + precision) / 2
+        area = torch.zeros(counts.shape, dtype=torch.float64, device=counts.device)
+        area.index_add_(0, ranks.row, precision)
+        last_rank = torch.zeros_like(counts).scatter_reduce_(0, ranks.row, ranks.rank, "amax")
+        first = ranks.order == 1
+        first_hit = torch.zeros_like(counts).index_copy_(0, ranks.row[first], ranks.rank[first])
+        valid = counts > 0
+        self.first_hit[query_index] = first_hit
+        self.ap[query_index] = torch.where(valid, area / counts, torch.nan)
+        self.inp[query_index] = torch.where(valid, counts.double() / last_rank, torch.nan)
+
+    def result(self, max_rank: int) -> RankMetrics:
+        """The metrics over the valid queries; a ValueError if there is none."""
+        valid = self.first_hit > 0
+        num_valid = int(valid.sum())
+        if num_valid == 0:
+            raise ValueError(
+                "no query has a valid match (a gallery item with the same identity from another "
+                "camera, not a junk identity): check the identities and camera ids"
+            )
+        # Bin r - 1 for a first hit at rank r <= max_rank; every later hit falls in bin max_rank.
+        bins = self.first_hit[valid].clamp_max(max_rank + 1) - 1
+        hits_within = torch.bincount(bins, minlength=max_rank + 1)[:max_rank].cumsum(0)
+        return RankMetrics(
+            cmc=hits_within.double() / num_valid,
+            mAP=float(self.ap[valid].mean()),
+            mINP=float(self.inp[valid].mean()),
+            ap=self.ap,
+            inp=self.inp,
+            num_valid_queries=num_valid,
+        )
+
+
+def evaluate_rank(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+    ap: str = "step",
+    *,
+    junk_pids: Sequence[int] = (-1,),
+) -> RankMetrics:
+    r"""CMC, mAP and mINP of a query-gallery distance matrix, exactly, without a full sort.
+
+    The arguments are those of torchreid's and fast-reid's ``evaluate_rank`` in the same order,
+    so it is a drop-in; the result is a :class:`RankMetrics` (``m.cmc``, ``m.mAP``) instead of
+    their tuples. Protocol and formulas: see the module docstrings of :mod:`reid_eval.ranking`
+    and :mod:`reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
+    removal (equal distances keep gallery order), computed from the gallery items that sort
+    before each query's last match only, a few rows at a time (bounded working memory).
+
+    Args:
+        distmat: ``(Q, G)`` floating distances (smaller = more similar), a torch tensor on any
+            device or a numpy array; ``±inf`` allowed, NaN rejected.
+        q_pids: ``(Q,)`` integer query identities.
+        g_pids: ``(G,)`` integer gallery identities.
+        q_camids: ``(Q,)`` integer query camera ids.
+        g_camids: ``(G,)`` integer gallery camera ids.
+        max_rank: length of the CMC curve, ``>= 1`` (may exceed ``G``).
+        ap: ``"step"`` (default; torchreid / fast-reid) or ``"trapezoid"`` (open-reid, the
+            OAMN authors' number, lower).
+        junk_pids: gallery identities removed for every query, like same-camera matches.
+            Default ``(-1,)``: Market-1501's junk detections, as in its official protocol
+            (torchreid drops them when loading, so either way gives its numbers). Pass ``()``
+            to rank them as ordinary negatives. Identity ``0`` (Market-1501's distractors) is
+            an ordinary negative.
+
+    Returns:
+        The metrics, see :class:`RankMetrics`; tensors on ``distmat``'s device (CPU for numpy).
+
+    Raises:
+        TypeError: wrong argument types or dtypes.
+        ValueError: wrong shapes or lengths, an empty gallery, a NaN distance, or no query with
+            a valid match.
+
+    Example:
+        >>> import numpy as np
+        >>> distmat = np.arange(6.0)[None]  # one query; its matches come 1st, 3rd and 6th
+        >>> g_pids, g_camids = np.array([7, 2, 7, 3, 0, 7]), np.array([1, 1, 2, 1, 1, 2])
+        >>> m = evaluate_rank(distmat, np.array([7]), g_pids, np.array([0]), g_camids, max_rank=3)
+        >>> m.cmc, m.mAP, m.mINP, m.num_valid_queries
+        (tensor([1., 1., 1.], dtype=torch.float64), 0.7222, 0.5, 1)
+        >>> evaluate_rank(distmat, np.array([7]), g_pids, np.array([0]), g_camids,
+        ...               ap="trapezoid").mAP
+        0.6778
+    """
+    distances = check_floating(to_tensor(distmat, "distmat"), "distmat", 2, "(Q, G)")
+    num_queries, num_gallery = distances.shape
+    q_pid, q_cam, gallery = check_labels(
+        distances.device, num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids, junk_pids
+    )
+    max_rank = check_positive_int(max_rank, "max_rank")
+    metrics = MetricsAccumulator(num_queries, distances.device, check_choice(ap, "ap", AP_KINDS))
+    rows_per_step = max(1, _ENTRIES_PER_STEP // num_gallery)
+    with torch.no_grad():
+        for start in range(0, num_queries, rows_per_step):
+            rows = slice(start, start + rows_per_step)
+            ranks = rank_matches(distances[rows], q_pid[rows], q_cam[rows], gallery)
+            index = torch.arange(start, start + len(ranks.num_matches), device=distances.device)
+            metrics.add(index, ranks)
+    return metrics.result(max_rank)
+
+
+def check_labels(
+    device: torch.device,
+    num_queries: int,
+    num_gallery: int,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    junk_pids: Sequence[int],
+) -> tuple[Tensor, Tensor, GalleryLabels]:
+    """Checked int64 query identities and cameras, and the indexed gallery labels."""
+    if num_queries == 0:
+        raise ValueError("there are no queries (Q = 0); nothing to evaluate")
+    if num_gallery == 0:
+        raise ValueError("the gallery is empty (G = 0); nothing to rank the queries against")
+    q_pid = to_labels(q_pids, "q_pids", num_queries, device)
+    q_cam = to_labels(q_camids, "q_camids", num_queries, device)
+    g_pid = to_labels(g_pids, "g_pids", num_gallery, device)
+    g_cam = to_labels(g_camids, "g_camids", num_gallery, device)
+    return q_pid, q_cam, GalleryLabels.build(g_pid, g_cam, check_junk_pids(junk_pids))

@@ -1,0 +1,80 @@
+r"""The test-time occlusion type of each query from its occlusion-grader scores (paper eq. 8)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._inputs import (
+    ArrayLike,
+    check_choice,
+    check_floating,
+    check_no_nan,
+    check_thresholds,
+    to_tensor,
+)
+
+__all__ = ["BOUNDARIES", "SCORE_LOCATIONS", "predict_occlusion_type"]
+
+#: The locations of the grader's 4 score columns, in order.
+SCORE_LOCATIONS: tuple[str, ...] = ("top", "bottom", "left", "right")
+
+#: Where a score equal to a threshold goes: ``"paper"`` (eq. 8, the upper class) or
+#: ``"official"`` (the authors' code compares with ``<=``, the lower class).
+BOUNDARIES: tuple[str, ...] = ("paper", "official")
+
+
+def predict_occlusion_type(
+    scores: ArrayLike,
+    thresholds: tuple[float, float] = (0.5, 0.75),
+    boundary: str = "paper",
+) -> Tensor:
+    r"""Occlusion type of each image from its grader scores, by thresholds (paper eq. 8).
+
+    The occluded location is ``p = argmax s`` (on ties, the first column), and the area follows
+    from ``s^p`` and ``thresholds = (low, high)``:
+
+    * ``boundary="paper"`` (eq. 8): area 0 if ``s^p < low``, 1/4 if ``low <= s^p < high``,
+      1/2 if ``s^p >= high``;
+    * ``boundary="official"`` (the authors' code): area 0 if ``s^p <= low``, 1/4 if
+      ``low < s^p <= high``, 1/2 if ``s^p > high``.
+
+    Args:
+        scores: ``(N, 4)`` floating scores (the grader's softmax output) with columns in the
+            order top, bottom, left, right (:data:`SCORE_LOCATIONS`); a tensor on any device
+            or a numpy array. NaN rejected.
+        thresholds: ``(low, high)`` with ``low <= high``; ``(0.5, 0.75)`` in the paper.
+        boundary: ``"paper"`` or ``"official"``, see above.
+
+    Returns:
+        ``(N,)`` int64 occlusion types on the scores' device (CPU for numpy), README
+        convention: 0 none; 1-4 half top/bottom/left/right; 5-8 quarter top/bottom/left/right.
+        Use them as ``q_types`` of :func:`~reid_eval.evaluate_unified`.
+
+    Example:
+        >>> scores = torch.tensor([[0.1, 0.8, 0.05, 0.05],   # bottom, 0.8: half
+        ...                        [0.2, 0.1, 0.1, 0.6],     # right, 0.6: quarter
+        ...                        [0.4, 0.4, 0.1, 0.1],     # top, 0.4: none
+        ...                        [0.5, 0.3, 0.1, 0.1]])    # top, exactly 0.5
+        >>> predict_occlusion_type(scores)
+        tensor([2, 8, 0, 5])
+        >>> predict_occlusion_type(scores, boundary="official")
+        tensor([2, 8, 0, 0])
+    """
+    scores = check_floating(to_tensor(scores, "scores"), "scores", 2, "(N, 4)")
+    if scores.shape[1] != len(SCORE_LOCATIONS):
+        raise ValueError(
+            f"scores must have shape (N, 4) (columns top, bottom, left, right), got "
+            f"{tuple(scores.shape)}"
+        )
+    check_no_nan(scores, "scores")
+    low, high = check_thresholds(thresholds)
+    boundary = check_choice(boundary, "boundary", BOUNDARIES)
+    location = scores.argmax(dim=1)  # documented to return the first of tied maxima
+    top_score = scores.gather(1, location[:, None]).squeeze(1)
+    if boundary == "paper":
+        occluded, half = top_score >= low, top_score >= high
+    else:
+        occluded, half = top_score > low, top_score > high
+    types = torch.where(half, 1 + location, 5 + location)
+    return torch.where(occluded, types, 0)

@@ -1,0 +1,218 @@
+"""Bad input gets a TypeError/ValueError that names the argument and says what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reid_eval import (
+    evaluate_features,
+    evaluate_rank,
+    evaluate_unified,
+    pairwise_distance,
+    predict_occlusion_type,
+)
+
+Q, G = 3, 5
+DISTMAT = np.arange(Q * G, dtype=np.float32).reshape(Q, G)
+Q_PIDS, G_PIDS = np.array([1, 2, 3]), np.array([1, 2, 3, 1, 2])
+Q_CAMS, G_CAMS = np.zeros(Q, dtype=int), np.ones(G, dtype=int)
+LABELS = {"q_pids": Q_PIDS, "g_pids": G_PIDS, "q_camids": Q_CAMS, "g_camids": G_CAMS}
+
+
+def rank_kwargs(**changes):
+    return {"distmat": DISTMAT, **LABELS, **changes}
+
+
+def with_nan(array: np.ndarray, index) -> np.ndarray:
+    array = array.copy()
+    array[index] = np.nan
+    return array
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        (
+            {"distmat": DISTMAT.tolist()},
+            TypeError,
+            "distmat must be a torch.Tensor or a numpy array",
+        ),
+        ({"distmat": DISTMAT[0]}, ValueError, r"distmat must have shape \(Q, G\)"),
+        ({"distmat": DISTMAT.astype(int)}, TypeError, r"distmat must be a floating .*\.float\(\)"),
+        ({"distmat": with_nan(DISTMAT, (2, 4))}, ValueError, "distmat contains NaN"),
+        ({"distmat": with_nan(DISTMAT, (0, 0))}, ValueError, "distmat contains NaN"),
+        (
+            {"distmat": np.zeros((Q, 0), np.float32), "g_pids": G_PIDS[:0], "g_camids": G_CAMS[:0]},
+            ValueError,
+            "the gallery is empty",
+        ),
+        (
+            {"distmat": np.zeros((0, G), np.float32), "q_pids": Q_PIDS[:0], "q_camids": Q_CAMS[:0]},
+            ValueError,
+            "there are no queries",
+        ),
+        ({"q_pids": Q_PIDS[:2]}, ValueError, "q_pids has 2 entries, expected 3"),
+        ({"g_pids": np.append(G_PIDS, 4)}, ValueError, "g_pids has 6 entries, expected 5"),
+        ({"q_camids": Q_CAMS[:, None]}, ValueError, r"q_camids must be 1-D, got shape \(3, 1\)"),
+        ({"g_camids": G_CAMS.astype(float)}, TypeError, r"g_camids must hold integers.*\.long\(\)"),
+        ({"q_pids": Q_PIDS > 1}, TypeError, "q_pids must hold integers"),
+        ({"q_pids": list(Q_PIDS)}, TypeError, "q_pids must be a torch.Tensor or a numpy array"),
+        ({"q_camids": G_CAMS[:3]}, ValueError, "no query has a valid match"),
+        ({"max_rank": 0}, ValueError, "max_rank must be >= 1, got 0"),
+        ({"max_rank": 5.0}, TypeError, "max_rank must be an int"),
+        ({"max_rank": True}, TypeError, "max_rank must be an int"),
+        ({"ap": "area"}, ValueError, r"ap must be one of \['step', 'trapezoid'\]"),
+        ({"junk_pids": -1}, TypeError, "junk_pids must be a sequence of ints"),
+        ({"junk_pids": (-1.0,)}, TypeError, "junk_pids must hold ints"),
+    ],
+)
+def test_evaluate_rank_rejects(changes, error, match) -> None:
+    with pytest.raises(error, match=match):
+        evaluate_rank(**rank_kwargs(**changes))
+
+
+def test_labels_on_another_device_are_rejected() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"q_pids is on meta but the distances/features are on cpu; "
+        r"move it with q_pids\.to\('cpu'\)",
+    ):
+        evaluate_rank(**rank_kwargs(q_pids=torch.tensor(Q_PIDS, device="meta")))
+
+
+Q_FEATS = np.eye(Q, 4, dtype=np.float32)
+G_FEATS = np.eye(G, 4, dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("q_feats", "g_feats", "error", "match"),
+    [
+        (Q_FEATS[0], G_FEATS, ValueError, r"q_feats must have shape \(Q, D\)"),
+        (Q_FEATS, G_FEATS[None], ValueError, r"g_feats must have shape \(G, D\)"),
+        (Q_FEATS, G_FEATS[:, :3], ValueError, "its last dimension must be the feature size D = 4"),
+        (
+            Q_FEATS,
+            G_FEATS.astype(np.float64),
+            TypeError,
+            r"g_feats is torch\.float64 but q_feats is torch\.float32; convert one",
+        ),
+        (Q_FEATS.astype(np.int64), G_FEATS, TypeError, "q_feats must be a floating"),
+        (with_nan(Q_FEATS, (1, 2)), G_FEATS, ValueError, "q_feats contains NaN"),
+        (Q_FEATS, with_nan(G_FEATS, (4, 3)), ValueError, "g_feats contains NaN"),
+        (Q_FEATS, "gallery", TypeError, "g_feats must be a torch.Tensor or a numpy array"),
+    ],
+)
+def test_feature_functions_reject(q_feats, g_feats, error, match) -> None:
+    with pytest.raises(error, match=match):
+        pairwise_distance(q_feats, g_feats)
+    with pytest.raises(error, match=match):
+        evaluate_features(q_feats, g_feats, **LABELS)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"metric": "manhattan"},
+            ValueError,
+            r"metric must be one of \['euclidean', 'sqeuclidean', 'cosine'\]",
+        ),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1"),
+        ({"chunk_size": None}, TypeError, "chunk_size must be an int"),
+        ({"g_pids": G_PIDS[:4]}, ValueError, "g_pids has 4 entries, expected 5"),
+        ({"ap": "auc"}, ValueError, "ap must be one of"),
+    ],
+)
+def test_evaluate_features_rejects(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        evaluate_features(Q_FEATS, G_FEATS, **{**LABELS, **kwargs})
+
+
+def test_features_on_another_device_are_rejected() -> None:
+    with pytest.raises(ValueError, match="g_feats is on meta"):
+        evaluate_features(torch.from_numpy(Q_FEATS), torch.empty(G, 4, device="meta"), **LABELS)
+
+
+BANK = np.stack([G_FEATS, G_FEATS[::-1].copy()])
+
+
+@pytest.mark.parametrize(
+    ("q_types", "bank", "error", "match"),
+    [
+        (np.array([0, 2, 1]), BANK, ValueError, r"q_types must be in \[0, 2\).*from 0 to 2"),
+        (np.array([0, -1, 1]), BANK, ValueError, r"q_types must be in \[0, 2\)"),
+        (np.array([0, 1]), BANK, ValueError, "q_types has 2 entries, expected 3"),
+        (np.array([0.0, 1.0, 1.0]), BANK, TypeError, "q_types must hold integers"),
+        (np.zeros(3, dtype=int), G_FEATS, ValueError, r"g_bank must have shape \(T, G, D\)"),
+        (np.zeros(3, dtype=int), BANK[..., :2], ValueError, "feature size D = 4"),
+        (np.zeros(3, dtype=int), with_nan(BANK, (1, 0, 0)), ValueError, "g_bank contains NaN"),
+    ],
+)
+def test_evaluate_unified_rejects(q_types, bank, error, match) -> None:
+    with pytest.raises(error, match=match):
+        evaluate_unified(Q_FEATS, q_types, bank, **LABELS)
+
+
+def test_evaluate_unified_rejects_empty_inputs() -> None:
+    with pytest.raises(ValueError, match="there are no queries"):
+        evaluate_unified(
+            Q_FEATS[:0], np.zeros(0, int), BANK, Q_PIDS[:0], G_PIDS, Q_CAMS[:0], G_CAMS
+        )
+    with pytest.raises(ValueError, match="the gallery is empty"):
+        evaluate_unified(
+            Q_FEATS, np.zeros(3, int), BANK[:, :0], Q_PIDS, G_PIDS[:0], Q_CAMS, G_CAMS[:0]
+        )
+
+
+@pytest.mark.parametrize(
+    ("scores", "kwargs", "error", "match"),
+    [
+        (
+            np.zeros((2, 3)),
+            {},
+            ValueError,
+            r"scores must have shape \(N, 4\) \(columns top, bottom, left, right\)",
+        ),
+        (np.zeros(4), {}, ValueError, r"scores must have shape \(N, 4\)"),
+        (np.zeros((2, 4), dtype=int), {}, TypeError, "scores must be a floating"),
+        (with_nan(np.zeros((2, 4)), (1, 1)), {}, ValueError, "scores contains NaN"),
+        ([[0.1, 0.2, 0.3, 0.4]], {}, TypeError, "scores must be a torch.Tensor or a numpy array"),
+        (np.zeros((2, 4)), {"thresholds": (0.75, 0.5)}, ValueError, "low <= high"),
+        (
+            np.zeros((2, 4)),
+            {"thresholds": (0.5,)},
+            ValueError,
+            r"thresholds must be a \(low, high\) pair",
+        ),
+        (np.zeros((2, 4)), {"thresholds": (0.5, float("nan"))}, ValueError, "must be finite"),
+        (
+            np.zeros((2, 4)),
+            {"boundary": "strict"},
+            ValueError,
+            r"boundary must be one of \['paper', 'official'\]",
+        ),
+    ],
+)
+def test_predict_occlusion_type_rejects(scores, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        predict_occlusion_type(scores, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_a_nan_anywhere_is_found(dtype: torch.dtype) -> None:
+    # Every position of a row wider than a SIMD register, including rows without any match.
+    g_pids = torch.arange(37) % 5
+    for index in [0, 1, 15, 16, 17, 31, 36]:
+        for row in range(2):
+            distmat = torch.rand(2, 37).to(dtype)
+            distmat[row, index] = torch.nan
+            with pytest.raises(ValueError, match="distmat contains NaN"):
+                evaluate_rank(
+                    distmat,
+                    torch.tensor([1, 9]),
+                    g_pids,
+                    torch.tensor([0, 0]),
+                    torch.ones(37, dtype=torch.long),
+                )
