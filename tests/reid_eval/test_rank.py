@@ -7,11 +7,19 @@ import pytest
 import torch
 
 import reid_eval.metrics
+import reid_eval.ranking
 from reid_eval import RankMetrics, evaluate_rank
 from reid_eval.ranking import GalleryLabels, rank_matches
 from tests.conftest import DEVICES
 
 from .reference import random_labels, reference_metrics, relevance_metrics
+
+
+@pytest.fixture(autouse=True, params=["numpy", "torch"])
+def cpu_kernels(request, monkeypatch) -> str:
+    """Run every test with numpy's CPU kernels and with the torch code of other devices."""
+    monkeypatch.setattr(reid_eval.ranking, "NUMPY_ON_CPU", request.param == "numpy")
+    return request.param
 
 
 def single_query(relevance: list[int]) -> tuple[np.ndarray, ...]:
