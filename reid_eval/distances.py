@@ -4,7 +4,8 @@ Metrics (for feature rows ``q`` and ``g``):
 
 * ``"euclidean"``: ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``;
 * ``"sqeuclidean"``: ``max(|q|^2 + |g|^2 - 2 q.g, 0)`` (torchreid's and fast-reid's default);
-* ``"cosine"``: ``1 - q.g / (|q| |g|)``, in ``[0, 2]`` (a zero vector has distance 1 to all).
+* ``"cosine"``: ``1 - q.g / (|q| |g|)``, in ``[0, 2]`` up to rounding (a zero vector has
+  distance 1 to all).
 
 Every query row is computed by the same matrix product whatever the caller's chunking: rows are
 taken in blocks of :data:`ROW_BLOCK` aligned to the start of the query set, each block copied to
@@ -18,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._inputs import ArrayLike, check_choice, check_floating, check_no_nan, to_tensor
@@ -29,29 +29,34 @@ __all__ = ["METRICS", "ROW_BLOCK", "pairwise_distance"]
 METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
 
 #: Query rows per matrix product; chunk sizes are rounded up to a multiple of it.
-ROW_BLOCK = 64
+ROW_BLOCK = 256
+
+#: Norms below this count as this in the cosine (as in ``torch.nn.functional.normalize``).
+_EPS = 1e-12
 
 
 @dataclass(frozen=True)
 class PreparedGallery:
-    """Gallery features in the form a metric consumes, computed once per gallery.
+    """Gallery features and their squared row norms, computed once per gallery.
+
+    The features are used as given (no normalised copy: the cosine divides the products by the
+    norms instead) and the norms are summed a few rows at a time, so preparing a gallery
+    allocates nothing of the gallery's size.
 
     Attributes:
-        features: ``(G, D)``, L2-normalised rows for ``"cosine"``, as given otherwise.
-        squared_norms: ``(1, G)`` squared row norms for the Euclidean metrics, else ``None``.
+        features: ``(G, D)`` gallery features.
+        squared_norms: ``(1, G)`` their squared L2 norms.
         metric: one of :data:`METRICS`.
     """
 
     features: Tensor
-    squared_norms: Tensor | None
+    squared_norms: Tensor
     metric: str
 
     @classmethod
     def build(cls, g_feats: Tensor, metric: str) -> PreparedGallery:
         """Prepare ``(G, D)`` floating ``g_feats`` for ``metric``."""
-        if metric == "cosine":
-            return cls(F.normalize(g_feats, dim=1), None, metric)
-        return cls(g_feats, g_feats.pow(2).sum(1)[None], metric)
+        return cls(g_feats, _squared_norms(g_feats)[None], metric)
 
     def distances(self, q_feats: Tensor) -> Tensor:
         """``(M, G)`` distances of the ``(M, D)`` query rows, block by block of ``ROW_BLOCK``."""
@@ -59,15 +64,24 @@ class PreparedGallery:
         for start in range(0, q_feats.shape[0], ROW_BLOCK):
             rows = slice(start, start + ROW_BLOCK)
             block = q_feats[rows].clone(memory_format=torch.contiguous_format)
+            q_squared_norms = _squared_norms(block)[:, None]
             if self.metric == "cosine":
-                torch.mm(F.normalize(block, dim=1), self.features.T, out=out[rows])
+                torch.mm(block, self.features.T, out=out[rows])
+                out[rows].div_(q_squared_norms.sqrt().clamp_min_(_EPS))
+                out[rows].div_(self.squared_norms.sqrt().clamp_min_(_EPS))
                 out[rows].neg_().add_(1.0)
                 continue
             torch.addmm(self.squared_norms, block, self.features.T, alpha=-2.0, out=out[rows])
-            out[rows].add_(block.pow(2).sum(1, keepdim=True)).clamp_min_(0.0)
+            out[rows].add_(q_squared_norms).clamp_min_(0.0)
             if self.metric == "euclidean":
                 out[rows].sqrt_()
         return out
+
+
+def _squared_norms(features: Tensor, rows_per_step: int = 1024) -> Tensor:
+    """``(N,)`` squared L2 norms of the rows of ``(N, D)`` ``features``, without an ``(N, D)``
+    temporary: the sum of squares, exact for small integers, a few rows at a time."""
+    return torch.cat([part.square().sum(1) for part in features.split(rows_per_step)])
 
 
 def pairwise_distance(q_feats: ArrayLike, g_feats: ArrayLike, metric: str = "euclidean") -> Tensor:

@@ -15,7 +15,6 @@ from torch import Tensor
 from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels
 from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
 from .metrics import AP_KINDS, MetricsAccumulator, RankMetrics, check_labels
-from .ranking import rank_matches
 
 __all__ = ["evaluate_features", "evaluate_unified"]
 
@@ -51,7 +50,7 @@ def evaluate_features(
             :func:`~reid_eval.pairwise_distance`.
         max_rank: length of the CMC curve, ``>= 1``.
         chunk_size: queries whose distances are held at once, rounded up to a multiple of
-            :data:`~reid_eval.distances.ROW_BLOCK` (64); peak memory grows with
+            :data:`~reid_eval.distances.ROW_BLOCK` (256); peak memory grows with
             ``chunk_size * G``.
         ap: ``"step"`` (default) or ``"trapezoid"``, see :func:`~reid_eval.evaluate_rank`.
         junk_pids: gallery identities removed for every query, see
@@ -175,7 +174,5 @@ def _evaluate_groups(
             for start in range(0, query_index.numel(), chunk):
                 index = query_index[start : start + chunk]
                 distances = prepared.distances(queries[index])
-                metrics.add(
-                    index, rank_matches(distances, q_pid[index], q_cam[index], gallery_labels)
-                )
+                metrics.rank(distances, index, q_pid[index], q_cam[index], gallery_labels)
     return metrics.result(max_rank)

@@ -88,8 +88,24 @@ class MetricsAccumulator:
         self.ap = torch.full((num_queries,), torch.nan, dtype=torch.float64, device=device)
         self.inp = torch.full_like(self.ap, torch.nan)
 
-    def add(self, query_index: Tensor, ranks: MatchRanks) -> None:
-        """Record the queries ``query_index`` (``(C,)`` int64), ranked as ``ranks``."""
+    def rank(
+        self,
+        distances: Tensor,
+        query_index: Tensor,
+        q_pids: Tensor,
+        q_camids: Tensor,
+        gallery: GalleryLabels,
+    ) -> None:
+        """Rank and record the queries ``query_index`` (``(C,)`` int64) of ``(C, G)`` distances,
+        a few rows at a time (bounded working memory); ``q_pids`` / ``q_camids`` are theirs."""
+        rows_per_step = max(1, _ENTRIES_PER_STEP // distances.shape[1])
+        for start in range(0, distances.shape[0], rows_per_step):
+            rows = slice(start, start + rows_per_step)
+            ranks = rank_matches(distances[rows], q_pids[rows], q_camids[rows], gallery)
+            self._add(query_index[rows], ranks)
+
+    def _add(self, query_index: Tensor, ranks: MatchRanks) -> None:
+        """Record the queries ``query_index``, ranked as ``ranks``."""
         counts = ranks.num_matches
         hits = ranks.order.double()
         rank = ranks.rank.double()
@@ -191,13 +207,9 @@ def evaluate_rank(
     )
     max_rank = check_positive_int(max_rank, "max_rank")
     metrics = MetricsAccumulator(num_queries, distances.device, check_choice(ap, "ap", AP_KINDS))
-    rows_per_step = max(1, _ENTRIES_PER_STEP // num_gallery)
     with torch.no_grad():
-        for start in range(0, num_queries, rows_per_step):
-            rows = slice(start, start + rows_per_step)
-            ranks = rank_matches(distances[rows], q_pid[rows], q_cam[rows], gallery)
-            index = torch.arange(start, start + len(ranks.num_matches), device=distances.device)
-            metrics.add(index, ranks)
+        all_queries = torch.arange(num_queries, device=distances.device)
+        metrics.rank(distances, all_queries, q_pid, q_cam, gallery)
     return metrics.result(max_rank)
 
 

@@ -11,14 +11,19 @@ Protocol (Market-1501 / DukeMTMC, as in torchreid and fast-reid). For a query wi
 The ranking is the *stable* order of the valid (non-junk) gallery items by distance: equal
 distances keep gallery order, exactly as ``np.argsort(kind="stable")`` after removing the junk.
 
-Only the ranks of the matches matter for CMC, AP and INP, and they depend only on the gallery
-items that sort before each query's last match. Every query keeps the items whose distance is at
-most its largest match distance (one comparison pass), and these candidates are sorted by an
-integer key that encodes (query, distance, gallery index) exactly; each match's rank is then its
-position among them, less the junk items before it. For a trained model the candidates are a few
-per cent of the matrix; for a random model they approach all of it, and the cost that of one
-sort of the matrix. On the CPU the keys are sorted by numpy (its vectorised sort is several
-times faster than ``torch.sort`` there).
+Only the ranks of the matches matter for CMC, AP and INP: the rank of a match is one plus the
+number of valid items that sort before it, and those all lie at most at the query's largest
+match distance. Each block of rows is counted one of two ways, both exact:
+
+* few such *candidates* (a trained model: a few per cent of the matrix): they are extracted and
+  sorted by an int64 key that encodes (row, distance, gallery index) uniquely; a match's rank is
+  its position among them;
+* many (a weak model): every row's distances are sorted (a plain value sort, several times
+  cheaper than an argsort) and each match is located by binary search; the rare ties of
+  distance with a match are then resolved by gallery index.
+
+Either way the same-camera junk before a match is subtracted. On the CPU the comparisons, the
+nonzero and the sorts run in numpy, whose vectorised kernels are 3-9x faster than torch's there.
 """
 
 from __future__ import annotations
@@ -32,8 +37,15 @@ from torch import Tensor
 
 from ._inputs import check_no_nan
 
-#: Use numpy for the comparisons, nonzero and sorts of CPU tensors: its vectorised kernels
-#: are 3-9x faster than torch's there. ``False`` runs the torch code of other devices.
+#: Above this fraction of candidates in a block of rows, sorting every row's distances costs
+#: less than keying and sorting the candidates (the break-even measured on a 2-core CPU).
+DENSE_FRACTION = 0.1
+
+#: Distance entries compared at once when resolving ties of the row-sorting path.
+_TIE_ENTRIES_PER_STEP = 1 << 22
+
+#: Use numpy for the comparisons, nonzero and sorts of CPU tensors. ``False`` runs the torch
+#: code of other devices instead (the tests run both).
 NUMPY_ON_CPU = True
 
 
@@ -106,45 +118,106 @@ def rank_matches(
     pair_distances = torch.take(distances, pair_index)
     last_match = torch.full_like(distances[:, 0], -torch.inf)
     last_match.scatter_reduce_(0, pair_rows[is_match], pair_distances[is_match], "amax")
-    index = _candidate_index(distances, last_match, gallery.junk)
-    values = torch.take(distances, index)
-    coder = _KeyCoder.for_candidates(values, num_gallery)
-    candidate_keys = _sorted(coder.keys(index, values))
+    candidates = _candidate_mask(distances, last_match, gallery.junk)
+    many = int(candidates.count_nonzero()) > DENSE_FRACTION * candidates.numel()
+    if many and bool(is_match.any()):
+        candidate_keys = None
+        coder = _KeyCoder.for_values(pair_distances, num_gallery)
+    else:
+        index = _flatnonzero(candidates)
+        values = torch.take(distances, index)
+        coder = _KeyCoder.for_values(values, num_gallery)
+        candidate_keys = _sorted(coder.keys(index, values))
 
     # Keys are unique and ordered by (row, distance, gallery index): sorting the matches' keys
     # lists them row by row in ranking order, and a key's position among other sorted keys,
     # less the position of its row's first possible key, counts the keys before it in its row.
     pair_keys = coder.keys(pair_index, pair_distances)
-    match_keys = _sorted(pair_keys[is_match])
+    match_keys, by_key = torch.sort(pair_keys[is_match])
     row = match_keys // coder.row_size
     row_start = row * coder.row_size
-    ranked_before = _count_below(candidate_keys, match_keys) - _count_below(
-        candidate_keys, row_start
+    num_matches = torch.bincount(row, minlength=num_queries)
+    slot = (
+        torch.arange(row.numel(), device=row.device)
+        - (torch.cumsum(num_matches, 0) - num_matches)[row]
     )
-    # Same-camera junk that ranks before a match is among the candidates: take it out.
+    if candidate_keys is None:
+        match = torch.nonzero(is_match).squeeze(1)[by_key]
+        ranked_before = _items_before_by_row_sort(
+            distances, gallery.junk, row, slot, pair_distances[match], pair_cols[match]
+        )
+    else:
+        ranked_before = _count_below(candidate_keys, match_keys)
+        ranked_before -= _count_below(candidate_keys, row_start)
+    # Same-camera junk that ranks before a match is counted above: take it out.
     junk_keys = _sorted(pair_keys[~is_match])
     junk_before = _count_below(junk_keys, match_keys) - _count_below(junk_keys, row_start)
-
-    num_matches = torch.bincount(row, minlength=num_queries)
-    first_of_row = torch.cumsum(num_matches, 0) - num_matches
-    order = torch.arange(1, row.numel() + 1, device=row.device) - first_of_row[row]
-    return MatchRanks(row, order, ranked_before - junk_before + 1, num_matches)
+    return MatchRanks(row, slot + 1, ranked_before - junk_before + 1, num_matches)
 
 
-def _candidate_index(distances: Tensor, last_match: Tensor, junk_columns: Tensor) -> Tensor:
-    """Row-major flat indices of the entries at most their row's ``last_match`` distance.
-
-    Junk-identity columns are left out.
-    """
+def _candidate_mask(distances: Tensor, last_match: Tensor, junk_columns: Tensor) -> Tensor:
+    """``(C, G)`` bool: at most the row's ``last_match`` distance, and not a junk identity."""
     if distances.device.type == "cpu" and NUMPY_ON_CPU:
         if distances.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
             distances, last_match = distances.float(), last_match.float()
-        candidates = np.less_equal(distances.detach().numpy(), last_match.numpy()[:, None])
+        mask = np.less_equal(distances.detach().numpy(), last_match.numpy()[:, None])
         if bool(junk_columns.any()):
-            candidates &= ~junk_columns.numpy()
-        return torch.from_numpy(np.flatnonzero(candidates))
-    candidates = distances.le(last_match[:, None]) & ~junk_columns
-    return candidates.view(-1).nonzero().squeeze(1)
+            mask &= ~junk_columns.numpy()
+        return torch.from_numpy(mask)
+    return distances.le(last_match[:, None]) & ~junk_columns
+
+
+def _flatnonzero(mask: Tensor) -> Tensor:
+    """Row-major flat indices of the ``True`` entries of ``mask``."""
+    if mask.device.type == "cpu" and NUMPY_ON_CPU:
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.view(-1).nonzero().squeeze(1)
+
+
+def _items_before_by_row_sort(
+    distances: Tensor,
+    junk_columns: Tensor,
+    row: Tensor,
+    slot: Tensor,
+    match_distances: Tensor,
+    match_cols: Tensor,
+) -> Tensor:
+    """Non-junk-identity items before each match in its row, found by sorting every row.
+
+    Used when most of the matrix sorts before the last matches: sorting the distances alone is
+    cheaper than keying them all. Matches are given in ranking order, ``slot`` being their
+    position among their row's matches; ties of distance are resolved by gallery index.
+    """
+    rankable = distances.float() if distances.element_size() < 4 else distances
+    if bool(junk_columns.any()):  # junk identities go last and are not counted as ties
+        rankable = torch.where(junk_columns, torch.inf, rankable)
+    sorted_rows = _sorted(rankable)
+    needles = sorted_rows.new_full((distances.shape[0], int(slot.max()) + 1), torch.inf)
+    needles[row, slot] = match_distances.to(needles.dtype)
+    below = torch.searchsorted(sorted_rows, needles)[row, slot]
+    equal = torch.searchsorted(sorted_rows, needles, side="right")[row, slot] - below
+    tied = torch.nonzero(equal > 1).squeeze(1)
+    if tied.numel():
+        below[tied] += _tied_before(
+            distances, junk_columns, row[tied], match_distances[tied], match_cols[tied]
+        )
+    return below
+
+
+def _tied_before(
+    distances: Tensor, junk_columns: Tensor, rows: Tensor, values: Tensor, cols: Tensor
+) -> Tensor:
+    """For each ``(row, value, col)``: non-junk-identity items of the row equal to ``value``
+    at a lower gallery index (they rank first in a stable sort); a few rows at a time."""
+    columns = torch.arange(distances.shape[1], device=distances.device)
+    rows_per_step = max(1, _TIE_ENTRIES_PER_STEP // distances.shape[1])
+    counts = []
+    for start in range(0, rows.numel(), rows_per_step):
+        part = slice(start, start + rows_per_step)
+        earlier_equal = distances[rows[part]] == values[part, None]
+        earlier_equal &= (columns < cols[part, None]) & ~junk_columns
+        counts.append(earlier_equal.sum(1))
+    return torch.cat(counts)
 
 
 def _same_identity_pairs(
@@ -173,12 +246,12 @@ class _KeyCoder:
     ``key = (row * codes + code(distance)) * G + col``, where ``code`` is an order-preserving
     integer code in ``[0, codes)`` shared by equal distances (-0.0 and +0.0 included): for
     dtypes of at most 32 bits, the float32 bit pattern made monotonic (``codes = 2**32``); for
-    float64, the number of smaller candidate distances, which orders any distance correctly
-    against the candidates.
+    float64, the number of smaller distances among the given ``values``, which orders any
+    distance correctly against them.
 
     Args:
         num_gallery: ``G``.
-        sorted_values: the sorted candidate distances, for float64 only.
+        sorted_values: the sorted given distances, for float64 only.
     """
 
     def __init__(self, num_gallery: int, sorted_values: Tensor | None = None) -> None:
@@ -188,8 +261,8 @@ class _KeyCoder:
         self.row_size = codes * num_gallery  # keys of row r are in [r, r + 1) * row_size
 
     @classmethod
-    def for_candidates(cls, values: Tensor, num_gallery: int) -> _KeyCoder:
-        """A coder for distances of ``values``' dtype; ``values`` are all the candidates."""
+    def for_values(cls, values: Tensor, num_gallery: int) -> _KeyCoder:
+        """A coder for ``values``' dtype, exact for any distance among ``values`` or above."""
         if values.element_size() <= 4:  # float32 holds float16 / bfloat16 exactly
             return cls(num_gallery)
         return cls(num_gallery, _sorted(values + 0.0))
@@ -215,5 +288,5 @@ def _count_below(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 def _sorted(values: Tensor) -> Tensor:
     """``values`` sorted ascending along their last dimension, on their device."""
     if values.device.type == "cpu" and NUMPY_ON_CPU:
-        return torch.from_numpy(np.sort(values.numpy(), axis=-1))
+        return torch.from_numpy(np.sort(values.detach().numpy(), axis=-1))
     return torch.sort(values).values

@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import reid_eval.metrics
 from reid_eval import METRICS, evaluate_features, evaluate_rank, pairwise_distance
+from reid_eval.distances import ROW_BLOCK
 from tests.conftest import DEVICES
 
 from .reference import random_labels
@@ -52,9 +54,10 @@ def test_pairwise_distance_definitions() -> None:
 
 
 def test_pairwise_distance_rows_do_not_depend_on_the_rest_of_the_queries() -> None:
-    q, g, *_ = features_case(1, 300, 90)
+    q, g, *_ = features_case(1, 3 * ROW_BLOCK - 5, 90)
     full = pairwise_distance(q, g)
-    blocks = torch.cat([pairwise_distance(q[s : s + 64], g) for s in range(0, 300, 64)])
+    starts = range(0, len(q), ROW_BLOCK)
+    blocks = torch.cat([pairwise_distance(q[s : s + ROW_BLOCK], g) for s in starts])
     assert torch.equal(full, blocks)
 
 
@@ -63,9 +66,17 @@ def test_pairwise_distance_rows_do_not_depend_on_the_rest_of_the_queries() -> No
 def test_features_equal_rank_of_the_full_matrix(metric: str, integer: bool) -> None:
     q, g, q_pids, g_pids, q_cams, g_cams = features_case(2, integer=integer)
     full = evaluate_rank(pairwise_distance(q, g, metric), q_pids, g_pids, q_cams, g_cams, 30)
-    for chunk_size in (1, 64, 65, 128, 1000):
+    for chunk_size in (1, ROW_BLOCK, ROW_BLOCK + 1, 2 * ROW_BLOCK, 5000):
         chunked = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, metric, 30, chunk_size)
         assert_same_metrics(chunked, full)
+
+
+def test_chunks_ranked_in_several_steps(monkeypatch) -> None:
+    q, g, q_pids, g_pids, q_cams, g_cams = features_case(6)
+    full = evaluate_rank(pairwise_distance(q, g), q_pids, g_pids, q_cams, g_cams, 30)
+    monkeypatch.setattr(reid_eval.metrics, "_ENTRIES_PER_STEP", 3 * g.shape[0] + 1)
+    chunked = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, max_rank=30, chunk_size=128)
+    assert_same_metrics(chunked, full)
 
 
 def test_features_pass_ap_and_junk_options() -> None:

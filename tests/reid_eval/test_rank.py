@@ -15,10 +15,18 @@ from tests.conftest import DEVICES
 from .reference import random_labels, reference_metrics, relevance_metrics
 
 
-@pytest.fixture(autouse=True, params=["numpy", "torch"])
-def cpu_kernels(request, monkeypatch) -> str:
-    """Run every test with numpy's CPU kernels and with the torch code of other devices."""
-    monkeypatch.setattr(reid_eval.ranking, "NUMPY_ON_CPU", request.param == "numpy")
+@pytest.fixture(
+    autouse=True,
+    params=[("numpy", "keys"), ("numpy", "row sort"), ("torch", "keys"), ("torch", "row sort")],
+    ids=lambda p: "-".join(p),
+)
+def ranking_path(request, monkeypatch) -> tuple[str, str]:
+    """Run every test through each way reid_eval.ranking can count the items before a match:
+    numpy's CPU kernels or the torch code of other devices, and the candidates' sorted keys
+    or the sorted rows (chosen by the fraction of candidates, forced here)."""
+    kernels, path = request.param
+    monkeypatch.setattr(reid_eval.ranking, "NUMPY_ON_CPU", kernels == "numpy")
+    monkeypatch.setattr(reid_eval.ranking, "DENSE_FRACTION", 2.0 if path == "keys" else -1.0)
     return request.param
 
 
@@ -162,8 +170,9 @@ def test_match_ranks_equal_the_stable_argsort(seed: int) -> None:
         assert ranks.num_matches[i].item() == len(expected)
 
 
-def test_market_sized_ties_against_reference() -> None:
+def test_market_sized_ties_against_reference(monkeypatch) -> None:
     # Few distinct distances over a wide gallery: every match ties with hundreds of negatives.
+    monkeypatch.setattr(reid_eval.ranking, "_TIE_ENTRIES_PER_STEP", 7 * 3000)  # 7 rows a step
     rng = np.random.default_rng(7)
     q_pids, g_pids, q_cams, g_cams = random_labels(rng, 60, 3000, 40, 6)
     distmat = rng.integers(0, 20, (60, 3000)).astype(np.float32)

@@ -35,12 +35,12 @@ def test_all_unoccluded_queries_equal_the_plain_evaluation(metric: str) -> None:
     q, g, q_pids, g_pids, q_cams, g_cams = features_case(10)
     bank = gallery_bank(g, 0)
     types = torch.zeros(len(q), dtype=torch.long)
-    plain = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, metric, 20, 64)
-    unified = evaluate_unified(q, types, bank, q_pids, g_pids, q_cams, g_cams, metric, 20, 64)
+    plain = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, metric, 20, 256)
+    unified = evaluate_unified(q, types, bank, q_pids, g_pids, q_cams, g_cams, metric, 20, 256)
     assert_same_metrics(unified, plain)
     # Likewise for any single type t against its own slice.
-    plain = evaluate_features(q, bank[5], q_pids, g_pids, q_cams, g_cams, metric, 20, 64)
-    unified = evaluate_unified(q, types + 5, bank, q_pids, g_pids, q_cams, g_cams, metric, 20, 64)
+    plain = evaluate_features(q, bank[5], q_pids, g_pids, q_cams, g_cams, metric, 20, 256)
+    unified = evaluate_unified(q, types + 5, bank, q_pids, g_pids, q_cams, g_cams, metric, 20, 256)
     assert_same_metrics(unified, plain)
 
 
@@ -54,7 +54,7 @@ def test_each_query_is_ranked_against_its_own_slice(metric: str) -> None:
     per_type = torch.stack([pairwise_distance(q, bank[t], metric) for t in range(NUM_TYPES)])
     distmat = per_type[types, torch.arange(len(q))]
     expected = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 25)
-    for chunk_size in (1, 64, 500):
+    for chunk_size in (1, 256, 1000):
         got = evaluate_unified(
             q, types, bank, q_pids, g_pids, q_cams, g_cams, metric, 25, chunk_size
         )
