@@ -98,6 +98,8 @@ def check_thresholds(thresholds: object) -> tuple[float, float]:
     """``thresholds`` as a ``(low, high)`` pair of finite floats with ``low <= high``."""
     if not isinstance(thresholds, Sequence) or len(thresholds) != 2:
         raise ValueError(f"thresholds must be a (low, high) pair, got {thresholds!r}")
+    if not all(isinstance(t, int | float | np.floating | np.integer) for t in thresholds):
+        raise TypeError(f"thresholds must hold numbers, got {thresholds!r}")
     low, high = (float(t) for t in thresholds)
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"thresholds must be finite with low <= high, got {thresholds!r}")

@@ -41,7 +41,7 @@ __all__ = ["AP_KINDS", "RankMetrics", "evaluate_rank"]
 #: The AP formulas ``evaluate_*`` accept as ``ap=``.
 AP_KINDS: tuple[str, ...] = ("step", "trapezoid")
 
-#: Distance entries ranked per step by :func:`evaluate_rank`; bounds its working memory.
+#: Distance entries ranked at once (rows of the matrix or of a chunk); bounds the memory.
 _ENTRIES_PER_STEP = 1 << 22
 
 

@@ -187,6 +187,7 @@ def test_evaluate_unified_rejects_empty_inputs() -> None:
             r"thresholds must be a \(low, high\) pair",
         ),
         (np.zeros((2, 4)), {"thresholds": (0.5, float("nan"))}, ValueError, "must be finite"),
+        (np.zeros((2, 4)), {"thresholds": ("low", 0.7)}, TypeError, "thresholds must hold numbers"),
         (
             np.zeros((2, 4)),
             {"boundary": "strict"},

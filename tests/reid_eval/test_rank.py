@@ -90,18 +90,17 @@ def test_hand_computed_protocol() -> None:
     assert m.ap[0].item() == pytest.approx((1 / 3 + 2 / 5) / 2)
 
 
-def test_ties_keep_gallery_order() -> None:
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_ties_keep_gallery_order(dtype) -> None:
     # All distances equal: the ranking is the gallery order, matches at ranks 2 and 3.
-    g_pids = np.array([9, 4, 4, 9])
-    m = evaluate_rank(np.zeros((1, 4)), np.array([4]), g_pids, np.array([0]), np.ones(4, int), 4)
+    g_pids, q_cams, g_cams = np.array([9, 4, 4, 9]), np.array([0]), np.ones(4, int)
+    m = evaluate_rank(np.zeros((1, 4), dtype), np.array([4]), g_pids, q_cams, g_cams, 4)
     assert m.ap.item() == pytest.approx((1 / 2 + 2 / 3) / 2)
     torch.testing.assert_close(m.cmc, torch.tensor([0.0, 1, 1, 1], dtype=torch.float64))
     # -0.0 and +0.0 are the same distance, so they tie too.
-    distmat = np.array([[0.0, 0.0, -0.0, -0.0]])
-    assert (
-        evaluate_rank(distmat, np.array([4]), g_pids, np.array([0]), np.ones(4, int), 4).ap.item()
-        == m.ap.item()
-    )
+    distmat = np.array([[0.0, 0.0, -0.0, -0.0]], dtype)
+    signed = evaluate_rank(distmat, np.array([4]), g_pids, q_cams, g_cams, 4)
+    assert signed.ap.item() == m.ap.item()
 
 
 def test_cmc_is_padded_after_the_last_gallery_item() -> None:
@@ -122,7 +121,7 @@ def reference_case(seed: int) -> tuple[np.ndarray, ...]:
     elif kind == 1:  # integer-valued: many ties between matches and negatives
         distmat = rng.integers(0, 4, (num_q, num_g)).astype(np.float32)
     elif kind == 2:
-        distmat = rng.choice([-0.0, 0.0, 1.0, np.inf, -np.inf], (num_q, num_g))
+        distmat = rng.choice([-0.0, 0.0, 1.0, np.inf, -np.inf], (num_q, num_g)).astype(np.float32)
     else:
         distmat = rng.integers(0, 3, (num_q, num_g)).astype(np.float16)
     return (distmat, *labels)
