@@ -1,0 +1,1 @@
+"""Complete pipelines composed from the four oamn packages (run from the repository root)."""

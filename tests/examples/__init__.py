@@ -1,0 +1,1 @@
+"""Tests of the OAMN pipeline in examples/oamn."""
