@@ -1,0 +1,55 @@
+"""Data for the OAMN pipeline: dataset layouts, a validation split, the P x K identity sampler,
+CPU transforms and loaders.
+
+Images leave the loaders normalised on the CPU; the training code moves each batch to its
+device, where ``occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
+"""
+
+from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids
+from .layouts import (
+    DATASETS,
+    GALLERY_CAMID,
+    IMAGE_EXTENSIONS,
+    QUERY_CAMID,
+    dukemtmc,
+    load_dataset,
+    market1501,
+    occluded_duke,
+    occluded_reid,
+    parse_folder,
+    partial_ilids,
+    partial_reid,
+)
+from .loaders import ImageDataset, SeededBatchSampler, build_test_loader, build_train_loader
+from .sampler import IdentitySampler
+from .splits import split_validation
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform, train_transform
+
+__all__ = [
+    "DATASETS",
+    "GALLERY_CAMID",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "JUNK_PID",
+    "QUERY_CAMID",
+    "IdentitySampler",
+    "ImageDataset",
+    "ReIDDataset",
+    "ReIDItem",
+    "SeededBatchSampler",
+    "build_test_loader",
+    "build_train_loader",
+    "dukemtmc",
+    "load_dataset",
+    "market1501",
+    "occluded_duke",
+    "occluded_reid",
+    "parse_folder",
+    "partial_ilids",
+    "partial_reid",
+    "relabel_ids",
+    "split_validation",
+    "test_transform",
+    "train_transform",
+]
