@@ -26,6 +26,8 @@ from typing import Any
 
 from occlusion_aug import LOCATIONS
 
+from .model import OAMN
+
 __all__ = ["TrainConfig", "build_model", "config_from_args", "config_parser"]
 
 ROUTINGS = ("paper", "official")
@@ -98,6 +100,10 @@ class TrainConfig:
     pooling: str = _option("max", "global pooling of the head", ("max", "avg"))
     dropout: float = _option(0.5, "dropout probability before the classifier")
     mask_module: bool = _option(True, "use the attention mask module (off: m = 1)")
+    mask_spatial_reduction: int = _option(
+        8, "RGA-S spatial_reduction (smaller for small inputs, e.g. 2 at 64x32)"
+    )
+    mask_down_ratio: int = _option(8, "RGA-S down_ratio (smaller for small inputs)")
     # Occlusion augmentation (paper §3.1, Table 3).
     occlusion: bool = _option(True, "occlusion augmentation: 4 occluded copies per image")
     occlusion_locations: tuple[str, ...] = _option(
@@ -196,7 +202,7 @@ class TrainConfig:
         return cls.from_dict(_read_json(path))
 
 
-def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OAMN:  # noqa: F821
+def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OAMN:
     """The :class:`~examples.oamn.model.OAMN` a configuration describes, in train mode.
 
     Args:
@@ -207,8 +213,6 @@ def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OA
     Returns:
         The model on the CPU; with ``routing="official"`` its mask module sees ``f.detach()``.
     """
-    from .model import OAMN
-
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_dict(config)
     return OAMN(
@@ -222,6 +226,8 @@ def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OA
         dropout=config.dropout,
         use_mask=config.mask_module,
         detach_mask_input=config.routing == "official",
+        mask_spatial_reduction=config.mask_spatial_reduction,
+        mask_down_ratio=config.mask_down_ratio,
     )
 
 
@@ -342,7 +348,10 @@ def _check_config(config: TrainConfig) -> None:
         choices = spec.metadata["choices"]
         if choices and value not in choices:
             raise ValueError(f"{_flag(spec.name)} must be one of {choices}, got {value!r}")
-    positive = ("height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size")
+    positive = (
+        "height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size",
+        "mask_spatial_reduction", "mask_down_ratio",
+    )  # fmt: skip
     for name in positive:
         if getattr(config, name) < 1:
             raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(config, name)}")
