@@ -1,0 +1,126 @@
+"""Training checkpoints: save, load, and rebuild the model for evaluation.
+
+A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
+
+    {"format": 1, "config": TrainConfig.to_dict(), "model": state dict (no DDP "module."
+     prefix), "num_classes": int, "epoch": epochs completed, "optimizer": state dict,
+     "scaler": GradScaler state dict or None, "rng": generator states at the end of the epoch,
+     "history": the per-epoch log records so far}
+
+``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
+random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import TrainConfig, build_model
+from .model import OAMN
+
+__all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
+
+FORMAT_VERSION = 1
+_KEYS = ("config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    config: TrainConfig,
+    num_classes: int,
+    rng_state: Mapping[str, Any],
+    history: list[dict[str, Any]],
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Write a checkpoint atomically (a temporary file renamed over ``path``).
+
+    Args:
+        path: destination file; its folder must exist.
+        model: the model, or its ``DistributedDataParallel`` wrapper (the inner module is saved).
+        optimizer: its state (momentum buffers, learning rates).
+        epoch: number of epochs completed.
+        config: the run's configuration.
+        num_classes: the classifier's number of identities.
+        rng_state: generator states to record, e.g. ``{"torch": torch.get_rng_state()}``.
+        history: per-epoch records (JSON-compatible dicts).
+        scaler: the fp16 ``GradScaler``, if one is in use.
+    """
+    module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    state = {
+        "format": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "model": module.state_dict(),
+        "num_classes": num_classes,
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
+        "rng": dict(rng_state),
+        "history": list(history),
+    }
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    # A crash while writing leaves the previous checkpoint intact.
+    partial.replace(path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where its tensors go (default: the CPU).
+
+    Returns:
+        The dict described in the module docstring.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file that is not such a checkpoint (the missing keys are named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several kinds for corrupt or foreign files
+        raise ValueError(f"checkpoint {path} could not be read: {error}") from error
+    missing = [key for key in _KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(
+            f"{path} is not an OAMN training checkpoint (missing keys {missing}); write one "
+            "with python -m examples.oamn.train"
+        )
+    return state
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[OAMN, TrainConfig]:
+    """The trained model of a checkpoint, in eval mode on ``device``, with its configuration.
+
+    The ImageNet ``weights`` file named in the configuration is not read (the checkpoint holds
+    every weight), so a checkpoint evaluates on a machine without that file.
+
+    Example:
+        >>> model, config = load_model("runs/oamn/checkpoint_best.pt")  # doctest: +SKIP
+        >>> features, scores = model.extract(images)  # doctest: +SKIP
+    """
+    state = load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(dataclasses.replace(config, weights=None), state["num_classes"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config

@@ -1,0 +1,462 @@
+"""The training configuration: every hyper-parameter, the paper's defaults, JSON and CLI.
+
+:class:`TrainConfig` holds everything a run depends on; its defaults are the paper's recipe
+(METHOD.md §7: ResNet-50 split after layer3, 256x128, 32 ids x 2 images, SGD Nesterov, warm-up to
+0.1 over 10 epochs then steps at 17 and 24, 30 epochs, lambda = 5 / 0.5 / 1 / 1, margin 0.5).
+
+The command line is generated from the dataclass fields, so options and fields cannot drift:
+field ``ids_per_batch`` is ``--ids-per-batch``, a bool ``occlusion`` is
+``--occlusion/--no-occlusion``, a tuple is a comma list (``--lr-steps 17,24``). Values are
+resolved in this order, later ones winning: the defaults, the configuration of the checkpoint
+given by ``--resume``, the JSON file given by ``--config``, the options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from occlusion_aug import LOCATIONS
+
+from .model import OAMN
+
+__all__ = ["TrainConfig", "build_model", "config_from_args", "config_parser"]
+
+ROUTINGS = ("paper", "official")
+AMP_MODES = ("none", "bf16", "fp16")
+_OCCLUSION_LOCATIONS = LOCATIONS[1:]
+
+
+def _option(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    """A dataclass field whose help text (and choices) the command line shows."""
+    metadata = {"help": help, "choices": tuple(choices) if choices else None}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    r"""Every setting of an OAMN training run; the defaults are the paper's (METHOD.md §7).
+
+    Table 6 of the paper (ablation on Occluded-Duke) is one switch per row: baseline
+    ``occlusion=False`` (the batch is the ``B`` holistic images only; ``L_mask`` and ``L_score``
+    need occluded copies and are skipped, and the triplet loss is the plain batch-hard one);
+    ``+OA`` adds ``occlusion`` with ``grouped_triplet=False, loss_mask=False,
+    loss_score=False``; ``+grouped triplet`` sets ``grouped_triplet``; ``+L_mask`` sets
+    ``loss_mask``; ``loss_score`` trains the grader that occlusion unification needs.
+    Table 3 (occlusion types) is ``occlusion_locations`` and ``occlusion_areas``.
+
+    Gradient routing (``routing``): ``"paper"`` (default) is one backward of ``L1 + L2`` through
+    the whole network (``L_score`` reaches only the grader, whose input the model detaches).
+    ``"official"`` emulates the authors' two optimisers in one backward: the mask losses read
+    ``f.detach()`` so they update the mask module only, and the mask module sees ``f.detach()``
+    (the model's ``detach_mask_input``), so the encoder learns only through ``g = m * f``; see
+    :mod:`examples.oamn.objective` for what this does and does not reproduce.
+
+    All values are checked on construction; a bad one raises ``ValueError`` naming the field and
+    its command-line option.
+
+    Example:
+        >>> config = TrainConfig(backbone="resnet18", epochs=2)
+        >>> config.lr, config.lr_steps, config.occlusion_locations
+        (0.1, (17, 24), ('top', 'bottom', 'left', 'right'))
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    # Data.
+    dataset: str = _option("market1501", "dataset layout (see examples.oamn.data.DATASETS)")
+    data_root: str | None = _option(None, "dataset root folder (required to train)")
+    height: int = _option(256, "input image height in pixels")
+    width: int = _option(128, "input image width in pixels")
+    ids_per_batch: int = _option(32, "P: distinct identities per batch (per process)")
+    instances_per_id: int = _option(2, "K: images per identity in a batch")
+    workers: int = _option(4, "data-loading worker processes (0: load in the main process)")
+    val_ids: float = _option(
+        0.0,
+        "training identities held out for validation: a count (>= 1) or a fraction (< 1); "
+        "0 trains on all identities without validation, as the paper does",
+    )
+    val_every: int = _option(5, "validate every N epochs (and after the last epoch)")
+    val_batch_size: int = _option(128, "batch size of validation feature extraction")
+    # Model.
+    backbone: str = _option(
+        "resnet50", "torchvision backbone", ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
+    )
+    split_after: str = _option("layer3", "backbone stage after which the mask module sits")
+    last_stride: int = _option(2, "stride of the backbone's last stage (1 or 2)")
+    weights: str | None = _option(
+        None, "local ImageNet state-dict file of the backbone (none: random initialisation)"
+    )
+    pooling: str = _option("max", "global pooling of the head", ("max", "avg"))
+    dropout: float = _option(0.5, "dropout probability before the classifier")
+    mask_module: bool = _option(True, "use the attention mask module (off: m = 1)")
+    mask_spatial_reduction: int = _option(
+        8, "RGA-S spatial_reduction (smaller for small inputs, e.g. 2 at 64x32)"
+    )
+    mask_down_ratio: int = _option(8, "RGA-S down_ratio (smaller for small inputs)")
+    # Occlusion augmentation (paper §3.1, Table 3).
+    occlusion: bool = _option(True, "occlusion augmentation: 4 occluded copies per image")
+    occlusion_locations: tuple[str, ...] = _option(
+        _OCCLUSION_LOCATIONS, "occlusion locations, a comma list of top,bottom,left,right"
+    )
+    occlusion_areas: tuple[float, ...] = _option((0.5, 0.25), "occlusion band areas, comma list")
+    # Objective (paper §3.2-3.5).
+    lambda_mask: float = _option(5.0, "lambda_1, weight of L_mask")
+    lambda_triplet: float = _option(0.5, "lambda_2, weight of the triplet loss")
+    lambda_id: float = _option(1.0, "lambda_3, weight of the identity loss")
+    lambda_score: float = _option(1.0, "lambda_4, weight of the grader loss L_score")
+    mask_alpha1: float = _option(1.0, "alpha_1, weight of L_mask1 inside L_mask")
+    mask_alpha2: float = _option(1.0, "alpha_2, weight of L_mask2 inside L_mask")
+    loss_mask: bool = _option(True, "L_mask (needs occlusion and the mask module)")
+    loss_triplet: bool = _option(True, "the triplet loss")
+    grouped_triplet: bool = _option(
+        True, "mine triplets within each occlusion location (L_tri-g); off: plain batch-hard"
+    )
+    loss_id: bool = _option(True, "the identity (cross-entropy) loss over all 5B logits")
+    loss_score: bool = _option(True, "the grader loss L_score (needs occlusion)")
+    margin: float = _option(0.5, "triplet margin")
+    label_smoothing: float = _option(0.0, "label smoothing of the identity loss")
+    mask_reduction: str = _option(
+        "mean", "reduction of the mask losses (see losses.mask)", ("mean", "batchmean")
+    )
+    grader_convention: str = _option(
+        "paper", "grader targets (see losses.grader_targets)", ("paper", "official")
+    )
+    routing: str = _option("paper", "gradient routing of the mask losses", ROUTINGS)
+    # Optimisation (METHOD.md §7).
+    epochs: int = _option(30, "number of epochs")
+    lr: float = _option(0.1, "base learning rate (reached at the end of the warm-up)")
+    momentum: float = _option(0.9, "SGD momentum")
+    nesterov: bool = _option(True, "Nesterov momentum")
+    weight_decay: float = _option(5e-4, "weight decay of every parameter")
+    lr_mult_backbone: float = _option(0.1, "learning-rate multiplier of the backbone")
+    lr_mult_mask: float = _option(0.1, "learning-rate multiplier of the mask module")
+    lr_mult_head: float = _option(1.0, "learning-rate multiplier of the grader, neck, classifier")
+    warmup_epochs: int = _option(10, "epochs of linear warm-up: epoch e < N uses lr*(e+1)/N")
+    lr_steps: tuple[int, ...] = _option((17, 24), "epochs at which the lr steps, comma list")
+    lr_step_values: tuple[float, ...] = _option(
+        (1e-3, 1e-4), "base lr from each of lr_steps on, comma list"
+    )
+    # Run.
+    seed: int = _option(0, "seed of every random draw: all randomness is a function of it")
+    device: str = _option("auto", "device: auto (cuda when available), cpu, cuda, cuda:N")
+    amp: str = _option(
+        "none", "mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA, with a GradScaler)", AMP_MODES
+    )
+    channels_last: bool = _option(False, "channels_last memory format (faster ResNets)")
+    output_dir: str = _option("runs/oamn", "run directory (config, logs, checkpoints)")
+    resume: str | None = _option(None, "checkpoint to resume from (its config is the base)")
+    max_steps_per_epoch: int = _option(0, "stop each epoch after N steps (0: whole epochs)")
+    keep_epoch_checkpoints: bool = _option(False, "also keep checkpoint_epoch{N}.pt files")
+    progress: bool = _option(True, "show tqdm progress bars")
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, list):
+                setattr(self, spec.name, tuple(value))
+        _check_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-compatible dict (tuples become lists)."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A configuration from a dict such as :meth:`to_dict`'s; missing keys take defaults.
+
+        Raises:
+            ValueError: for a key that is not a field (with the list of valid ones).
+        """
+        if not isinstance(values, Mapping):
+            raise TypeError(f"a configuration must be a mapping, got {type(values).__name__}")
+        known = {spec.name for spec in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown configuration keys {unknown}; valid keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        """Write the configuration as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON configuration file written by :meth:`save` (or by hand); missing keys
+        take defaults."""
+        return cls.from_dict(_read_json(path))
+
+
+def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OAMN:
+    """The :class:`~examples.oamn.model.OAMN` a configuration describes, in train mode.
+
+    Args:
+        config: a :class:`TrainConfig` or its :meth:`~TrainConfig.to_dict` form (as stored in
+            checkpoints).
+        num_classes: number of training identities of the classifier.
+
+    Returns:
+        The model on the CPU; with ``routing="official"`` its mask module sees ``f.detach()``.
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_dict(config)
+    return OAMN(
+        num_classes,
+        backbone=config.backbone,
+        split_after=config.split_after,
+        last_stride=config.last_stride,
+        input_size=(config.height, config.width),
+        weights=config.weights,
+        pooling=config.pooling,
+        dropout=config.dropout,
+        use_mask=config.mask_module,
+        detach_mask_input=config.routing == "official",
+        mask_spatial_reduction=config.mask_spatial_reduction,
+        mask_down_ratio=config.mask_down_ratio,
+    )
+
+
+def config_parser() -> argparse.ArgumentParser:
+    """The command-line parser, one option per :class:`TrainConfig` field plus ``--config``.
+
+    Options given on the command line are the only ones set in the parsed namespace (the others
+    are absent), so a JSON file or a checkpoint's configuration can fill them.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.oamn.train",
+        description="Train OAMN (Chen et al., ICCV 2021). Defaults are the paper's recipe.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", help="JSON file of settings (command-line options win)")
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for spec in dataclasses.fields(TrainConfig):
+        flags = ["--" + spec.name.replace("_", "-")]
+        if spec.name == "max_steps_per_epoch":
+            flags.append("--max-steps")
+        default = getattr(defaults, spec.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kwargs: dict[str, Any] = {"help": f"{spec.metadata['help']} (default: {shown})"}
+        kind = hints[spec.name]
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _parse_function(spec.name, kind)
+            kwargs["metavar"] = _metavar(kind)
+            if spec.metadata["choices"]:
+                kwargs["choices"] = spec.metadata["choices"]
+                del kwargs["metavar"]
+        parser.add_argument(*flags, dest=spec.name, **kwargs)
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Resolve a configuration from command-line arguments.
+
+    Order (later wins): defaults, ``--resume``'s checkpoint configuration, ``--config`` JSON,
+    explicit options.
+
+    Example:
+        >>> config = config_from_args(["--backbone", "resnet18", "--lr-steps", "5,8",
+        ...                            "--no-occlusion"])
+        >>> config.backbone, config.lr_steps, config.occlusion
+        ('resnet18', (5, 8), False)
+    """
+    parser = config_parser()
+    given = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    if given.get("resume"):
+        from .checkpoint import load_checkpoint  # a checkpoint imports this module
+
+        values.update(load_checkpoint(given["resume"])["config"])
+    config_file = given.pop("config", None)
+    if config_file is not None:
+        values.update(_read_json(config_file))
+    values.update(given)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as error:
+        parser.error(str(error))
+        raise  # parser.error exits; this satisfies type checkers
+
+
+def _read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} does not exist")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"configuration file {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"configuration file {path} must hold a JSON object of settings")
+    return values
+
+
+def _parse_function(name: str, kind: Any) -> Any:
+    """The argparse ``type=`` callable for a field annotated ``kind``."""
+    option = "--" + name.replace("_", "-")
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+
+        def parse_list(text: str) -> tuple[Any, ...]:
+            parts = [part.strip() for part in text.split(",") if part.strip()]
+            try:
+                return tuple(item(part) for part in parts)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{option} takes a comma list of {item.__name__}, got {text!r}"
+                ) from None
+
+        return parse_list
+    if isinstance(kind, types.UnionType):  # ``str | None``: "none" or "" means None
+        return lambda text: None if text.lower() in ("", "none") else text
+    return kind
+
+
+def _metavar(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return "A,B,..."
+    return "TEXT" if isinstance(kind, types.UnionType) or kind is str else kind.__name__.upper()
+
+
+def _flag(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the field and its option for the first bad value."""
+    hints = typing.get_type_hints(TrainConfig)
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        _check_type(spec.name, value, hints[spec.name])
+        choices = spec.metadata["choices"]
+        if choices and value not in choices:
+            raise ValueError(f"{_flag(spec.name)} must be one of {choices}, got {value!r}")
+    positive = (
+        "height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size",
+        "mask_spatial_reduction", "mask_down_ratio",
+    )  # fmt: skip
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(config, name)}")
+    if config.ids_per_batch < 2:
+        raise ValueError(
+            f"{_flag('ids_per_batch')} must be >= 2 (triplets need negatives), "
+            f"got {config.ids_per_batch}"
+        )
+    non_negative = (
+        "workers", "max_steps_per_epoch", "warmup_epochs", "lr", "momentum", "weight_decay",
+        "lr_mult_backbone", "lr_mult_mask", "lr_mult_head", "lambda_mask", "lambda_triplet",
+        "lambda_id", "lambda_score", "mask_alpha1", "mask_alpha2", "margin", "val_ids",
+    )  # fmt: skip
+    for name in non_negative:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(config, name)}")
+    if config.nesterov and config.momentum == 0:
+        raise ValueError(
+            f"{_flag('nesterov')} needs a momentum > 0; set --momentum or add --no-nesterov"
+        )
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{_flag('dropout')} must be in [0, 1), got {config.dropout}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(
+            f"{_flag('label_smoothing')} must be in [0, 1), got {config.label_smoothing}"
+        )
+    if config.last_stride not in (1, 2):
+        raise ValueError(f"{_flag('last_stride')} must be 1 or 2, got {config.last_stride}")
+    if config.val_ids >= 1 and config.val_ids != int(config.val_ids):
+        raise ValueError(
+            f"{_flag('val_ids')} must be a whole count (>= 1) or a fraction (< 1), "
+            f"got {config.val_ids}"
+        )
+    _check_schedule(config)
+    _check_occlusion(config)
+    if config.loss_triplet and config.instances_per_id < 2:
+        raise ValueError(
+            f"{_flag('instances_per_id')} must be >= 2 for the triplet loss (positives), got "
+            f"{config.instances_per_id}; or add --no-loss-triplet"
+        )
+    if not (config.loss_id or config.loss_triplet):
+        raise ValueError("at least one identity loss is needed: enable --loss-id or --loss-triplet")
+    if config.device != "auto" and not config.device.startswith(("cpu", "cuda")):
+        raise ValueError(
+            f"{_flag('device')} must be auto, cpu, cuda or cuda:N, got {config.device!r}"
+        )
+    if config.amp == "fp16" and config.device == "cpu":
+        raise ValueError(
+            f"{_flag('amp')} fp16 needs CUDA (a GradScaler on the GPU); on the CPU use --amp bf16 "
+            "or --amp none"
+        )
+
+
+def _check_type(name: str, value: Any, kind: Any) -> None:
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        valid = isinstance(value, tuple) and all(_is_instance(v, item) for v in value)
+        expected = f"a list of {item.__name__}"
+    elif isinstance(kind, types.UnionType):
+        valid = value is None or _is_instance(value, str)
+        expected = "a string or null"
+    else:
+        valid = _is_instance(value, kind)
+        expected = f"of type {kind.__name__}"
+    if not valid:
+        raise ValueError(f"{_flag(name)} must be {expected}, got {value!r}")
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is float:  # JSON and Python write whole floats as ints
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check_schedule(config: TrainConfig) -> None:
+    if len(config.lr_steps) != len(config.lr_step_values):
+        raise ValueError(
+            f"{_flag('lr_steps')} and {_flag('lr_step_values')} must have the same length, got "
+            f"{config.lr_steps} and {config.lr_step_values}"
+        )
+    steps = config.lr_steps
+    if any(b <= a for a, b in itertools.pairwise(steps)) or any(s < 0 for s in steps):
+        raise ValueError(f"{_flag('lr_steps')} must be increasing epochs >= 0, got {steps}")
+    if any(v < 0 for v in config.lr_step_values):
+        raise ValueError(f"{_flag('lr_step_values')} must be >= 0, got {config.lr_step_values}")
+
+
+def _check_occlusion(config: TrainConfig) -> None:
+    locations = config.occlusion_locations
+    unknown = [name for name in locations if name not in _OCCLUSION_LOCATIONS]
+    if unknown or not locations or len(set(locations)) != len(locations):
+        raise ValueError(
+            f"{_flag('occlusion_locations')} must be distinct names from "
+            f"{','.join(_OCCLUSION_LOCATIONS)}, got {','.join(locations) or 'nothing'}"
+        )
+    areas = config.occlusion_areas
+    if not areas or len(set(areas)) != len(areas) or any(a not in (0.25, 0.5) for a in areas):
+        raise ValueError(
+            f"{_flag('occlusion_areas')} must be distinct values from 0.5,0.25 (the grader and "
+            f"the test-time bank know these two), got {areas}"
+        )
+    if config.loss_mask and not config.mask_module:
+        raise ValueError(
+            "L_mask constrains the attention mask, which --no-mask-module removes; "
+            "add --no-loss-mask"
+        )

@@ -1,0 +1,257 @@
+r"""OAMN's training objective (paper §3.2-3.5, eq. 9-10) composed from the ``losses`` package.
+
+``L1 = lambda_1 (alpha_1 L_mask1 + alpha_2 L_mask2) + lambda_2 L_tri-g + lambda_3 L_ide`` and
+``L2 = lambda_4 L_score``; the training step back-propagates ``L1 + L2`` once.
+
+The batch is ``occlusion_aug``'s layout: ``V`` view-major blocks of ``B`` rows, the holistic
+images first, then one block per occlusion location, row ``v * B + i`` a view of image ``i``.
+``L_ide`` is the cross-entropy over all ``V * B`` logits, the triplet loss mines the pooled
+features ``h`` of all rows (within each location group for ``L_tri-g``), ``L_score`` supervises
+the grader on all rows. Without occlusion augmentation (the baseline) the batch is the ``B``
+holistic images only, and ``L_mask``, ``L_score`` and the grouping are skipped.
+
+Gradient routing:
+
+* ``"paper"`` (default): every term reaches every parameter it depends on. ``L_score`` reaches
+  only the grader because the model feeds the grader ``g.detach()``.
+* ``"official"``: the authors' code stepped two optimisers, one for ``L_mask`` over the mask
+  module only, and discarded the mask losses' gradients into the encoder ``E^I``. Here, in one
+  backward, the mask losses read ``f.detach()`` (``L_mask1`` as ``(f - f^p).detach() * m^p``,
+  ``L_mask2`` on ``m * f.detach()``), so they reach the mask module and not ``E^I``; with
+  :func:`~examples.oamn.config.build_model`'s ``detach_mask_input``, the mask module also sees
+  ``f.detach()``, so ``E^I`` learns only through ``g = m * f``, as in their code. Not reproduced:
+  the two sequential updates (their second step saw parameters the first had just changed) and
+  the separate momentum buffers of the two optimisers; the mask module here gets the sum of its
+  mask-loss and ``L1``-through-``g`` gradients in one step, with one momentum buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from losses import (
+    batch_hard_triplet_loss,
+    grader_loss,
+    grouped_triplet_loss,
+    mask_complement_loss,
+    mask_consistency_loss,
+)
+from occlusion_aug import LOCATIONS
+
+from .config import ROUTINGS, TrainConfig
+
+__all__ = ["ModelOutput", "OAMNObjective", "ObjectiveResult"]
+
+#: The location pairs of L_mask2 whose masked features add up to the holistic ones.
+_COMPLEMENT_PAIRS = (("top", "bottom"), ("left", "right"))
+
+
+class ModelOutput(Protocol):
+    """What the objective reads of :class:`~examples.oamn.model.OAMNOutput` (``N`` rows)."""
+
+    f: Tensor  # (N, C, h, w) E^I features
+    m: Tensor  # (N, 1, h, w) attention masks
+    g: Tensor  # (N, C, h, w) m * f
+    pooled: Tensor  # (N, D) triplet features
+    logits: Tensor  # (N, num_classes)
+    grader_scores: Tensor  # (N, 4) columns top, bottom, left, right
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    """The total loss and its parts.
+
+    Attributes:
+        loss: ``()`` float32 ``L1 + L2``, with its graph.
+        components: detached ``()`` float32 values of the *unweighted* terms that were computed,
+            among ``"mask1"``, ``"mask2"``, ``"triplet"``, ``"id"``, ``"score"``, and ``"loss"``
+            (the total, weighted), for logging.
+    """
+
+    loss: Tensor
+    components: dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class OAMNObjective:
+    r"""The OAMN loss: ``L1 + L2`` of a batch of views, with a switch per term.
+
+    The fields have the names and defaults of :class:`~examples.oamn.config.TrainConfig`'s (the
+    paper's values); :meth:`from_config` copies them.
+
+    Args:
+        lambda_mask, lambda_triplet, lambda_id, lambda_score: ``lambda_1`` to ``lambda_4``.
+        mask_alpha1, mask_alpha2: weights of ``L_mask1`` and ``L_mask2`` inside ``L_mask``.
+        loss_mask, loss_triplet, loss_id, loss_score: include the term.
+        grouped_triplet: mine within each occlusion location (``L_tri-g``), else plain batch-hard.
+        margin: triplet margin; distances are plain Euclidean on un-normalised ``h``.
+        label_smoothing: of the identity cross-entropy.
+        mask_reduction: ``"mean"`` or ``"batchmean"``, see ``losses.mask_consistency_loss``.
+        grader_convention: ``"paper"`` or ``"official"``, see ``losses.grader_targets``.
+        routing: ``"paper"`` or ``"official"``, see the module docstring.
+
+    ``L_mask2`` pairs top with bottom and left with right; with a location set that lacks one
+    pair (Table 3's ``{t, b}``) only the complete pairs count (the missing pair is passed to
+    ``losses.mask_complement_loss`` as ``(g, 0)``, whose residual ``g + 0 - g`` is exactly zero),
+    and without any complete pair ``L_mask2`` is left out.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> B, N = 4, 20  # 4 images (2 identities x 2), 5 views each
+        >>> out = SimpleNamespace(f=torch.rand(N, 8, 4, 2), m=torch.rand(N, 1, 4, 2),
+        ...     pooled=torch.rand(N, 16), logits=torch.rand(N, 3),
+        ...     grader_scores=torch.rand(N, 4).softmax(1))
+        >>> out.g = out.m * out.f
+        >>> location = torch.arange(5).repeat_interleave(B)
+        >>> area = torch.tensor([0.0] * B + [0.5, 0.25, 0.5, 0.5] * 4)
+        >>> result = OAMNObjective()(out, torch.tensor([0, 0, 1, 1]), location, area)
+        >>> sorted(result.components)
+        ['id', 'loss', 'mask1', 'mask2', 'score', 'triplet']
+    """
+
+    lambda_mask: float = 5.0
+    lambda_triplet: float = 0.5
+    lambda_id: float = 1.0
+    lambda_score: float = 1.0
+    mask_alpha1: float = 1.0
+    mask_alpha2: float = 1.0
+    loss_mask: bool = True
+    loss_triplet: bool = True
+    grouped_triplet: bool = True
+    loss_id: bool = True
+    loss_score: bool = True
+    margin: float = 0.5
+    label_smoothing: float = 0.0
+    mask_reduction: str = "mean"
+    grader_convention: str = "paper"
+    routing: str = "paper"
+
+    def __post_init__(self) -> None:
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> OAMNObjective:
+        """The objective of a training configuration (same-named fields)."""
+        return cls(**{spec.name: getattr(config, spec.name) for spec in dataclasses.fields(cls)})
+
+    def __call__(
+        self,
+        output: ModelOutput,
+        pids: Tensor,
+        location: Tensor | None = None,
+        area: Tensor | None = None,
+    ) -> ObjectiveResult:
+        r"""The loss of one batch.
+
+        Args:
+            output: the model's output for ``N = V * B`` rows in view-major blocks of ``B``.
+            pids: ``(B,)`` int64 identity labels (``0..num_classes-1``) of the holistic images.
+            location: ``(N,)`` int64 location codes (``OcclusionBatch.location``), or ``None``
+                for a batch of holistic images only (``N = B``).
+            area: ``(N,)`` areas 0, 0.25, 0.5 (``OcclusionBatch.area``), with ``location``.
+
+        Returns:
+            The :class:`ObjectiveResult`. Outputs in a lower precision (AMP) are promoted to
+            float32 first.
+        """
+        views = _check_layout(output, pids, location, area)
+        batch = pids.shape[0]
+        labels = pids.repeat(len(views))
+        occluded = len(views) > 1
+        weighted: list[Tensor] = []
+        components: dict[str, Tensor] = {}
+
+        def add(name: str, value: Tensor, weight: float) -> None:
+            components[name] = value.detach()
+            weighted.append(weight * value)
+
+        if self.loss_id:
+            logits = output.logits.float()
+            identity = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+            add("id", identity, self.lambda_id)
+        if self.loss_triplet:
+            pooled = output.pooled.float()
+            if self.grouped_triplet and occluded:
+                triplet = grouped_triplet_loss(pooled, labels, location, self.margin)
+            else:
+                triplet = batch_hard_triplet_loss(pooled, labels, self.margin)
+            add("triplet", triplet, self.lambda_triplet)
+        if self.loss_mask and occluded:
+            for name, value, alpha in self._mask_losses(output, views, batch, area):
+                add(name, value, self.lambda_mask * alpha)
+        if self.loss_score and occluded:
+            score = grader_loss(
+                output.grader_scores.float(), location, area, self.grader_convention
+            )
+            add("score", score, self.lambda_score)
+        loss = torch.stack(weighted).sum()
+        components["loss"] = loss.detach()
+        return ObjectiveResult(loss, components)
+
+    def _mask_losses(
+        self, output: ModelOutput, views: list[str], batch: int, area: Tensor
+    ) -> list[tuple[str, Tensor, float]]:
+        f, m = output.f.float(), output.m.float()
+        if self.routing == "official":
+            f = f.detach()
+            g = m * f
+        else:
+            g = output.g.float()
+        terms = [
+            (
+                "mask1",
+                mask_consistency_loss(f[:batch], f[batch:], m[batch:], self.mask_reduction),
+                self.mask_alpha1,
+            )
+        ]
+        blocks = {name: g[v * batch : (v + 1) * batch] for v, name in enumerate(views)}
+        holistic = blocks["none"]
+        complete = [pair for pair in _COMPLEMENT_PAIRS if all(p in blocks for p in pair)]
+        if complete:
+            # A missing pair (g, 0) has the residual g + 0 - g = 0 exactly: it adds nothing.
+            stand_in = {name: holistic for name, _ in _COMPLEMENT_PAIRS}
+            stand_in |= {name: torch.zeros_like(holistic) for _, name in _COMPLEMENT_PAIRS}
+            copies = [blocks[name] if name in blocks else stand_in[name] for name in LOCATIONS[1:]]
+            is_half = area[batch : 2 * batch] == 0.5
+            mask2 = mask_complement_loss(holistic, *copies, is_half, self.mask_reduction)
+            terms.append(("mask2", mask2, self.mask_alpha2))
+        return terms
+
+
+def _check_layout(
+    output: ModelOutput, pids: Tensor, location: Tensor | None, area: Tensor | None
+) -> list[str]:
+    """Check the view-major layout; return the location name of each block of ``B`` rows."""
+    if not isinstance(pids, Tensor) or pids.ndim != 1 or pids.numel() == 0:
+        raise ValueError("pids must be a non-empty (B,) tensor of identity labels")
+    batch = pids.shape[0]
+    rows = output.logits.shape[0]
+    if (location is None) != (area is None):
+        raise ValueError("location and area must be given together (or both left out)")
+    if location is None:
+        if rows != batch:
+            raise ValueError(
+                f"without location labels the batch must be the {batch} holistic images, got "
+                f"{rows} rows; pass the OcclusionBatch's location and area"
+            )
+        return ["none"]
+    if location.shape != (rows,) or area.shape != (rows,) or rows % batch:
+        raise ValueError(
+            f"location and area must have one entry per output row ({rows}), a multiple of the "
+            f"{batch} pids; got {tuple(location.shape)} and {tuple(area.shape)}"
+        )
+    blocks = location.view(rows // batch, batch)
+    codes: list[Any] = blocks[:, 0].tolist()
+    if codes[0] != 0 or bool((blocks != blocks[:, :1]).any()) or len(set(codes)) != len(codes):
+        raise ValueError(
+            "location must be view-major blocks of B rows, holistic (0) first, one block per "
+            "location, as OcclusionBatch.location is"
+        )
+    return [LOCATIONS[code] for code in codes]
