@@ -46,6 +46,7 @@ __all__ = [
 MATCH_COLOURS: dict[str, str] = {"match": "#1a9850", "wrong": "#d73027", "junk": "#9e9e9e"}
 
 _CELL_INCHES = (0.9, 1.9)  # width, height of one image cell
+_CAPTION_INCHES = 0.3
 _DPI = 100
 
 
@@ -355,7 +356,10 @@ def _grid(rows: int, cols: int) -> tuple[object, list[list[Axes]]]:
     figure = Figure(figsize=(cols * _CELL_INCHES[0], rows * _CELL_INCHES[1]), dpi=_DPI)
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.08, hspace=0.45)
+    height = rows * _CELL_INCHES[1]
+    # Room for the two-line captions above the first row, whatever the number of rows.
+    top = 1 - _CAPTION_INCHES / height
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.08, hspace=0.3)
     return figure, [list(row) for row in axes]
 
 
