@@ -156,11 +156,24 @@ def build_train_loader(
         ``pin_memory`` on when CUDA is available.
 
     Example:
-        >>> loader = build_train_loader(toy_items, 32, 16, ids_per_batch=2, instances_per_id=2,
-        ...                             seed=0, workers=0)  # doctest: +SKIP
-        >>> images, pids, camids, indices = next(iter(loader))  # doctest: +SKIP
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> folder, items = Path(tempfile.mkdtemp()), []
+        >>> for i, pid in enumerate([0, 0, 1, 1, 1]):
+        ...     Image.new("RGB", (16, 32), (60 * pid, 0, 0)).save(folder / f"{i}.jpg")
+        ...     items.append(ReIDItem(folder / f"{i}.jpg", pid, camid=i % 2))
+        >>> loader = build_train_loader(
+        ...     items, 32, 16, ids_per_batch=2, instances_per_id=2, seed=0, workers=0)
+        >>> loader.batch_sampler.set_epoch(0)
+        >>> images, pids, camids, indices = next(iter(loader))
+        >>> images.shape, sorted(pids.tolist())
+        (torch.Size([4, 3, 32, 16]), [0, 0, 1, 1])
+        >>> build_test_loader(items, 32, 16, batch_size=3, workers=0).dataset[4][1:]
+        (1, 0, 4)
     """
-    dataset = ImageDataset(items, transform or train_transform(height, width))
+    dataset = ImageDataset(
+        items, train_transform(height, width) if transform is None else transform
+    )
     sampler = IdentitySampler(
         [item.pid for item in dataset.items],
         ids_per_batch,
@@ -202,14 +215,13 @@ def build_test_loader(
     Returns:
         a DataLoader yielding ``(images (B, 3, H, W) float32, pids, camids, indices)`` in order.
 
-    Example:
-        >>> loader = build_test_loader(toy_items, 32, 16, batch_size=4, workers=0)  # doctest: +SKIP
+    Example: see :func:`build_train_loader`.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     workers = _check_workers(workers)
     return DataLoader(
-        ImageDataset(items, transform or test_transform(height, width)),
+        ImageDataset(items, test_transform(height, width) if transform is None else transform),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
