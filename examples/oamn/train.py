@@ -21,7 +21,7 @@ kernels).
 
 Mixed precision: ``--amp bf16`` runs the forward passes under ``torch.autocast`` on CUDA or on
 the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only on CUDA, with a ``GradScaler``.
-The losses are always computed in float32.
+The losses are always computed in float32; validation on the CPU runs in float32.
 
 Validation (``--val-ids N``) holds ``N`` training identities out of training (a query/gallery
 split of them, :func:`~examples.oamn.data.split_validation`) and evaluates them every
@@ -244,7 +244,9 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.context.is_main:
-            amp = None if self.config.amp == "none" else self.config.amp
+            # inference.extract_features takes autocast on CUDA only: the CPU validates in fp32.
+            on_cuda = self.device.type == "cuda"
+            amp = self.config.amp if on_cuda and self.config.amp != "none" else None
             query, gallery = (
                 extract_features(self.model, loader, self.device, amp, self.config.progress)
                 for loader in self.val_loaders

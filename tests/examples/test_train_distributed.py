@@ -42,6 +42,7 @@ def _worker(rank: int, port: int, config: dict[str, Any], results: str) -> None:
         _, _, _, first_batch = next(iter(trainer.loader))
         parameters = {name: p.detach() for name, p in trainer.model.named_parameters()}
         state = {"context": context, "parameters": parameters, "history": history}
+        state["mean"] = context.mean({"rank": float(rank), "one": 1.0})
         torch.save(state | {"first_batch": first_batch}, Path(results) / f"rank{rank}.pt")
     finally:
         context.close()
@@ -59,6 +60,7 @@ def test_two_process_gloo_training_keeps_the_replicas_equal(tiny_market, tmp_pat
     assert [r["context"] for r in ranks] == [
         DistributedContext(r, WORLD_SIZE, r, torch.device("cpu")) for r in range(2)
     ]
+    assert ranks[0]["mean"] == ranks[1]["mean"] == {"rank": 0.5, "one": 1.0}
     # Each rank trained on its own shard of the batches...
     assert set(ranks[0]["first_batch"].tolist()).isdisjoint(ranks[1]["first_batch"].tolist())
     # ... yet, with gradients averaged by DDP, the replicas stay identical after the steps.

@@ -18,6 +18,7 @@ from examples.oamn.objective import OAMNObjective
 from examples.oamn.schedule import build_optimizer
 from examples.oamn.train import Trainer, main, train, training_step
 from occlusion_aug import OcclusionAugmentation
+from tests.conftest import DEVICES
 from tests.examples.helpers_train import tiny_config
 
 
@@ -142,7 +143,7 @@ def test_resume_continues_bit_for_bit(tiny_market, tmp_path) -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"amp": "bf16", "channels_last": True},
+        {"channels_last": True},
         {"routing": "official", "grader_convention": "official", "mask_reduction": "batchmean"},
         {
             "occlusion_locations": ("top", "bottom"),
@@ -157,6 +158,27 @@ def test_options_train(tiny_market, tmp_path, overrides) -> None:
     (record,) = train(config)
     assert all(math.isfinite(v) for k, v in record.items() if k in LOSS_TERMS)
     assert (tmp_path / "checkpoint_epoch1.pt").is_file() == config.keep_epoch_checkpoints
+
+
+CUDA_ONLY = DEVICES[1].marks
+
+
+@pytest.mark.parametrize(
+    ("device", "amp"),
+    [
+        ("cpu", "bf16"),
+        pytest.param("cuda", "bf16", marks=CUDA_ONLY),
+        pytest.param("cuda", "fp16", marks=CUDA_ONLY),
+    ],
+)
+def test_mixed_precision(tiny_market, tmp_path, device, amp) -> None:
+    config = tiny_config(tiny_market, tmp_path, device=device, amp=amp, val_ids=2)
+    (record,) = train(config)
+    assert all(math.isfinite(record[name]) for name in LOSS_TERMS)
+    assert 0.0 <= record["val_mAP"] <= 1.0
+    state = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert (state["scaler"] is not None) == (amp == "fp16")  # fp16 resumes its loss scale
+    assert state["model"]["classifier.weight"].dtype == torch.float32
 
 
 def test_load_model_gives_the_trained_eval_model(tiny_market, tmp_path) -> None:
