@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
 from tests.examples.fake_data import make_market_tree
 
 #: The default tiny Market tree: 6 training ids and 6 test ids, 3 cameras, 2 images each,
@@ -18,12 +17,3 @@ TINY_MARKET = {"ids": 6, "cams": 3, "per_cam": 2, "junk": 2, "distractors": 2}
 def tiny_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Market-1501 tree (read-only: copy it before changing it)."""
     return make_market_tree(tmp_path_factory.mktemp("market"), **TINY_MARKET)
-
-
-@pytest.fixture
-def occluded_duke_mini() -> Path:
-    """The Occluded-DukeMTMC subset in ../shared/data, or a skip that says why."""
-    root = SHARED_DATA / "occluded_duke_mini"
-    if not root.is_dir():
-        pytest.skip(f"real images not found at {root} (the shared data folder is absent)")
-    return root

@@ -18,6 +18,7 @@ from examples.oamn.data import (
     parse_folder,
     relabel_ids,
 )
+from tests.conftest import SHARED_DATA
 from tests.examples.fake_data import make_market_tree, make_test_only_tree, write_image
 
 
@@ -259,29 +260,27 @@ def test_relabel_keeps_order_and_sorts_ids() -> None:
 # --- the real subsets ---------------------------------------------------------------------
 
 
-def _check_protocol(data) -> None:
+# (dataset, folder, (images, ids) of train / query / gallery, cameras) measured on the subsets.
+REAL_SUBSETS = [
+    ("market1501", "market1501_mini", [(1517, 80), (170, 40), (587, 40)], 6),
+    ("occluded_duke", "occluded_duke_mini", [(2485, 120), (345, 80), (2991, 544)], 8),
+]
+
+
+@pytest.mark.parametrize(("name", "folder", "counts", "cameras"), REAL_SUBSETS)
+def test_real_subsets(name: str, folder: str, counts, cameras: int) -> None:
+    root = SHARED_DATA / folder
+    if not root.is_dir():
+        pytest.skip(f"real images not found at {root} (the shared data folder is absent)")
+    data = load_dataset(name, root)
+    splits = (data.train, data.query, data.gallery)
+    assert [(len(items), len({item.pid for item in items})) for items in splits] == counts
+    for items in splits:
+        assert {item.camid for item in items} == set(range(1, cameras + 1))
+    assert data.num_train_ids == counts[0][1]
     assert all(item.pid != -1 for item in data.query)
-    train_ids = sorted({item.pid for item in data.train})
-    assert train_ids == list(range(len(train_ids)))
-    assert len(set(data.train)) == len(data.train)
-
-
-def test_real_market_mini(market_mini: Path) -> None:
-    data = load_dataset("market1501", market_mini)
-    _check_protocol(data)
-    assert (len(data.train), data.num_train_ids) == (1517, 80)
-    assert (len(data.query), len({item.pid for item in data.query})) == (170, 40)
-    assert (len(data.gallery), len({item.pid for item in data.gallery})) == (587, 40)
-    assert {item.camid for item in data.train} == set(range(1, 7))
-    # The subset's query is one image per (id, camera).
-    assert len({(item.pid, item.camid) for item in data.query}) == len(data.query)
-
-
-def test_real_occluded_duke_mini(occluded_duke_mini: Path) -> None:
-    data = load_dataset("occluded_duke", occluded_duke_mini)
-    _check_protocol(data)
-    assert (len(data.train), data.num_train_ids) == (2485, 120)
-    assert (len(data.query), len({item.pid for item in data.query})) == (345, 80)
-    assert (len(data.gallery), len({item.pid for item in data.gallery})) == (2991, 544)
-    assert {item.camid for item in data.gallery} == set(range(1, 9))
+    assert {item.pid for item in data.train} == set(range(data.num_train_ids))
     assert {item.pid for item in data.query} <= {item.pid for item in data.gallery}
+    # The Market subset's query is one image per (id, camera), as its README says.
+    if name == "market1501":
+        assert len({(item.pid, item.camid) for item in data.query}) == len(data.query)

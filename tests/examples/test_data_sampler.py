@@ -64,11 +64,19 @@ def test_every_chunk_used_once_per_epoch(p: int, k: int) -> None:
 
 
 def test_short_ids_are_resampled_with_replacement() -> None:
-    labels = np.array([0, 1, 1, 1, 1, 2, 2, 2, 2])
-    sampler = IdentitySampler(labels, ids_per_batch=2, instances_per_id=4, seed=0)
-    batches = np.array(_epoch(sampler))
-    singles = batches.reshape(-1, 4)[labels[batches.reshape(-1, 4)[:, 0]] == 0]
-    assert (singles == 0).all()
+    # Id 0 has 2 images for K = 5: its chunk holds both, plus 3 draws with replacement.
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+    sampler = IdentitySampler(labels, ids_per_batch=2, instances_per_id=5, seed=0)
+    splits = set()
+    for epoch in range(30):
+        rows = np.array(_epoch(sampler, epoch)).reshape(-1, 5)
+        for row in rows[labels[rows[:, 0]] == 0]:
+            counts = np.bincount(row, minlength=2)
+            assert counts[0] >= 1
+            assert counts[1] >= 1
+            splits.add(tuple(sorted(counts[:2].tolist())))
+    # Both (1, 4) and (2, 3) occur: the extra draws are random, not a repeated image.
+    assert splits == {(1, 4), (2, 3)}
 
 
 def test_deterministic_in_seed_and_epoch() -> None:

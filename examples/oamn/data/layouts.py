@@ -166,31 +166,23 @@ _MARKET_PATTERN = r"(?P<pid>-1|\d+)_c(?P<camid>\d+)s\d+_\d+_\d+\.jpg"
 _DUKE_PATTERN = r"(?P<pid>\d+)_c(?P<camid>\d+)_f\d+\.jpg"
 _ANY_IMAGE = r"\.(?:jpe?g|png|bmp|tiff?|webp)"
 
+
+def _standard_layout(title: str, pattern: str, example: str) -> _Layout:
+    """The Market-1501 folder names, which DukeMTMC-reID and Occluded-DukeMTMC reuse."""
+    return _Layout(
+        title,
+        pattern,
+        example,
+        train="bounding_box_train",
+        query=("query",),
+        gallery=("bounding_box_test",),
+    )
+
+
 _LAYOUTS = {
-    "market1501": _Layout(
-        "Market-1501",
-        _MARKET_PATTERN,
-        "0002_c1s1_000451_03.jpg",
-        train="bounding_box_train",
-        query=("query",),
-        gallery=("bounding_box_test",),
-    ),
-    "dukemtmc": _Layout(
-        "DukeMTMC-reID",
-        _DUKE_PATTERN,
-        "0005_c2_f0046985.jpg",
-        train="bounding_box_train",
-        query=("query",),
-        gallery=("bounding_box_test",),
-    ),
-    "occluded_duke": _Layout(
-        "Occluded-DukeMTMC",
-        _DUKE_PATTERN,
-        "0005_c2_f0046985.jpg",
-        train="bounding_box_train",
-        query=("query",),
-        gallery=("bounding_box_test",),
-    ),
+    "market1501": _standard_layout("Market-1501", _MARKET_PATTERN, "0002_c1s1_000451_03.jpg"),
+    "dukemtmc": _standard_layout("DukeMTMC-reID", _DUKE_PATTERN, "0005_c2_f0046985.jpg"),
+    "occluded_duke": _standard_layout("Occluded-DukeMTMC", _DUKE_PATTERN, "0005_c2_f0046985.jpg"),
     "partial_reid": _Layout(
         "Partial-REID",
         rf"(?P<pid>\d+)_\d+{_ANY_IMAGE}",

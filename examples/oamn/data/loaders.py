@@ -171,7 +171,9 @@ def build_train_loader(
         >>> build_test_loader(items, 32, 16, batch_size=3, workers=0).dataset[4][1:]
         (1, 0, 4)
     """
-    dataset = ImageDataset(items, transform or train_transform(height, width))
+    dataset = ImageDataset(
+        items, train_transform(height, width) if transform is None else transform
+    )
     sampler = IdentitySampler(
         [item.pid for item in dataset.items],
         ids_per_batch,
@@ -219,7 +221,7 @@ def build_test_loader(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     workers = _check_workers(workers)
     return DataLoader(
-        ImageDataset(items, transform or test_transform(height, width)),
+        ImageDataset(items, test_transform(height, width) if transform is None else transform),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,

@@ -1,0 +1,231 @@
+"""The training loop end to end on tiny data: smoke runs, learning, resume, logs, errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from examples.oamn.checkpoint import load_checkpoint, load_model
+from examples.oamn.config import TrainConfig, build_model
+from examples.oamn.data import build_train_loader, load_dataset
+from examples.oamn.distributed import DistributedContext
+from examples.oamn.objective import OAMNObjective
+from examples.oamn.schedule import build_optimizer
+from examples.oamn.train import Trainer, main, train, training_step
+from occlusion_aug import OcclusionAugmentation
+from tests.conftest import DEVICES
+from tests.examples.helpers_train import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the suite shares 2 cores with other runs, and two threads per
+    process oversubscribe them (several times slower for these small convolutions)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+LOSS_TERMS = ("id", "triplet", "mask1", "mask2", "score", "loss")
+CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def test_smoke_run_on_a_tiny_tree_writes_the_run_directory(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path / "run", val_ids=2, val_every=1)
+    history = train(config)
+    assert len(history) == 1
+    record = history[0]
+    assert record["steps"] == 2
+    assert all(math.isfinite(record[name]) for name in LOSS_TERMS)
+    assert 0.0 <= record["val_mAP"] <= 1.0
+    run = tmp_path / "run"
+    assert TrainConfig.load(run / "config.json") == config
+    assert json.loads((run / "log.json").read_text()) == history
+    with (run / "log.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert float(rows[0]["loss"]) == pytest.approx(record["loss"])
+    last = load_checkpoint(run / "checkpoint_last.pt")
+    assert (last["epoch"], last["num_classes"]) == (1, 4)  # 6 ids, 2 held out
+    best = load_checkpoint(run / "checkpoint_best.pt")
+    assert torch.equal(best["model"]["classifier.weight"], last["model"]["classifier.weight"])
+
+
+def test_smoke_run_on_market_mini(market_mini, tmp_path) -> None:
+    config = tiny_config(market_mini, tmp_path, ids_per_batch=4)
+    (record,) = train(config)
+    assert record["steps"] == 2
+    assert all(math.isfinite(record[name]) for name in LOSS_TERMS)
+
+
+def test_command_line_run(tiny_market, tmp_path) -> None:
+    main(
+        [
+            f"--data-root={tiny_market}", f"--output-dir={tmp_path}", "--device=cpu",
+            "--backbone=mobilenet_v2", "--height=64", "--width=32", "--mask-spatial-reduction=2",
+            "--mask-down-ratio=2", "--ids-per-batch=2", "--workers=0", "--max-steps=1",
+            "--epochs=1", "--no-progress", "--no-occlusion", "--no-loss-mask", "--no-loss-score",
+        ]
+    )  # fmt: skip
+    (record,) = json.loads((tmp_path / "log.json").read_text())
+    assert {"id", "triplet", "loss"} <= set(record)
+    assert "mask1" not in record
+    assert TrainConfig.load(tmp_path / "config.json").occlusion is False
+
+
+def _fixed_batch(tiny_market):
+    items = load_dataset("market1501", tiny_market).train
+    loader = build_train_loader(
+        items, 64, 32, ids_per_batch=2, instances_per_id=2, seed=0, workers=0
+    )
+    images, pids, *_ = next(iter(loader))
+    return images, pids
+
+
+def test_losses_decrease_on_a_fixed_batch(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path, dropout=0.0, warmup_epochs=0, lr=0.05)
+    images, pids = _fixed_batch(tiny_market)
+    torch.manual_seed(0)
+    model = build_model(config, num_classes=6)
+    optimizer = build_optimizer(model.parameter_groups(), config)
+    objective = OAMNObjective.from_config(config)
+    augmentation = OcclusionAugmentation()
+    history = [
+        training_step(
+            model,
+            objective,
+            optimizer,
+            images,
+            pids,
+            augmentation=augmentation,
+            generator=torch.Generator().manual_seed(0),  # the same views every step
+        )
+        for _ in range(8)
+    ]
+    first, last = history[0], history[-1]
+    assert last["loss"] < 0.25 * first["loss"]
+    for name in ("id", "triplet", "mask1", "mask2", "score"):
+        assert last[name] < first[name], name
+
+
+def _trained_state(config: TrainConfig) -> dict[str, torch.Tensor]:
+    train(config)
+    return load_checkpoint(config.output_dir + "/checkpoint_last.pt")
+
+
+def test_resume_continues_bit_for_bit(tiny_market, tmp_path) -> None:
+    # Dropout, occlusion, loader workers and two epochs of different learning rates: every
+    # source of randomness and every piece of state a resume must restore.
+    common = {"epochs": 2, "workers": 1, "dropout": 0.5, "warmup_epochs": 2}
+    straight = _trained_state(tiny_config(tiny_market, tmp_path / "straight", **common))
+    first = tiny_config(tiny_market, tmp_path / "resumed", **(common | {"epochs": 1}))
+    train(first)
+    resumed_config = dataclasses.replace(
+        first, epochs=2, resume=str(tmp_path / "resumed" / "checkpoint_last.pt")
+    )
+    resumed = _trained_state(resumed_config)
+    assert resumed["epoch"] == straight["epoch"] == 2
+    assert resumed["model"].keys() == straight["model"].keys()
+    for name, value in straight["model"].items():
+        assert torch.equal(resumed["model"][name], value), name
+    momentum = [s["momentum_buffer"] for s in straight["optimizer"]["state"].values()]
+    momentum_resumed = [s["momentum_buffer"] for s in resumed["optimizer"]["state"].values()]
+    assert all(torch.equal(a, b) for a, b in zip(momentum, momentum_resumed, strict=True))
+    timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in straight["history"]]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed["history"]] == timeless
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"channels_last": True},
+        {"routing": "official", "grader_convention": "official", "mask_reduction": "batchmean"},
+        {
+            "occlusion_locations": ("top", "bottom"),
+            "occlusion_areas": (0.5,),
+            "keep_epoch_checkpoints": True,
+        },
+        {"mask_module": False, "loss_mask": False, "grouped_triplet": False, "pooling": "avg"},
+    ],
+)
+def test_options_train(tiny_market, tmp_path, overrides) -> None:
+    config = tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1, **overrides)
+    (record,) = train(config)
+    assert all(math.isfinite(v) for k, v in record.items() if k in LOSS_TERMS)
+    assert (tmp_path / "checkpoint_epoch1.pt").is_file() == config.keep_epoch_checkpoints
+
+
+CUDA_ONLY = DEVICES[1].marks
+
+
+@pytest.mark.parametrize(
+    ("device", "amp"),
+    [
+        ("cpu", "bf16"),
+        pytest.param("cuda", "bf16", marks=CUDA_ONLY),
+        pytest.param("cuda", "fp16", marks=CUDA_ONLY),
+    ],
+)
+def test_mixed_precision(tiny_market, tmp_path, device, amp) -> None:
+    config = tiny_config(tiny_market, tmp_path, device=device, amp=amp, val_ids=2)
+    (record,) = train(config)
+    assert all(math.isfinite(record[name]) for name in LOSS_TERMS)
+    assert 0.0 <= record["val_mAP"] <= 1.0
+    state = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert (state["scaler"] is not None) == (amp == "fp16")  # fp16 resumes its loss scale
+    assert state["model"]["classifier.weight"].dtype == torch.float32
+
+
+def test_load_model_gives_the_trained_eval_model(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1, routing="official")
+    trainer = Trainer(config, CPU)
+    trainer.run()
+    model, loaded_config = load_model(tmp_path / "checkpoint_last.pt")
+    assert loaded_config == config
+    assert not model.training
+    assert model.mask.detach_input  # the routing reached the model
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_bad_runs_fail_clearly(tiny_market, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"data_root \(--data-root\) is required"):
+        train(dataclasses.replace(tiny_config(tiny_market, tmp_path), data_root=None))
+    with pytest.raises(ValueError, match=r"fp16 needs CUDA but this run is on cpu"):
+        Trainer(tiny_config(tiny_market, tmp_path, amp="fp16", device="auto"), CPU)
+    with pytest.raises(FileNotFoundError, match=r"checkpoint .*absent\.pt does not exist"):
+        train(tiny_config(tiny_market, tmp_path, resume=str(tmp_path / "absent.pt")))
+
+
+def test_resume_mismatches_fail_clearly(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1)
+    train(config)
+    checkpoint = str(tmp_path / "checkpoint_last.pt")
+    with pytest.raises(ValueError, match=r"has 6 classes but this run trains 4 identities"):
+        train(dataclasses.replace(config, resume=checkpoint, val_ids=2.0))
+    with pytest.raises(ValueError, match=r"already trained 1 epochs.*pass a larger --epochs"):
+        train(dataclasses.replace(config, resume=checkpoint))
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not be read"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"model": {}}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"not an OAMN training checkpoint \(missing keys"):
+        load_checkpoint(tmp_path / "partial.pt")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"lr": 1e30}, r"epoch 1, step 2: the model's outputs are not finite \(features contains"),
+        ({"lambda_id": 1e39}, r"epoch 1, step 1: the loss is not finite \(terms .*'loss': inf"),
+    ],
+)
+def test_non_finite_values_stop_the_run(tiny_market, tmp_path, overrides, match) -> None:
+    config = tiny_config(tiny_market, tmp_path, warmup_epochs=0, max_steps_per_epoch=3, **overrides)
+    with pytest.raises(FloatingPointError, match=match):
+        train(config)
