@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from examples.oamn import evaluate
-from examples.oamn.checkpoint import load_model, save_checkpoint
-from examples.oamn.config import TrainConfig, build_model
+from examples.oamn.checkpoint import load_model
+from examples.oamn.config import TrainConfig
 from examples.oamn.data import build_test_loader, load_dataset
+from examples.oamn.train import train
 from reid_eval import evaluate_features
 from tests.examples.fake_data import make_market_tree
 from tests.examples.helpers_eval import (
@@ -26,6 +27,7 @@ from tests.examples.helpers_eval import (
     ColourModel,
     write_colour_market,
 )
+from tests.examples.helpers_train import tiny_config
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -40,41 +42,10 @@ def small_market(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(small_market, tmp_path_factory) -> Path:
-    """A checkpoint of a small random ResNet-18 OAMN, written by the training code."""
-    config = TrainConfig(
-        dataset="market1501",
-        data_root=str(small_market),
-        height=64,
-        width=32,
-        backbone="resnet18",
-        split_after="layer2",
-        mask_down_ratio=2,
-        workers=0,
-        epochs=1,
-        warmup_epochs=0,
-        lr_steps=(),
-        lr_step_values=(),
-        ids_per_batch=2,
-        instances_per_id=2,
-    )
-    torch.manual_seed(0)
-    model = build_model(config, num_classes=3)
-    for module in model.modules():  # running statistics as after some training
-        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("run") / "checkpoint_best.pt"
-    save_checkpoint(
-        path,
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epoch=1,
-        config=config,
-        num_classes=3,
-        rng_state={},
-        history=[],
-    )
-    return path
+    """The checkpoint of a 2-step training run (MobileNetV2 at 64x32, no validation split)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    train(tiny_config(small_market, run_dir, val_ids=0))
+    return run_dir / "checkpoint_last.pt"
 
 
 def run_cli(*argv: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
@@ -115,7 +86,7 @@ def test_cli_end_to_end(checkpoint, tmp_path) -> None:
     assert result["dataset"]["name"] == "market1501"
     assert result["dataset"]["num_query"] == 6
     assert result["dataset"]["num_gallery"] == 8
-    assert result["config"]["backbone"] == "resnet18"
+    assert result["config"]["backbone"] == "mobilenet_v2"
     assert set(result["versions"]) >= {"python", "torch", "torchvision", "numpy", "oamn"}
     assert result["command"].startswith("python -m examples.oamn.evaluate --checkpoint")
     assert list(result["rows"]) == ["plain", "unified_mask_swap", "unified_feature"]
