@@ -31,6 +31,8 @@ from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD
 
 PIDS = (1, 2, 3)
 HEIGHT, WIDTH = 32, 16
+#: Keyword arguments of extract_for_evaluation / evaluate_model for the colour market.
+COLOUR_INPUT = {"height": HEIGHT, "width": WIDTH, "device": "cpu", "workers": 0, "progress": False}
 HALF_TOP_SCORES = (0.9, 0.05, 0.03, 0.02)  # top at 0.9 >= 0.75: type 1 (half top)
 
 _AP = {"q1": (1 / 3 + 2 / 4) / 2, "q3": (1 / 5 + 2 / 6) / 2}

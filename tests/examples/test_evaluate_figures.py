@@ -19,7 +19,13 @@ from examples.oamn.visualize import (
     save_figures,
     save_ranked_lists,
 )
-from tests.examples.helpers_eval import HEIGHT, WIDTH, ColourModel, write_colour_market
+from tests.examples.helpers_eval import (
+    COLOUR_INPUT,
+    HEIGHT,
+    WIDTH,
+    ColourModel,
+    write_colour_market,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
@@ -120,15 +126,7 @@ def test_save_figures_for_each_row(tmp_path) -> None:
     dataset = load_dataset("market1501", write_colour_market(tmp_path / "colour"))
     model = ColourModel()
     features = extract_for_evaluation(
-        model,
-        dataset.query,
-        dataset.gallery,
-        height=HEIGHT,
-        width=WIDTH,
-        device="cpu",
-        batch_size=8,
-        workers=0,
-        progress=False,
+        model, dataset.query, dataset.gallery, batch_size=8, **COLOUR_INPUT
     )
     paths = save_figures(
         model,

@@ -15,11 +15,10 @@ from examples.oamn.inference import (
     occlusion_type_names,
 )
 from tests.examples.helpers_eval import (
+    COLOUR_INPUT,
     HALF_TOP_SCORES,
-    HEIGHT,
     PLAIN,
     UNIFIED,
-    WIDTH,
     ColourModel,
     write_colour_market,
 )
@@ -123,15 +122,7 @@ def test_trapezoid_ap() -> None:
 def test_evaluate_model_end_to_end(colour_market) -> None:
     model = ColourModel()
     report = evaluate_model(
-        model,
-        colour_market.query,
-        colour_market.gallery,
-        height=HEIGHT,
-        width=WIDTH,
-        device="cpu",
-        batch_size=4,
-        workers=0,
-        progress=False,
+        model, colour_market.query, colour_market.gallery, batch_size=4, **COLOUR_INPUT
     )
     assert_metrics(report["rows"]["plain"], PLAIN)
     assert_metrics(report["rows"]["unified_mask_swap"], UNIFIED)
@@ -165,12 +156,8 @@ def test_strategy_selection(colour_market, kwargs, rows) -> None:
         ColourModel(),
         colour_market.query,
         colour_market.gallery,
-        height=HEIGHT,
-        width=WIDTH,
-        device="cpu",
         batch_size=8,
-        workers=0,
-        progress=False,
+        **COLOUR_INPUT,
         **kwargs,
     )
     assert list(metrics_report(features)["rows"]) == rows
@@ -191,9 +178,7 @@ def test_bad_arguments(colour_market, kwargs, match) -> None:
     arguments.update(kwargs)
     model = ColourModel()
     with pytest.raises(ValueError, match=match):
-        evaluate_model(
-            model, height=HEIGHT, width=WIDTH, device="cpu", batch_size=4, workers=0, **arguments
-        )
+        evaluate_model(model, batch_size=4, **COLOUR_INPUT, **arguments)
     assert model.batch_sizes == []  # refused before any extraction
 
 
