@@ -111,6 +111,33 @@ def test_perfect_features_score_one() -> None:
     assert_metrics(row, dict.fromkeys(METRICS, 1.0))
 
 
+def test_reported_ranks_are_the_cmc_at_1_5_10() -> None:
+    # Query i sits at (100 i, 0) with 12 gallery items at distances 1..12 on its own lane
+    # (the other lanes are >= 88 away); its only match is at rank 2, 6 or 11.
+    first_hits = (2, 6, 11)
+    distances = torch.arange(1.0, 13.0)
+    lanes = torch.arange(3.0).repeat_interleave(12) * 100
+    gallery_pids = torch.full((36,), 99)
+    for lane, rank in enumerate(first_hits):
+        gallery_pids[12 * lane + rank - 1] = lane
+    scores = torch.full((36, 4), 0.25)
+    gallery = FeatureSet(
+        torch.stack([lanes + distances.repeat(3), torch.zeros(36)], dim=1),
+        scores,
+        gallery_pids,
+        torch.ones(36, dtype=torch.int64),
+    )
+    query = FeatureSet(
+        torch.stack([torch.arange(3.0) * 100, torch.zeros(3)], dim=1),
+        scores[:3],
+        torch.arange(3),
+        torch.zeros(3, dtype=torch.int64),
+    )
+    row = metrics_report(EvaluationFeatures(query, gallery))["rows"]["plain"]
+    assert (row["R1"], row["R5"], row["R10"]) == pytest.approx((0, 1 / 3, 2 / 3))
+    assert row["mAP"] == pytest.approx((1 / 2 + 1 / 6 + 1 / 11) / 3)
+
+
 def test_trapezoid_ap() -> None:
     # Matches at ranks 3, 4: ((0 + 1/3) / 2 + (1/3 + 2/4) / 2) / 2 = 7/24 (queries 1 and 2);
     # at ranks 5, 6: ((0 + 1/5) / 2 + (1/5 + 2/6) / 2) / 2 = 11/60 (query 3).
