@@ -74,12 +74,11 @@ class FeatureSet:
     camids: Tensor
 
     def __post_init__(self) -> None:
-        sizes = {len(t) for t in (self.features, self.grader_scores, self.pids, self.camids)}
-        if len(sizes) != 1:
+        lengths = [len(t) for t in (self.features, self.grader_scores, self.pids, self.camids)]
+        if len(set(lengths)) != 1:
             raise ValueError(
                 "features, grader_scores, pids and camids must have one row per image, got "
-                f"lengths {[len(t) for t in (self.features, self.grader_scores, self.pids)]} "
-                f"and {len(self.camids)}"
+                f"lengths {lengths}"
             )
 
     def __len__(self) -> int:
