@@ -1,0 +1,265 @@
+r"""Evaluate a trained OAMN checkpoint, with and without occlusion unification.
+
+    python -m examples.oamn.evaluate --checkpoint runs/market/checkpoint_best.pt \
+        [--dataset market1501 --data-root DIR] [--output metrics.json] [--figures DIR] \
+        [--strategies mask_swap,feature] [--batch-size 128] [--workers 4] [--device cuda]
+
+The dataset, its root and the input size default to those of the checkpoint's training config.
+Prints R1/R5/R10/mAP/mINP (in %) for three rows: no unification, unified with the authors'
+"mask swap" gallery bank and unified with the feature-level bank, with the time each bank took
+to build and the queries' predicted occlusion types; writes the same as JSON (fractions in
+[0, 1]) with the command, the config, the dataset sizes and the library versions. ``--figures``
+adds PNGs of ranked lists and attention maps (matplotlib needed then only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_model
+from .data import DATASETS, load_dataset
+from .distributed import resolve_device
+from .inference import AMP_DTYPES, extract_for_evaluation, metrics_report
+from .model import BANK_STRATEGIES
+
+__all__ = ["build_parser", "format_table", "main", "parse_strategies"]
+
+_TABLE_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.oamn.evaluate",
+        description="Evaluate an OAMN checkpoint with and without occlusion unification.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a checkpoint written by examples.oamn.train (checkpoint_best.pt)",
+    )
+    parser.add_argument(
+        "--dataset",
+        help=f"test dataset, one of {', '.join(DATASETS)} "
+        "(default: the checkpoint's training dataset)",
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help="the dataset's folder (default: the checkpoint's data_root)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="metrics JSON (default: metrics_<dataset>.json beside the checkpoint)",
+    )
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        help="folder for PNGs of ranked lists and attention maps (default: none)",
+    )
+    parser.add_argument(
+        "--strategies",
+        type=parse_strategies,
+        default=BANK_STRATEGIES,
+        help="comma-separated gallery-bank strategies of the unified rows, or "
+        f"'none' for no unification (default: {','.join(BANK_STRATEGIES)})",
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader worker processes (default: the training config's)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda when available, default), cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
+        "--amp",
+        choices=("none", *AMP_DTYPES),
+        default="none",
+        help="autocast dtype of the forward passes, CUDA only (default: none)",
+    )
+    parser.add_argument(
+        "--ap",
+        choices=("step", "trapezoid"),
+        default="step",
+        help="AP formula: step (usual) or trapezoid (the authors' code, lower)",
+    )
+    parser.add_argument(
+        "--boundary",
+        choices=("paper", "official"),
+        default="paper",
+        help="grader thresholds' boundary convention (METHOD.md §4)",
+    )
+    parser.add_argument(
+        "--num-figures",
+        type=int,
+        default=6,
+        help="queries shown in the figures (default: %(default)s)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``"mask_swap,feature"`` -> ``("mask_swap", "feature")``; ``"none"`` or ``""`` -> ``()``.
+
+    Raises:
+        argparse.ArgumentTypeError: an unknown or repeated name.
+
+    Example:
+        >>> parse_strategies("feature, mask_swap"), parse_strategies("none")
+        (('feature', 'mask_swap'), ())
+    """
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in BANK_STRATEGIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown bank strategies {unknown}; choose from {','.join(BANK_STRATEGIES)} "
+            "(comma-separated) or 'none'"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"repeated bank strategies in {text!r}")
+    return names
+
+
+def format_table(report: dict) -> str:
+    """The report of :func:`~examples.oamn.inference.metrics_report` as a text table (in %).
+
+    Example:
+        >>> row = {"name": "no unification", "R1": 0.5, "R5": 1.0, "R10": 1.0, "mAP": 0.625,
+        ...        "mINP": 0.25, "bank_seconds": None}
+        >>> print(format_table({"rows": {"plain": row}, "query_types": {"none": 2}}))
+        setting                 R1     R5    R10    mAP   mINP  bank (s)
+        no unification        50.0  100.0  100.0   62.5   25.0         -
+        query types: none 2
+    """
+    width = max(len("setting"), *(len(row["name"]) for row in report["rows"].values()))
+    header = f"{'setting':<{width}}" + "".join(f"{c:>7}" for c in _TABLE_COLUMNS) + "  bank (s)"
+    lines = [header]
+    for row in report["rows"].values():
+        seconds = row["bank_seconds"]
+        bank = "-" if seconds is None else f"{seconds:.1f}"
+        values = "".join(f"{100 * row[c]:7.1f}" for c in _TABLE_COLUMNS)
+        lines.append(f"{row['name']:<{width}}{values}{bank:>10}")
+    types = ", ".join(
+        f"{name.replace('_', ' ')} {count}"
+        for name, count in report["query_types"].items()
+        if count
+    )
+    lines.append(f"query types: {types}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the evaluation (see the module docstring); returns the JSON written."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        parser.error(
+            f"--checkpoint {args.checkpoint}: no such file; pass a checkpoint written by "
+            "examples.oamn.train (e.g. OUTPUT_DIR/checkpoint_best.pt)"
+        )
+    try:
+        device = resolve_device(args.device)
+        if args.amp != "none" and device.type != "cuda":
+            raise ValueError(f"--amp {args.amp} is for CUDA devices; on {device} use --amp none")
+        model, config = load_model(args.checkpoint, device)
+    except ValueError as error:
+        parser.error(str(error))
+    dataset_name = args.dataset or config.dataset
+    data_root = args.data_root or (Path(config.data_root) if config.data_root else None)
+    if data_root is None or not data_root.is_dir():
+        parser.error(
+            f"--data-root {data_root}: no such folder; pass the {dataset_name} folder with "
+            "--data-root (the checkpoint's data_root is used by default)"
+        )
+    try:
+        dataset = load_dataset(dataset_name, data_root)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(f"cannot load {dataset_name} from {data_root}: {error}")
+    workers = config.workers if args.workers is None else args.workers
+    size = {"height": config.height, "width": config.width, "device": device}
+    features = extract_for_evaluation(
+        model,
+        dataset.query,
+        dataset.gallery,
+        **size,
+        batch_size=args.batch_size,
+        workers=workers,
+        strategies=args.strategies,
+        amp=args.amp,
+        progress=not args.no_progress,
+    )
+    report = metrics_report(features, ap=args.ap, boundary=args.boundary)
+    print(
+        f"{dataset_name} ({data_root}): {report['num_query']} queries, "
+        f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
+    )
+    print(format_table(report))
+    command = sys.argv[1:] if argv is None else list(argv)
+    result = {
+        "command": shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
+        "checkpoint": str(args.checkpoint),
+        "dataset": {
+            "name": dataset_name,
+            "root": str(data_root),
+            "num_query": len(dataset.query),
+            "num_gallery": len(dataset.gallery),
+            "num_query_ids": len({item.pid for item in dataset.query}),
+            "num_gallery_ids": len({item.pid for item in dataset.gallery}),
+        },
+        "device": str(device),
+        "amp": args.amp,
+        "config": config.to_dict(),
+        "versions": _versions(),
+        **report,
+    }
+    if args.figures is not None:
+        from .visualize import save_figures
+
+        paths = save_figures(
+            model,
+            features,
+            dataset.query,
+            dataset.gallery,
+            args.figures,
+            **size,
+            num_queries=args.num_figures,
+            boundary=args.boundary,
+        )
+        result["figures"] = [str(path) for path in paths]
+        print(f"figures: {', '.join(str(path) for path in paths)}")
+    output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"metrics written to {output}")
+    return result
+
+
+def _versions() -> dict[str, str]:
+    """Versions of Python, the platform and the libraries the numbers depend on."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("oamn", "torch", "torchvision", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    versions["cuda"] = torch.version.cuda or "none"
+    return versions
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""python -m examples.oamn.evaluate: end to end on tiny datasets, the report, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from examples.oamn import evaluate
+from examples.oamn.checkpoint import load_model, save_checkpoint
+from examples.oamn.config import TrainConfig, build_model
+from examples.oamn.data import build_test_loader, load_dataset
+from reid_eval import evaluate_features
+from tests.examples.fake_data import make_market_tree
+from tests.examples.helpers_eval import (
+    HEIGHT,
+    PLAIN,
+    UNIFIED,
+    WIDTH,
+    ColourModel,
+    write_colour_market,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def small_market(tmp_path_factory) -> Path:
+    """3 test ids x 2 cameras: 6 queries; 6 gallery images + 1 junk + 1 distractor."""
+    return make_market_tree(
+        tmp_path_factory.mktemp("small"), ids=3, cams=2, per_cam=1, junk=1, distractors=1
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(small_market, tmp_path_factory) -> Path:
+    """A checkpoint of a small random ResNet-18 OAMN, written by the training code."""
+    config = TrainConfig(
+        dataset="market1501",
+        data_root=str(small_market),
+        height=64,
+        width=32,
+        backbone="resnet18",
+        split_after="layer2",
+        mask_down_ratio=2,
+        workers=0,
+        epochs=1,
+        warmup_epochs=0,
+        lr_steps=(),
+        lr_step_values=(),
+        ids_per_batch=2,
+        instances_per_id=2,
+    )
+    torch.manual_seed(0)
+    model = build_model(config, num_classes=3)
+    for module in model.modules():  # running statistics as after some training
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("run") / "checkpoint_best.pt"
+    save_checkpoint(
+        path,
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epoch=1,
+        config=config,
+        num_classes=3,
+        rng_state={},
+        history=[],
+    )
+    return path
+
+
+def run_cli(*argv: str, cwd: Path = REPOSITORY) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.run(
+        [sys.executable, "-m", "examples.oamn.evaluate", *argv],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_cli_end_to_end(checkpoint, tmp_path) -> None:
+    output = tmp_path / "metrics.json"
+    figures = tmp_path / "figures"
+    done = run_cli(
+        "--checkpoint",
+        str(checkpoint),
+        "--output",
+        str(output),
+        "--figures",
+        str(figures),
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("no unification", "unified, mask swap bank", "unified, feature bank"):
+        assert name in done.stdout
+    result = json.loads(output.read_text())
+    assert result["dataset"]["name"] == "market1501"
+    assert result["dataset"]["num_query"] == 6
+    assert result["dataset"]["num_gallery"] == 8
+    assert result["config"]["backbone"] == "resnet18"
+    assert set(result["versions"]) >= {"python", "torch", "torchvision", "numpy", "oamn"}
+    assert result["command"].startswith("python -m examples.oamn.evaluate --checkpoint")
+    assert list(result["rows"]) == ["plain", "unified_mask_swap", "unified_feature"]
+    for row in result["rows"].values():
+        assert 0.0 <= row["mINP"] <= row["mAP"] <= 1.0
+        assert row["R1"] <= row["R5"] <= row["R10"] <= 1.0
+    assert result["rows"]["unified_mask_swap"]["bank_seconds"] > 0
+    assert sum(result["query_types"].values()) == 6
+    for difference in result["bank_type0_max_abs_diff"].values():
+        assert difference < 1e-4  # bank type 0 is the plain gallery feature
+    assert sorted(Path(p).name for p in result["figures"]) == [
+        "attention.png",
+        "ranked_plain.png",
+        "ranked_unified_feature.png",
+        "ranked_unified_mask_swap.png",
+    ]
+
+
+def test_plain_row_matches_an_independent_evaluation(checkpoint, small_market, tmp_path) -> None:
+    result = evaluate.main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--output",
+            str(tmp_path / "m.json"),
+            "--strategies",
+            "none",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    model, config = load_model(checkpoint)
+    dataset = load_dataset("market1501", small_market)
+    features, labels = {}, {}
+    for split in ("query", "gallery"):
+        items = getattr(dataset, split)
+        images = next(iter(build_test_loader(items, config.height, config.width, 1000, 0)))[0]
+        features[split] = model.extract(images)[0]
+        labels[split] = (
+            torch.tensor([i.pid for i in items]),
+            torch.tensor([i.camid for i in items]),
+        )
+    expected = evaluate_features(
+        features["query"],
+        features["gallery"],
+        labels["query"][0],
+        labels["gallery"][0],
+        labels["query"][1],
+        labels["gallery"][1],
+    )
+    assert list(result["rows"]) == ["plain"]
+    assert result["rows"]["plain"]["mAP"] == pytest.approx(expected.mAP, abs=1e-6)
+    assert result["rows"]["plain"]["R1"] == pytest.approx(float(expected.cmc[0]), abs=1e-6)
+
+
+def test_stand_in_model_gives_the_hand_computed_table(monkeypatch, tmp_path, capsys) -> None:
+    root = write_colour_market(tmp_path / "colour")
+    config = TrainConfig(
+        dataset="market1501", data_root=str(root), height=HEIGHT, width=WIDTH, workers=0
+    )
+    monkeypatch.setattr(evaluate, "load_model", lambda path, device: (ColourModel(), config))
+    fake = tmp_path / "checkpoint.pt"
+    fake.write_bytes(b"")
+    result = evaluate.main(["--checkpoint", str(fake), "--device", "cpu", "--no-progress"])
+    table = capsys.readouterr().out
+    assert "unified, mask swap bank   66.7  100.0  100.0" in table
+    assert "no unification             0.0  100.0  100.0" in table
+    assert "query types: none 1, half top 2" in table
+    for key, expected in (
+        ("plain", PLAIN),
+        ("unified_mask_swap", UNIFIED),
+        ("unified_feature", PLAIN),
+    ):
+        assert result["rows"][key]["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
+    # Default output: beside the checkpoint, named after the dataset.
+    assert json.loads((tmp_path / "metrics_market1501.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--checkpoint", "{missing}"], "no such file; pass a checkpoint written by"),
+        (
+            ["--checkpoint", "{ckpt}", "--strategies", "mask_swap,pixel"],
+            r"unknown bank strategies \['pixel'\]",
+        ),
+        (["--checkpoint", "{ckpt}", "--strategies", "feature,feature"], "repeated bank"),
+        (["--checkpoint", "{ckpt}", "--data-root", "{missing}"], "no such folder"),
+        (["--checkpoint", "{ckpt}", "--dataset", "cuhk03"], "unknown dataset 'cuhk03'"),
+        (
+            ["--checkpoint", "{ckpt}", "--device", "cpu", "--amp", "bf16"],
+            "--amp bf16 is for CUDA devices",
+        ),
+        (["--checkpoint", "{junk}"], "not an OAMN training checkpoint|could not be read"),
+    ],
+)
+def test_errors(checkpoint, tmp_path, capsys, argv, message) -> None:
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": 1}, junk)
+    paths = {"missing": tmp_path / "absent", "ckpt": checkpoint, "junk": junk}
+    argv = [a.format(**paths) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_package_works_without_matplotlib() -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import examples.oamn.evaluate, examples.oamn.inference, examples.oamn.visualize\n"
+        "print('ok')"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "ok", done.stderr

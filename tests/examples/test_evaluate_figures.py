@@ -1,0 +1,164 @@
+"""visualize: ranked lists and attention maps written as PNGs, and the helpers behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
+from examples.oamn.inference import extract_for_evaluation
+from examples.oamn.visualize import (
+    denormalize,
+    match_kinds,
+    ranked_indices,
+    save_attention_maps,
+    save_figures,
+    save_ranked_lists,
+)
+from tests.examples.helpers_eval import HEIGHT, WIDTH, ColourModel, write_colour_market
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DPI = 100
+
+
+def read_png(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of a PNG file, after checking that it is one and decodes."""
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.load()
+        return image.size
+
+
+def normalised(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images - mean) / std
+
+
+def test_denormalize_inverts_the_normalisation() -> None:
+    pixels = torch.rand(2, 3, 8, 4)
+    torch.testing.assert_close(denormalize(normalised(pixels)), pixels)
+    assert float(denormalize(torch.full((3, 2, 2), 50.0)).max()) == 1.0
+
+
+def test_match_kinds_follow_the_protocol() -> None:
+    pids = torch.tensor([4, 4, 4, 9, -1, 0])
+    cams = torch.tensor([0, 1, 2, 0, 1, 1])
+    assert match_kinds(4, 0, pids, cams) == ["junk", "match", "match", "wrong", "junk", "wrong"]
+    assert match_kinds(4, 0, pids, cams, junk_pids=())[4] == "wrong"
+
+
+def test_ranked_indices_shared_and_per_query_galleries() -> None:
+    gallery = torch.tensor([[3.0], [0.0], [1.0], [1.0]])
+    queries = torch.tensor([[0.2], [1.1]])
+    assert ranked_indices(queries, gallery, 4).tolist() == [[1, 2, 3, 0], [2, 3, 1, 0]]
+    per_query = torch.stack([gallery, -gallery])  # query 1 sees the gallery negated
+    assert ranked_indices(queries, per_query, 2).tolist() == [[1, 2], [1, 2]]
+
+
+def test_ranked_list_png(tmp_path) -> None:
+    queries, gallery = torch.randn(3, 3, 32, 16), torch.randn(3, 5, 3, 32, 16)
+    kinds = [["match", "wrong", "junk", "wrong", "match"]] * 3
+    path = save_ranked_lists(
+        queries, gallery, kinds, tmp_path / "deep" / "ranked.png", query_titles=["a", "b", "c"]
+    )
+    assert path == tmp_path / "deep" / "ranked.png"
+    width, height = read_png(path)
+    assert width == pytest.approx(6 * 0.9 * DPI, abs=2)  # query + 5 items
+    assert height == pytest.approx(3 * 1.9 * DPI, abs=2)
+
+
+def test_frames_are_coloured_by_kind(tmp_path) -> None:
+    grey = torch.zeros(1, 1, 3, 64, 32)  # normalised 0: a mid-grey image, no red or green
+    path = save_ranked_lists(grey[0], grey, [["match"]], tmp_path / "m.png")
+    pixels = torch.tensor(np.array(Image.open(path).convert("RGB")))
+    green = ((pixels[..., 1] > 120) & (pixels[..., 0] < 60)).sum()
+    red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 80)).sum()
+    assert green > 50
+    assert red == 0
+
+
+def test_attention_png(tmp_path) -> None:
+    images, masks = torch.randn(4, 3, 32, 16), torch.rand(4, 1, 8, 4)
+    width, height = read_png(save_attention_maps(images, masks, tmp_path / "a.png"))
+    assert width == pytest.approx(4 * 0.9 * DPI, abs=2)
+    assert height == pytest.approx(2 * 1.9 * DPI, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda p: save_ranked_lists(
+                torch.randn(2, 3, 8, 4), torch.randn(2, 2, 3, 8, 4), [["match", "wrong"]], p
+            ),
+            "same 2 queries x 2 items",
+        ),
+        (
+            lambda p: save_ranked_lists(
+                torch.randn(1, 3, 8, 4), torch.randn(1, 1, 3, 8, 4), [["right"]], p
+            ),
+            r"unknown kinds \['right'\]",
+        ),
+        (
+            lambda p: save_attention_maps(torch.randn(2, 3, 8, 4), torch.rand(2, 8, 4), p),
+            r"masks must have shape \(2, 1, h, w\)",
+        ),
+    ],
+)
+def test_bad_figure_input(tmp_path, call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call(tmp_path / "x.png")
+
+
+def test_save_figures_for_each_row(tmp_path) -> None:
+    dataset = load_dataset("market1501", write_colour_market(tmp_path / "colour"))
+    model = ColourModel()
+    features = extract_for_evaluation(
+        model,
+        dataset.query,
+        dataset.gallery,
+        height=HEIGHT,
+        width=WIDTH,
+        device="cpu",
+        batch_size=8,
+        workers=0,
+        progress=False,
+    )
+    paths = save_figures(
+        model,
+        features,
+        dataset.query,
+        dataset.gallery,
+        tmp_path / "figs",
+        height=HEIGHT,
+        width=WIDTH,
+        device="cpu",
+        num_queries=2,
+        top_k=4,
+    )
+    assert [p.name for p in paths] == [
+        "ranked_plain.png",
+        "ranked_unified_mask_swap.png",
+        "ranked_unified_feature.png",
+        "attention.png",
+    ]
+    for path in paths[:3]:
+        assert read_png(path) == pytest.approx((5 * 0.9 * DPI, 2 * 1.9 * DPI), abs=2)
+    assert read_png(paths[3]) == pytest.approx((2 * 0.9 * DPI, 2 * 1.9 * DPI), abs=2)
+    with pytest.raises(ValueError, match="pass the evaluated items"):
+        save_figures(
+            model,
+            features,
+            dataset.query[:2],
+            dataset.gallery,
+            tmp_path,
+            height=HEIGHT,
+            width=WIDTH,
+            device="cpu",
+        )
