@@ -161,10 +161,17 @@ class TrainConfig:
     progress: bool = _option(True, "show tqdm progress bars")
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(TrainConfig)
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if isinstance(value, list):
-                setattr(self, spec.name, tuple(value))
+            if isinstance(value, list):  # from JSON
+                value = tuple(value)
+            # Whole numbers given for float fields (JSON writes 1.0 as 1) become floats.
+            if hints[spec.name] is float and _is_instance(value, int):
+                value = float(value)
+            if hints[spec.name] == tuple[float, ...] and isinstance(value, tuple):
+                value = tuple(float(v) if _is_instance(v, int) else v for v in value)
+            setattr(self, spec.name, value)
         _check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,12 +262,11 @@ def config_parser() -> argparse.ArgumentParser:
         kind = hints[spec.name]
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif spec.metadata["choices"]:
+            kwargs["choices"] = spec.metadata["choices"]
         else:
             kwargs["type"] = _parse_function(spec.name, kind)
             kwargs["metavar"] = _metavar(kind)
-            if spec.metadata["choices"]:
-                kwargs["choices"] = spec.metadata["choices"]
-                del kwargs["metavar"]
         parser.add_argument(*flags, dest=spec.name, **kwargs)
     return parser
 
@@ -280,19 +286,18 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser = config_parser()
     given = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
-    if given.get("resume"):
-        from .checkpoint import load_checkpoint  # a checkpoint imports this module
-
-        values.update(load_checkpoint(given["resume"])["config"])
-    config_file = given.pop("config", None)
-    if config_file is not None:
-        values.update(_read_json(config_file))
-    values.update(given)
     try:
+        if given.get("resume"):
+            from .checkpoint import load_checkpoint  # checkpoint.py imports this module
+
+            values.update(load_checkpoint(given["resume"])["config"])
+        config_file = given.pop("config", None)
+        if config_file is not None:
+            values.update(_read_json(config_file))
+        values.update(given)
         return TrainConfig.from_dict(values)
-    except ValueError as error:
+    except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
-        raise  # parser.error exits; this satisfies type checkers
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:

@@ -4,13 +4,15 @@ Each step: a ``P x K`` batch is normalised on the CPU by the loader, moved to th
 ``occlusion_aug.OcclusionAugmentation`` makes the ``4 B`` aligned occluded copies; the model runs
 on the ``5 B`` views (under autocast with ``--amp``),
 :class:`~examples.oamn.objective.OAMNObjective` gives ``L1 + L2``, one backward, one SGD step
-(:func:`training_step`). The learning rates are set once per epoch (:mod:`examples.oamn.schedule`).
+(:func:`training_step`). The learning rates are set once per epoch
+(:mod:`examples.oamn.schedule`).
 
 Run directory ``--output-dir``: ``config.json`` (the resolved configuration), ``log.csv`` and
-``log.json`` (one record per epoch: the mean of each loss term, the base learning rate, the
-duration, and the validation metrics when validated), ``checkpoint_last.pt`` every epoch,
-``checkpoint_best.pt`` (the best validation mAP), ``checkpoint_epoch{N}.pt`` with
-``--keep-epoch-checkpoints``.
+``log.json`` (one record per epoch: ``epoch`` (1-based), the base ``lr``, ``steps``,
+``seconds``, the mean of each unweighted loss term and of the weighted total ``loss``, and
+``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10``, ``val_mINP`` when validated),
+``checkpoint_last.pt`` every epoch, ``checkpoint_best.pt`` (the best validation mAP; the later
+epoch on ties), ``checkpoint_epoch{N}.pt`` with ``--keep-epoch-checkpoints``.
 
 Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)`` (and the rank):
 the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
@@ -117,8 +119,7 @@ class Trainer:
         )
         self.val_loaders = tuple(
             build_test_loader(items, config.height, config.width, config.val_batch_size, 0)
-            for items in (val_query, val_gallery)
-            if val_query
+            for items in ((val_query, val_gallery) if val_query else ())
         )
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model = build_model(config, self.num_classes).to(self.device)
@@ -143,6 +144,7 @@ class Trainer:
         self.run_dir = Path(config.output_dir)
 
     def run(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; return every epoch's record (resumed ones included)."""
         if self.context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.config.save(self.run_dir / "config.json")
@@ -405,7 +407,10 @@ def _write_logs(history: list[dict[str, Any]], run_dir: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """The command line: resolve the configuration, train, print where the run was written."""
     config = config_from_args(argv)
-    history = train(config)
+    try:
+        history = train(config)
+    except (ValueError, FileNotFoundError) as error:  # settings that cannot run: no traceback
+        raise SystemExit(f"python -m examples.oamn.train: error: {error}") from error
     if history and int(os.environ.get("RANK", "0")) == 0:
         last = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in history[-1].items()}
         print(f"trained {last['epoch']} epochs into {config.output_dir}: {last}", file=sys.stderr)

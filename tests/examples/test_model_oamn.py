@@ -219,6 +219,7 @@ def test_too_small_an_input_for_the_mask_is_explained() -> None:
         (torch.zeros(1, 3, 64, 32, dtype=torch.uint8), TypeError, r"floating"),
         (torch.zeros(0, 3, 64, 32), ValueError, r"empty batch"),
         (torch.zeros(1, 3, 64, 32, device="meta"), ValueError, r"on meta but the model is on cpu"),
+        (torch.zeros(1, 3, 64, 32, dtype=torch.float64), TypeError, r"float64 but the model is"),
     ],
 )
 def test_bad_images(x: object, error: type, match: str) -> None:

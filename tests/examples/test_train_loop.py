@@ -78,6 +78,13 @@ def test_command_line_run(tiny_market, tmp_path) -> None:
     assert TrainConfig.load(tmp_path / "config.json").occlusion is False
 
 
+def test_command_line_errors_name_the_option(tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"error: data_root \(--data-root\) is required"):
+        main(["--device", "cpu", f"--output-dir={tmp_path}"])
+    with pytest.raises(SystemExit, match=r"error: .*does not exist"):
+        main(["--device", "cpu", f"--data-root={tmp_path / 'absent'}", f"--output-dir={tmp_path}"])
+
+
 def _fixed_batch(tiny_market):
     items = load_dataset("market1501", tiny_market).train
     loader = build_train_loader(

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from attention import AttentionMask, RGASpatial
 
-from .backbones import BACKBONES, build_torchvision_model, split_backbone
+from .backbones import build_torchvision_model, split_backbone
 from .bank import occlusion_bank
 from .weights import load_backbone_weights
 
@@ -126,7 +126,7 @@ class OAMN(nn.Module):
         mask_down_ratio: int = 8,
     ) -> None:
         super().__init__()
-        _check_arguments(num_classes, backbone, input_size, weights, pooling, dropout, use_mask)
+        _check_arguments(num_classes, input_size, weights, pooling, dropout, use_mask)
         network = build_torchvision_model(backbone)
         if weights is not None:
             load_backbone_weights(network, weights)
@@ -294,10 +294,16 @@ class OAMN(nn.Module):
             raise TypeError(f"images must be floating (normalised), got {images.dtype}")
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch (N = 0)")
-        device = self.classifier.weight.device
-        if images.device != device:
+        weight = self.classifier.weight
+        if images.device != weight.device:
             raise ValueError(
-                f"images are on {images.device} but the model is on {device}; move one of them"
+                f"images are on {images.device} but the model is on {weight.device}; move one "
+                f"of them"
+            )
+        if images.dtype != weight.dtype and not torch.is_autocast_enabled(images.device.type):
+            raise TypeError(
+                f"images are {images.dtype} but the model is {weight.dtype}; convert one of "
+                f"them or run under torch.autocast"
             )
         size = tuple(images.shape[2:])
         if self.mask is not None and size != self.input_size:
@@ -318,7 +324,6 @@ class OAMN(nn.Module):
 
 def _check_arguments(
     num_classes: object,
-    backbone: object,
     input_size: object,
     weights: object,
     pooling: object,
@@ -327,8 +332,6 @@ def _check_arguments(
 ) -> None:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
     if (
         not isinstance(input_size, tuple | list)
         or len(input_size) != 2
