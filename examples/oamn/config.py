@@ -81,6 +81,11 @@ class TrainConfig:
     ids_per_batch: int = _option(32, "P: distinct identities per batch (per process)")
     instances_per_id: int = _option(2, "K: images per identity in a batch")
     workers: int = _option(4, "data-loading worker processes (0: load in the main process)")
+    pad: int = _option(10, "zero padding in pixels before the random crop back to height x width")
+    flip_prob: float = _option(0.5, "probability of a horizontal flip")
+    rotation: float = _option(
+        0.0, "random rotation range in degrees (the authors' code used 5; the paper states none)"
+    )
     val_ids: float = _option(
         0.0,
         "training identities held out for validation: a count (>= 1) or a fraction (< 1); "
@@ -366,9 +371,10 @@ def _check_config(config: TrainConfig) -> None:
             f"got {config.ids_per_batch}"
         )
     non_negative = (
-        "workers", "max_steps_per_epoch", "warmup_epochs", "lr", "momentum", "weight_decay",
-        "lr_mult_backbone", "lr_mult_mask", "lr_mult_head", "lambda_mask", "lambda_triplet",
-        "lambda_id", "lambda_score", "mask_alpha1", "mask_alpha2", "margin", "val_ids",
+        "workers", "pad", "rotation", "max_steps_per_epoch", "warmup_epochs", "lr", "momentum",
+        "weight_decay", "lr_mult_backbone", "lr_mult_mask", "lr_mult_head", "lambda_mask",
+        "lambda_triplet", "lambda_id", "lambda_score", "mask_alpha1", "mask_alpha2", "margin",
+        "val_ids",
     )  # fmt: skip
     for name in non_negative:
         if getattr(config, name) < 0:
@@ -376,6 +382,10 @@ def _check_config(config: TrainConfig) -> None:
     if config.nesterov and config.momentum == 0:
         raise ValueError(
             f"{_flag('nesterov')} needs a momentum > 0; set --momentum or add --no-nesterov"
+        )
+    if not 0.0 <= config.flip_prob <= 1.0:
+        raise ValueError(
+            f"{_flag('flip_prob')} must be a probability in [0, 1], got {config.flip_prob}"
         )
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"{_flag('dropout')} must be in [0, 1), got {config.dropout}")

@@ -56,7 +56,13 @@ from reid_eval import evaluate_features
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_model, config_from_args
-from .data import build_test_loader, build_train_loader, load_dataset, split_validation
+from .data import (
+    build_test_loader,
+    build_train_loader,
+    load_dataset,
+    split_validation,
+    train_transform,
+)
 from .distributed import DistributedContext, init_distributed
 from .inference import extract_features
 from .objective import OAMNObjective
@@ -116,6 +122,13 @@ class Trainer:
             workers=config.workers,
             num_replicas=context.world_size,
             rank=context.rank,
+            transform=train_transform(
+                config.height,
+                config.width,
+                pad=config.pad,
+                flip_prob=config.flip_prob,
+                rotation=config.rotation,
+            ),
         )
         self.val_loaders = tuple(
             build_test_loader(items, config.height, config.width, config.val_batch_size, 0)

@@ -12,7 +12,8 @@ import torch
 
 from examples.oamn.checkpoint import load_checkpoint, load_model
 from examples.oamn.config import TrainConfig, build_model
-from examples.oamn.data import build_train_loader, load_dataset
+from examples.oamn.data import ImageDataset, build_train_loader, load_dataset
+from examples.oamn.data import test_transform as eval_transform
 from examples.oamn.distributed import DistributedContext
 from examples.oamn.objective import OAMNObjective
 from examples.oamn.schedule import build_optimizer
@@ -236,3 +237,13 @@ def test_non_finite_values_stop_the_run(tiny_market, tmp_path, overrides, match)
     config = tiny_config(tiny_market, tmp_path, warmup_epochs=0, max_steps_per_epoch=3, **overrides)
     with pytest.raises(FloatingPointError, match=match):
         train(config)
+
+
+def test_augmentation_settings_reach_the_loader(tiny_market, tmp_path) -> None:
+    """No padding and a certain flip: each training image is the mirrored test-time image."""
+    trainer = Trainer(tiny_config(tiny_market, tmp_path, pad=0, flip_prob=1.0), CPU)
+    train_set = trainer.loader.dataset
+    test_set = ImageDataset(train_set.items, eval_transform(64, 32))
+    for index in range(len(train_set)):
+        mirrored, *_ = train_set[(index, index)]
+        assert torch.equal(mirrored, test_set[index][0].flip(-1))
