@@ -245,7 +245,7 @@ def save_attention_maps(
     figure, axes = _grid(2, n)
     for col in range(n):
         low, high = float(masks[col].min()), float(masks[col].max())
-        title = f"{titles[col]}\n" if titles else ""
+        title = titles[col] if titles else ""
         _show(axes[0][col], pictures[col], "black", title)
         _show(axes[1][col], pictures[col], "black", f"m in [{low:.2f}, {high:.2f}]")
         axes[1][col].imshow(heat[col, 0].numpy(), cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
