@@ -322,10 +322,11 @@ def _plan_shots(
     location = np.array([LOCATIONS.index(name) for name in parameters["locations"]])
     location = np.where(split == 2, rng.choice(location, n), 0)
     low, high = parameters["occlusion_range"]
-    side = np.where(location <= 2, height, width)
-    bounds = {length: _thickness_bounds(length, low, high) for length in (height, width)}
-    thinnest = np.where(side == height, *(bounds[length][0] for length in (height, width)))
-    thickest = np.where(side == height, *(bounds[length][1] for length in (height, width)))
+    row_bounds = _thickness_bounds(height, low, high)  # top and bottom bands
+    column_bounds = _thickness_bounds(width, low, high)  # left and right bands
+    across_rows = location <= 2
+    thinnest = np.where(across_rows, row_bounds[0], column_bounds[0])
+    thickest = np.where(across_rows, row_bounds[1], column_bounds[1])
     shots["occluder"] = np.where(split == 2, rng.choice(kinds, n), -1)
     shots["location"] = location
     shots["thickness"] = np.where(split == 2, rng.integers(thinnest, thickest + 1), 0)
