@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from reid_eval import predict_occlusion_type
 
-from .checkpoint import load_model
+from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
@@ -222,6 +222,23 @@ def demo_configs(
     }
 
 
+def trained_checkpoint(path: str | Path, config: TrainConfig) -> bool:
+    """Whether ``path`` holds a model that finished training under ``config``, so that a
+    second demo run (to redraw the figure, or after an interruption) does not retrain it.
+
+    The settings that do not change the weights (``output_dir``, ``progress``, ``resume``) are
+    not compared.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    state = load_checkpoint(path)
+    ignored = {"output_dir", "progress", "resume"}
+    saved = {k: v for k, v in state["config"].items() if k not in ignored}
+    wanted = {k: v for k, v in config.to_dict().items() if k not in ignored}
+    return saved == wanted and state["epoch"] == config.epochs
+
+
 def holistic_queries(dataset: ReIDDataset) -> tuple[ReIDItem, ...] | None:
     """The synthetic benchmark's ``query_holistic/`` twins of the queries, in the same order;
     ``None`` when the dataset has no such folder (real datasets)."""
@@ -337,8 +354,8 @@ def save_demo_figure(
     top-``k`` (OAMN unified with the feature bank), and R1/mAP bars of every table row.
 
     The queries are ``num_queries`` evenly spaced ones (first and last included). The baseline
-    has no mask; its map is the channel mean of its ``f`` (after the same backbone stage),
-    scaled to ``[0, 1]`` per image.
+    has no mask; its map is the channel mean of its ``f`` (after the same backbone stage). Each
+    map is drawn scaled to its own range, which its caption gives.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -353,8 +370,8 @@ def save_demo_figure(
     chosen = torch.linspace(0, len(oamn.query) - 1, count).round().long()
     images = torch.stack([query_set[i][0] for i in chosen.tolist()])
     maps = {
-        "OAMN mask m": attention_masks(models["oamn"], images, device),
-        "baseline activation": _activation_maps(models["baseline"], images, device),
+        "OAMN m": attention_masks(models["oamn"], images, device),
+        "baseline f": _activation_maps(models["baseline"], images, device),
     }
     types = predict_occlusion_type(oamn.query.grader_scores[chosen])
     oamn_gallery = (
@@ -376,9 +393,15 @@ def save_demo_figure(
         _show(figure.add_subplot(grid[row, 0]), pictures[row], "black", f"query {pid}")
         for col, (title, heat) in enumerate(maps.items(), start=1):
             axes = figure.add_subplot(grid[row, col])
-            _show(axes, pictures[row], "black", title.replace(" ", "\n", 1) if row == 0 else "")
+            # Each map is scaled to its own range (given in the caption): a mask of values
+            # in [0.01, 0.03] still shows where it looks.
+            low, high = float(heat[row].min()), float(heat[row].max())
+            caption = (
+                f"{title}\n[{low:.2g}, {high:.2g}]" if row == 0 else f"[{low:.2g}, {high:.2g}]"
+            )
+            _show(axes, pictures[row], "black", caption)
             upsampled = torch.nn.functional.interpolate(
-                heat[row : row + 1], size=(height, width), mode="bilinear"
+                _min_max(heat[row])[None], size=(height, width), mode="bilinear"
             )
             axes.imshow(upsampled[0, 0].numpy(), cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
         for block, (title, indices) in enumerate(ranked.items()):
@@ -390,8 +413,8 @@ def save_demo_figure(
                 axes = figure.add_subplot(grid[row, 1 + len(maps) + block * top_k + rank])
                 image = denormalize(gallery_set[index][0])
                 _show(axes, image, MATCH_COLOURS[kind], f"{rank + 1}", dashed=kind == "junk")
-                if row == 0 and rank == 0:
-                    axes.set_title(f"{title}\n1", fontsize=7, color="#333333", loc="left")
+                if row == 0 and rank == 0:  # the block's title, above its rank captions
+                    axes.text(0, 1.25, title, transform=axes.transAxes, fontsize=8, ha="left")
     bars = figure.add_subplot(grid[count + 1, :])
     labels = [
         f"{r['model']}\n{r['queries']}\n{r['setting'].replace('unified, ', 'unified ')}"
@@ -408,7 +431,7 @@ def save_demo_figure(
     bars.set_ylabel("%")
     bars.set_ylim(0, 105)
     bars.legend(fontsize=7, loc="upper left")
-    figure.subplots_adjust(left=0.04, right=0.99, bottom=0.08, top=0.96, wspace=0.08, hspace=0.35)
+    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.96, wspace=0.08, hspace=0.35)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", facecolor="white")
@@ -416,17 +439,19 @@ def save_demo_figure(
 
 
 def _activation_maps(model: nn.Module, images: Tensor, device: str | torch.device) -> Tensor:
-    """Channel mean of ``f`` per image, min-max scaled to ``[0, 1]``: ``(n, 1, h, w)``."""
+    """Channel mean of each image's ``f``: ``(n, 1, h, w)`` float32 on the CPU."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            energy = model(images.to(device)).f.float().mean(1, keepdim=True).cpu()
+            return model(images.to(device)).f.float().mean(1, keepdim=True).cpu()
     finally:
         model.train(was_training)
-    low = energy.amin((2, 3), keepdim=True)
-    high = energy.amax((2, 3), keepdim=True)
-    return (energy - low) / (high - low).clamp_min(1e-12)
+
+
+def _min_max(heat: Tensor) -> Tensor:
+    """``(1, h, w)`` map scaled to ``[0, 1]`` (a constant map becomes 0)."""
+    return (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -472,11 +497,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = resolve_device(args.device)
     models = {}
     for name, config in configs.items():
-        print(f"training the {_TITLES[name]} ({config.output_dir})", file=sys.stderr)
+        checkpoint = Path(config.output_dir) / "checkpoint_last.pt"
         start = time.perf_counter()
-        train(config)
+        if trained_checkpoint(checkpoint, config):
+            print(f"reusing the trained {_TITLES[name]} {checkpoint}", file=sys.stderr)
+        else:
+            print(f"training the {_TITLES[name]} ({config.output_dir})", file=sys.stderr)
+            train(config)
         seconds[f"train_{name}"] = time.perf_counter() - start
-        models[name], _ = load_model(Path(config.output_dir) / "checkpoint_last.pt", device)
+        models[name], _ = load_model(checkpoint, device)
     size = {"height": configs["oamn"].height, "width": configs["oamn"].width, "device": device}
     start = time.perf_counter()
     rows, features = evaluate_models(models, dataset, **size, progress=not args.no_progress)
