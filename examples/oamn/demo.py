@@ -14,8 +14,9 @@ seed), differing only in the method's switches (the first row of the paper's Tab
 * **OAMN**: every component (occlusion augmentation, attention mask with ``L_mask``, grouped
   triplet, occlusion grader).
 
-Each model is evaluated on the occluded queries (OAMN also with occlusion unification, with the
-feature-level and the authors' mask-swap gallery banks) and, as a reference, on the same query
+Each model is evaluated on the occluded queries (OAMN also with occlusion unification: the
+feature-level gallery bank by default, ``--strategies mask_swap,feature`` adds the authors'
+mask swap) and, as a reference, on the same query
 shots without the occluder (``query_holistic/``, synthetic benchmark only). Printed as a table;
 written to ``OUTPUT_DIR/results.json`` (with the configurations, the time of each stage and the
 command) and drawn in ``OUTPUT_DIR/demo.png``: a few occluded queries with OAMN's attention mask
@@ -48,14 +49,14 @@ from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
-from .evaluate import _versions
+from .evaluate import _versions, parse_strategies
 from .inference import (
     EvaluationFeatures,
     extract_features,
     extract_for_evaluation,
     metrics_report,
+    occlusion_type_names,
 )
-from .model import BANK_STRATEGIES
 from .synthetic import generate_synthetic_reid
 from .train import train
 from .visualize import (
@@ -76,8 +77,10 @@ __all__ = [
     "demo_configs",
     "evaluate_models",
     "format_table",
+    "holistic_queries",
     "main",
     "save_demo_figure",
+    "trained_checkpoint",
 ]
 
 #: Training settings shared by both models (on top of :class:`TrainConfig`'s defaults): a
@@ -137,6 +140,8 @@ QUICK_SETTINGS: dict[str, Any] = {
 }
 
 MODELS: tuple[str, ...] = ("baseline", "oamn")
+#: Gallery banks of OAMN's unified rows by default: the feature-level bank (one pass per image).
+DEFAULT_STRATEGIES: tuple[str, ...] = ("feature",)
 _TITLES = {"baseline": "baseline", "oamn": "OAMN"}
 _COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
 _FIGURE_QUERIES = 4
@@ -180,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs", type=int, help=f"training epochs (default: {DEMO_SETTINGS['epochs']})"
+    )
+    parser.add_argument(
+        "--strategies",
+        type=parse_strategies,
+        default=DEFAULT_STRATEGIES,
+        help="gallery-bank strategies of OAMN's unified rows, comma-separated, or 'none' "
+        f"(default: {','.join(DEFAULT_STRATEGIES)}; mask_swap, the authors' bank, costs 9 "
+        "forward passes per gallery image)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
     parser.add_argument(
@@ -259,6 +272,7 @@ def evaluate_models(
     height: int,
     width: int,
     device: str | torch.device,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
     batch_size: int = 128,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, EvaluationFeatures]]:
@@ -270,6 +284,8 @@ def evaluate_models(
         height: input height of the models.
         width: input width.
         device: where the forward passes run.
+        strategies: OAMN's gallery-bank strategies (:data:`examples.oamn.model.BANK_STRATEGIES`
+            names), one unified row each.
         batch_size: images per forward pass.
         progress: show progress bars.
 
@@ -293,8 +309,8 @@ def evaluate_models(
             device=device,
             batch_size=batch_size,
             workers=0,
-            strategies=BANK_STRATEGIES,
-            unify=unify,
+            strategies=strategies,
+            unify=unify and bool(strategies),
             progress=progress,
         )
         reports = {"occluded": metrics_report(features[name])}
@@ -351,7 +367,7 @@ def save_demo_figure(
     top_k: int = _TOP_K,
 ) -> Path:
     """One PNG: occluded queries with OAMN's mask and the baseline's activation, each model's
-    top-``k`` (OAMN unified with the feature bank), and R1/mAP bars of every table row.
+    top-``k`` (OAMN unified with its first bank, if any), and R1/mAP bars of every table row.
 
     The queries are ``num_queries`` evenly spaced ones (first and last included). The baseline
     has no mask; its map is the channel mean of its ``f`` (after the same backbone stage). Each
@@ -374,9 +390,10 @@ def save_demo_figure(
         "baseline f": _activation_maps(models["baseline"], images, device),
     }
     types = predict_occlusion_type(oamn.query.grader_scores[chosen])
-    oamn_gallery = (
-        oamn.banks["feature"][types] if "feature" in oamn.banks else oamn.gallery.features
-    )
+    type_names = occlusion_type_names()
+    # The first bank's slice of each query's predicted type: the unified ranking.
+    banks = list(oamn.banks.values())
+    oamn_gallery = banks[0][types] if banks else oamn.gallery.features
     ranked = {
         "baseline top-5": ranked_indices(
             baseline.query.features[chosen], baseline.gallery.features, top_k
@@ -390,7 +407,9 @@ def save_demo_figure(
     pictures = denormalize(images)
     for row, query in enumerate(chosen.tolist()):
         pid, camid = int(oamn.query.pids[query]), int(oamn.query.camids[query])
-        _show(figure.add_subplot(grid[row, 0]), pictures[row], "black", f"query {pid}")
+        predicted = type_names[int(types[row])].replace("_", " ")
+        caption = f"query {pid}\nOAMN: {predicted}"
+        _show(figure.add_subplot(grid[row, 0]), pictures[row], "black", caption)
         for col, (title, heat) in enumerate(maps.items(), start=1):
             axes = figure.add_subplot(grid[row, col])
             # Each map is scaled to its own range (given in the caption): a mask of values
@@ -508,7 +527,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         models[name], _ = load_model(checkpoint, device)
     size = {"height": configs["oamn"].height, "width": configs["oamn"].width, "device": device}
     start = time.perf_counter()
-    rows, features = evaluate_models(models, dataset, **size, progress=not args.no_progress)
+    rows, features = evaluate_models(
+        models, dataset, **size, strategies=args.strategies, progress=not args.no_progress
+    )
     seconds["evaluate"] = time.perf_counter() - start
     start = time.perf_counter()
     figure = save_demo_figure(output_dir / "demo.png", models, features, rows, dataset, **size)

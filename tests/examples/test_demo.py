@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from examples.oamn import demo
 from examples.oamn.checkpoint import load_checkpoint
+from examples.oamn.config import TrainConfig
 from examples.oamn.data import load_dataset
 from examples.oamn.synthetic import COMPLETE_MARKER
 
@@ -30,7 +32,8 @@ SYNTHETIC_ROWS = [
 def quick_run(tmp_path_factory) -> tuple[Path, dict]:
     """The --quick demo on the generated tiny synthetic benchmark: (its folder, its result)."""
     output = tmp_path_factory.mktemp("demo")
-    return output, demo.main(["--quick", "--output-dir", str(output), "--no-progress"])
+    argv = ["--quick", "--output-dir", str(output), "--no-progress"]
+    return output, demo.main([*argv, "--strategies", "mask_swap,feature"])
 
 
 def test_quick_run_writes_results_figure_and_checkpoints(quick_run):
@@ -97,11 +100,11 @@ def test_real_layout_has_no_holistic_rows(tiny_market, tmp_path):
     result = demo.main(
         ["--quick", "--data-root", str(tiny_market), "--output-dir", str(tmp_path), "--no-progress"]
     )
-    assert [(r["model"], r["queries"]) for r in result["rows"]] == [
-        ("baseline", "occluded"),
-        ("OAMN", "occluded"),
-        ("OAMN", "occluded"),
-        ("OAMN", "occluded"),
+    # The default strategies: the feature bank only.
+    assert [(r["model"], r["queries"], r["setting"]) for r in result["rows"]] == [
+        ("baseline", "occluded", "no unification"),
+        ("OAMN", "occluded", "no unification"),
+        ("OAMN", "occluded", "unified, feature bank"),
     ]
     assert "data" not in result["seconds"]
     assert not (tmp_path / "data").exists()
@@ -130,3 +133,34 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit):
         demo.main([*argv, "--output-dir", str(tmp_path)])
     assert message.replace("\\", "") in capsys.readouterr().err
+
+
+def test_a_second_run_reuses_the_trained_models(quick_run, capsys):
+    output, result = quick_run
+    checkpoints = [output / name / "checkpoint_last.pt" for name in demo.MODELS]
+    before = [path.stat().st_mtime_ns for path in checkpoints]
+    again = demo.main(
+        [
+            "--quick",
+            "--output-dir",
+            str(output),
+            "--no-progress",
+            "--strategies",
+            "mask_swap,feature",
+        ]
+    )
+    assert [path.stat().st_mtime_ns for path in checkpoints] == before
+    assert "reusing the trained baseline" in capsys.readouterr().err
+    assert again["rows"] == result["rows"]
+
+
+def test_trained_checkpoint_compares_the_settings_that_change_the_weights(quick_run):
+    output, result = quick_run
+    config = TrainConfig.from_dict(result["configs"]["oamn"])
+    checkpoint = output / "oamn" / "checkpoint_last.pt"
+    assert demo.trained_checkpoint(checkpoint, config)
+    cosmetic = dataclasses.replace(config, output_dir="elsewhere", progress=not config.progress)
+    assert demo.trained_checkpoint(checkpoint, cosmetic)
+    assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, lr=config.lr / 2))
+    assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, epochs=2))
+    assert not demo.trained_checkpoint(output / "missing.pt", config)
