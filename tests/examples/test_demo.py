@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from examples.oamn import demo
@@ -75,8 +76,11 @@ def test_quick_run_configs_differ_only_by_the_method_switches(quick_run):
     _, result = quick_run
     baseline, oamn = result["configs"]["baseline"], result["configs"]["oamn"]
     differing = {key for key in oamn if oamn[key] != baseline[key]}
-    assert differing == {*demo.BASELINE_SWITCHES, "output_dir"}
-    assert all(oamn[key] for key in demo.BASELINE_SWITCHES)
+    # Table 6's baseline: holistic images only, no mask, plain batch-hard triplet.
+    switches = {"occlusion", "mask_module", "loss_mask", "grouped_triplet", "loss_score"}
+    assert differing == {*switches, "output_dir"}
+    assert all(oamn[key] for key in switches)
+    assert not any(baseline[key] for key in switches)
     assert oamn["backbone"] == demo.DEMO_SETTINGS["backbone"]
     assert oamn["max_steps_per_epoch"] == 2
 
@@ -164,3 +168,12 @@ def test_trained_checkpoint_compares_the_settings_that_change_the_weights(quick_
     assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, lr=config.lr / 2))
     assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, epochs=2))
     assert not demo.trained_checkpoint(output / "missing.pt", config)
+
+
+def test_trained_checkpoint_refuses_an_unfinished_run(quick_run, tmp_path):
+    output, result = quick_run
+    config = TrainConfig.from_dict(result["configs"]["oamn"])
+    state = load_checkpoint(output / "oamn" / "checkpoint_last.pt")
+    state["epoch"] = 0  # as if interrupted before the end of the last epoch
+    torch.save(state, tmp_path / "checkpoint_last.pt")
+    assert not demo.trained_checkpoint(tmp_path / "checkpoint_last.pt", config)
