@@ -16,8 +16,8 @@ seed), differing only in the method's switches (the first row of the paper's Tab
 
 Each model is evaluated on the occluded queries (OAMN also with occlusion unification: the
 feature-level gallery bank by default, ``--strategies mask_swap,feature`` adds the authors'
-mask swap) and, as a reference, on the same query
-shots without the occluder (``query_holistic/``, synthetic benchmark only). Printed as a table;
+mask swap) and, as a reference, on the same query shots without the occluder
+(``query_holistic/``, synthetic benchmark only). Printed as a table;
 written to ``OUTPUT_DIR/results.json`` (with the configurations, the time of each stage and the
 command) and drawn in ``OUTPUT_DIR/demo.png``: a few occluded queries with OAMN's attention mask
 beside the baseline's feature activation, the top-5 of each model, and R1/mAP bars of every row.
@@ -25,7 +25,9 @@ beside the baseline's feature activation, the top-5 of each model, and R1/mAP ba
 The defaults (ResNet-18 from scratch at 128x64, split after ``layer3``, see
 :data:`DEMO_SETTINGS`) finish within 15 minutes on 2 CPU cores. ``--weights`` starts the
 backbone from a local ImageNet state dict instead. ``--quick`` is a smoke run: a tiny
-synthetic set and two steps per model (seconds).
+synthetic set and two steps per model (seconds). A model whose ``checkpoint_last.pt`` in
+``OUTPUT_DIR`` finished training under the same settings is reused, not retrained
+(:func:`trained_checkpoint`), so running the command again only re-evaluates and redraws.
 """
 
 from __future__ import annotations
