@@ -51,7 +51,7 @@ from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
-from .evaluate import _versions, parse_strategies
+from .evaluate import library_versions, parse_strategies
 from .inference import (
     EvaluationFeatures,
     extract_features,
@@ -63,9 +63,9 @@ from .synthetic import generate_synthetic_reid
 from .train import train
 from .visualize import (
     MATCH_COLOURS,
-    _show,
     attention_masks,
     denormalize,
+    draw_image,
     match_kinds,
     ranked_indices,
 )
@@ -411,7 +411,7 @@ def save_demo_figure(
         pid, camid = int(oamn.query.pids[query]), int(oamn.query.camids[query])
         predicted = type_names[int(types[row])].replace("_", " ")
         caption = f"query {pid}\nOAMN: {predicted}"
-        _show(figure.add_subplot(grid[row, 0]), pictures[row], "black", caption)
+        draw_image(figure.add_subplot(grid[row, 0]), pictures[row], "black", caption)
         for col, (title, heat) in enumerate(maps.items(), start=1):
             axes = figure.add_subplot(grid[row, col])
             # Each map is scaled to its own range (given in the caption): a mask of values
@@ -420,7 +420,7 @@ def save_demo_figure(
             caption = (
                 f"{title}\n[{low:.2g}, {high:.2g}]" if row == 0 else f"[{low:.2g}, {high:.2g}]"
             )
-            _show(axes, pictures[row], "black", caption)
+            draw_image(axes, pictures[row], "black", caption)
             upsampled = torch.nn.functional.interpolate(
                 _min_max(heat[row])[None], size=(height, width), mode="bilinear"
             )
@@ -433,7 +433,7 @@ def save_demo_figure(
             for rank, (index, kind) in enumerate(zip(indices[row].tolist(), kinds, strict=True)):
                 axes = figure.add_subplot(grid[row, 1 + len(maps) + block * top_k + rank])
                 image = denormalize(gallery_set[index][0])
-                _show(axes, image, MATCH_COLOURS[kind], f"{rank + 1}", dashed=kind == "junk")
+                draw_image(axes, image, MATCH_COLOURS[kind], f"{rank + 1}", dashed=kind == "junk")
                 if row == 0 and rank == 0:  # the block's title, above its rank captions
                     axes.text(0, 1.25, title, transform=axes.transAxes, fontsize=8, ha="left")
     bars = figure.add_subplot(grid[count + 1, :])
@@ -560,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "configs": {name: config.to_dict() for name, config in configs.items()},
         "figure": str(figure),
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     (output_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

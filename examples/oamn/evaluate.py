@@ -31,7 +31,7 @@ from .distributed import resolve_device
 from .inference import AMP_DTYPES, extract_for_evaluation, metrics_report
 from .model import BANK_STRATEGIES
 
-__all__ = ["build_parser", "format_table", "main", "parse_strategies"]
+__all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
 
 _TABLE_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
 
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "device": str(device),
         "amp": args.amp,
         "config": config.to_dict(),
-        "versions": _versions(),
+        "versions": library_versions(),
         **report,
     }
     if args.figures is not None:
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     """Versions of Python, the platform and the libraries the numbers depend on."""
     versions = {"python": platform.python_version(), "platform": platform.platform()}
     for package in ("oamn", "torch", "torchvision", "numpy"):

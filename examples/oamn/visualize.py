@@ -35,6 +35,7 @@ __all__ = [
     "MATCH_COLOURS",
     "attention_masks",
     "denormalize",
+    "draw_image",
     "match_kinds",
     "ranked_indices",
     "save_attention_maps",
@@ -196,11 +197,11 @@ def save_ranked_lists(
     figure, axes = _grid(n, k + 1)
     queries, gallery = denormalize(query_images, mean, std), denormalize(gallery_images, mean, std)
     for row in range(n):
-        _show(axes[row][0], queries[row], "black", query_titles[row] if query_titles else "")
+        draw_image(axes[row][0], queries[row], "black", query_titles[row] if query_titles else "")
         for col in range(k):
             kind = kinds[row][col]
             title = gallery_titles[row][col] if gallery_titles else f"{col + 1}"
-            _show(
+            draw_image(
                 axes[row][col + 1],
                 gallery[row, col],
                 MATCH_COLOURS[kind],
@@ -246,8 +247,8 @@ def save_attention_maps(
     for col in range(n):
         low, high = float(masks[col].min()), float(masks[col].max())
         title = titles[col] if titles else ""
-        _show(axes[0][col], pictures[col], "black", title)
-        _show(axes[1][col], pictures[col], "black", f"m in [{low:.2f}, {high:.2f}]")
+        draw_image(axes[0][col], pictures[col], "black", title)
+        draw_image(axes[1][col], pictures[col], "black", f"m in [{low:.2f}, {high:.2f}]")
         axes[1][col].imshow(heat[col, 0].numpy(), cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
     return _save(figure, path)
 
@@ -363,7 +364,7 @@ def _grid(rows: int, cols: int) -> tuple[object, list[list[Axes]]]:
     return figure, [list(row) for row in axes]
 
 
-def _show(axes: Axes, image: Tensor, colour: str, title: str, dashed: bool = False) -> None:
+def draw_image(axes: Axes, image: Tensor, colour: str, title: str, dashed: bool = False) -> None:
     """Draw a ``(3, H, W)`` image in ``[0, 1]`` framed in ``colour``, ticks hidden."""
     axes.imshow(image.permute(1, 2, 0).float().numpy(), interpolation="bilinear")
     axes.set_xticks([])
