@@ -30,6 +30,13 @@ def test_ablation_writes_every_row_and_resumes(tiny_market: Path, tmp_path: Path
     baseline = json.loads((tmp_path / "baseline" / "config.json").read_text())
     assert (baseline["occlusion"], baseline["mask_module"]) == (False, False)
     assert "--no-occlusion" in written["runs"]["baseline"]["command"]
+    # +OU is read from the grouped model: it needs the mask module (the banks act through it).
+    grouped = json.loads((tmp_path / "grouped" / "config.json").read_text())
+    assert (grouped["mask_module"], grouped["loss_mask"], grouped["grouped_triplet"]) == (
+        True,
+        False,
+        True,
+    )
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {label} |" in table for label, _, _ in TABLE_ROWS)
     assert "not run" not in table
