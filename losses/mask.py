@@ -108,10 +108,10 @@ def mask_consistency_loss(
 
 def mask_complement_loss(
     g_holistic: Tensor,
-    g_top: Tensor,
-    g_bottom: Tensor,
-    g_left: Tensor,
-    g_right: Tensor,
+    g_top: Tensor | None,
+    g_bottom: Tensor | None,
+    g_left: Tensor | None,
+    g_right: Tensor | None,
     is_half: Tensor,
     reduction: str = "mean",
 ) -> Tensor:
@@ -121,7 +121,9 @@ def mask_complement_loss(
     ``sum_{i in I} ||g_i^t + g_i^b - g_i||^2 + ||g_i^l + g_i^r - g_i||^2`` over the set ``I`` of
     half-occluded images (``is_half``); quarter-occluded rows do not count. A batch without
     half-occluded rows gives a zero that is still part of the autograd graph (its gradients are
-    zero), so a training step need not special-case it.
+    zero), so a training step need not special-case it. When the augmentation makes only some
+    locations (the paper's Table 3), pass ``None`` for both members of a pair that is not
+    complete: that pair's term is left out (at least one pair must remain).
 
     With ``occlusion_aug``'s output for ``B`` images, masked features ``g`` of its ``5 * B``
     rows and ``area`` its labels: ``g[:B], g[B:2*B], ..., g[4*B:]`` and
@@ -129,9 +131,10 @@ def mask_complement_loss(
 
     Args:
         g_holistic: ``(B, C, H, W)`` masked features ``g = m * f`` of the holistic images.
-        g_top: ``(B, C, H, W)`` those of the top-occluded copies, same dtype and device.
+        g_top: ``(B, C, H, W)`` those of the top-occluded copies, same dtype and device, or
+            ``None`` together with ``g_bottom``.
         g_bottom: the bottom-occluded copies, likewise.
-        g_left: the left-occluded copies, likewise.
+        g_left: the left-occluded copies, likewise (``None`` together with ``g_right``).
         g_right: the right-occluded copies, likewise.
         is_half: ``(B,)`` bool, ``True`` where the copies are half-occluded.
         reduction: ``"mean"`` divides by ``B * C * H * W`` with ``B`` *all* the rows (the
@@ -143,8 +146,9 @@ def mask_complement_loss(
         ``()`` loss in the features' dtype.
 
     Raises:
-        ValueError: for mismatched shapes, or an input holding NaN or inf, in any row: a row
-            that does not count would still pass NaN to the gradients.
+        ValueError: for mismatched shapes, a pair with one member ``None``, both pairs
+            ``None``, or an input holding NaN or inf, in any row: a row that does not count
+            would still pass NaN to the gradients.
 
     Example:
         >>> g = torch.ones(2, 1, 1, 1)
@@ -154,10 +158,25 @@ def mask_complement_loss(
         tensor(0.5000)
         >>> mask_complement_loss(g, g_tb, g_tb, g_lr, g_lr, is_half, reduction="batchmean")
         tensor(1.)
+        >>> mask_complement_loss(g, None, None, g_lr, g_lr, is_half)  # left/right only: 1 / 2
+        tensor(0.5000)
     """
     check_choice(reduction, "reduction", _REDUCTIONS)
     check_float_tensor(g_holistic, "g_holistic", "(B, C, H, W)", ndim=4)
-    copies = {"g_top": g_top, "g_bottom": g_bottom, "g_left": g_left, "g_right": g_right}
+    pairs = {"g_top": g_top, "g_bottom": g_bottom}, {"g_left": g_left, "g_right": g_right}
+    for pair in pairs:
+        if sum(value is None for value in pair.values()) == 1:
+            first, second = pair
+            raise ValueError(
+                f"{first} and {second} must both be tensors or both be None (a pair whose "
+                f"locations the augmentation does not make)"
+            )
+    pairs = tuple(pair for pair in pairs if None not in pair.values())
+    if not pairs:
+        raise ValueError(
+            "at least one complete pair is needed: g_top and g_bottom, or g_left and g_right"
+        )
+    copies = {name: value for pair in pairs for name, value in pair.items()}
     for name, value in copies.items():
         check_float_tensor(value, name, "(B, C, H, W)", ndim=4)
         if value.shape != g_holistic.shape:
@@ -168,9 +187,10 @@ def mask_complement_loss(
         check_same_kind(value, name, g_holistic, "g_holistic")
     is_half = check_bool_vector(is_half, "is_half", len(g_holistic), g_holistic.device)
     check_finite(g_holistic=g_holistic, **copies)
-    per_image = (g_top + g_bottom - g_holistic).square().sum((1, 2, 3)) + (
-        g_left + g_right - g_holistic
-    ).square().sum((1, 2, 3))
+    per_image = sum(
+        (first + second - g_holistic).square().sum((1, 2, 3))
+        for first, second in (tuple(pair.values()) for pair in pairs)
+    )
     total = torch.where(is_half, per_image, 0).sum()
     divisor = g_holistic.numel() if reduction == "mean" else is_half.sum().clamp_min(1)
     return total / divisor
@@ -219,7 +239,8 @@ class MaskComplementLoss(_MaskLoss):
         reduction: ``"mean"`` (the authors' element mean, default) or ``"batchmean"`` (eq. 3).
 
     Shape:
-        - g_holistic, g_top, g_bottom, g_left, g_right: ``(B, C, H, W)``.
+        - g_holistic, g_top, g_bottom, g_left, g_right: ``(B, C, H, W)`` (a pair may be
+          ``None``, see :func:`mask_complement_loss`).
         - is_half: ``(B,)`` bool.
         - output: ``()``.
 
@@ -235,10 +256,10 @@ class MaskComplementLoss(_MaskLoss):
     def forward(
         self,
         g_holistic: Tensor,
-        g_top: Tensor,
-        g_bottom: Tensor,
-        g_left: Tensor,
-        g_right: Tensor,
+        g_top: Tensor | None,
+        g_bottom: Tensor | None,
+        g_left: Tensor | None,
+        g_right: Tensor | None,
         is_half: Tensor,
     ) -> Tensor:
         return mask_complement_loss(

@@ -215,10 +215,11 @@ class OAMNObjective:
         holistic = blocks["none"]
         complete = [pair for pair in _COMPLEMENT_PAIRS if all(p in blocks for p in pair)]
         if complete:
-            # A missing pair (g, 0) has the residual g + 0 - g = 0 exactly: it adds nothing.
-            stand_in = {name: holistic for name, _ in _COMPLEMENT_PAIRS}
-            stand_in |= {name: torch.zeros_like(holistic) for _, name in _COMPLEMENT_PAIRS}
-            copies = [blocks[name] if name in blocks else stand_in[name] for name in LOCATIONS[1:]]
+            # An incomplete pair (e.g. top without bottom) has no L_mask2 term: pass it as None.
+            copies = [
+                blocks[name] if any(name in pair for pair in complete) else None
+                for name in LOCATIONS[1:]
+            ]
             is_half = area[batch : 2 * batch] == 0.5
             mask2 = mask_complement_loss(holistic, *copies, is_half, self.mask_reduction)
             terms.append(("mask2", mask2, self.mask_alpha2))

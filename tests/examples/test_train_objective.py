@@ -147,6 +147,18 @@ def test_location_subset_keeps_only_the_complete_pair() -> None:
     torch.testing.assert_close(result.components["mask2"], expected.detach(), rtol=1e-6, atol=0)
 
 
+def test_an_incomplete_pair_adds_nothing_to_mask2() -> None:
+    """Top without bottom: L_mask2 is the left/right term alone (no ``g_top - g`` residual)."""
+    views = _views(locations=("top", "left", "right"))
+    _, out = _forward(views)
+    result = OAMNObjective()(out, PIDS, views.location, views.area)
+    batch = len(PIDS)
+    g, _, g_left, g_right = (out.g[v * batch : (v + 1) * batch] for v in range(4))
+    half = views.area[batch : 2 * batch] == 0.5
+    expected = (g_left + g_right - g)[half].square().sum() / g.numel()
+    torch.testing.assert_close(result.components["mask2"], expected.detach(), rtol=1e-6, atol=0)
+
+
 def test_location_set_without_a_pair_has_no_mask2() -> None:
     views = _views(locations=("top", "left"))
     _, out = _forward(views)

@@ -132,6 +132,36 @@ def test_complement_matches_authors_and_paper(seed) -> None:
     )
 
 
+@pytest.mark.parametrize("reduction", ["mean", "batchmean"])
+def test_complement_leaves_out_a_pair_given_as_none(reduction) -> None:
+    g, g_t, g_b, g_l, g_r, is_half = complement_inputs(2)
+    half = is_half[:, None, None, None]
+    divisor = g.numel() if reduction == "mean" else is_half.sum()
+    top_bottom = ((g_t + g_b - g) * half).square().sum() / divisor
+    left_right = ((g_l + g_r - g) * half).square().sum() / divisor
+    torch.testing.assert_close(
+        mask_complement_loss(g, g_t, g_b, None, None, is_half, reduction), top_bottom
+    )
+    torch.testing.assert_close(
+        mask_complement_loss(g, None, None, g_l, g_r, is_half, reduction), left_right
+    )
+
+
+@pytest.mark.parametrize(
+    ("pairs", "match"),
+    [
+        ((True, False, True, True), "g_top and g_bottom must both be tensors or both be None"),
+        ((True, True, True, False), "g_left and g_right must both be tensors or both be None"),
+        ((False, False, False, False), "at least one complete pair is needed"),
+    ],
+)
+def test_complement_rejects_half_pairs_and_no_pair(pairs, match) -> None:
+    g, *copies, is_half = complement_inputs(0)
+    given = [copy if keep else None for copy, keep in zip(copies, pairs, strict=True)]
+    with pytest.raises(ValueError, match=match):
+        mask_complement_loss(g, *given, is_half)
+
+
 def test_complement_ignores_quarter_rows() -> None:
     g, g_t, g_b, g_l, g_r, is_half = complement_inputs(1)
     changed = [x.clone() for x in (g_t, g_b, g_l, g_r)]
