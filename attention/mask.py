@@ -17,7 +17,7 @@ class AttentionMask(nn.Module):
 
     Args:
         attention: a module mapping ``f`` ``(B, C, H, W)`` to a map ``m`` that broadcasts to
-            ``f``'s shape with ``B`` rows, e.g. :class:`~attention.RGASpatial` (``(B, 1, H,
+            ``f``'s shape with ``B`` rows, e.g. :class:`~oamn.attention.RGASpatial` (``(B, 1, H,
             W)``).
         detach_input: feed the attention ``f.detach()`` (the authors' code) instead of ``f``
             (the paper, default).

@@ -113,7 +113,7 @@ class RGASpatial(_RelationAwareAttention):
     ``C -> C/8`` + BN + ReLU) give the relations ``R[i, j] = theta_i . phi_j``. Each position's
     relations in both orientations (``2N`` values) are embedded to ``N/8`` channels, joined with
     the channel mean of ``g``, and scored by ``conv -> BN -> ReLU -> conv -> BN -> sigmoid``. The
-    relation matrix is never built (see :mod:`attention.relation`); the result equals the
+    relation matrix is never built (see :mod:`oamn.attention.relation`); the result equals the
     authors' ``RGA_Module(C, H*W, use_channel=False)``, whose output is ``m * f``.
 
     Parameter names and shapes are the authors' (``theta_spatial``, ``phi_spatial``,

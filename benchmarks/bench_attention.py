@@ -40,7 +40,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for the reference layer, which lives with the tests
 
-from attention import RGA, AttentionMask, RGASpatial  # noqa: E402
+from oamn.attention import RGA, AttentionMask, RGASpatial  # noqa: E402
 from tests.attention.reference import RGAModule  # noqa: E402
 
 CHANNELS, SPATIAL_SIZE = 1024, (16, 8)

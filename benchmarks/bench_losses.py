@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from losses import batch_hard_triplet_loss, grouped_triplet_loss, pairwise_distances
+from oamn.losses import batch_hard_triplet_loss, grouped_triplet_loss, pairwise_distances
 
 MARGIN = 0.5
 

@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.functional import pil_to_tensor
 
-from occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market1501_mini"
 

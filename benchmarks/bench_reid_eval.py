@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reid_eval import (
+from oamn.reid_eval import (
     evaluate_features,
     evaluate_rank,
     evaluate_unified,

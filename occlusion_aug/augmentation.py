@@ -30,7 +30,7 @@ class OcclusionBatch:
         location: ``(V*B,)`` int64 location codes (0 none, 1 top, 2 bottom, 3 left, 4 right).
         area: ``(V*B,)`` float32 band areas (0 for holistic rows).
         sample_index: ``(V*B,)`` int64, the input row each output row was made from.
-        params: the drawn :class:`~occlusion_aug.OcclusionParams`; pass them back as
+        params: the drawn :class:`~oamn.occlusion_aug.OcclusionParams`; pass them back as
             ``params=`` to reproduce ``images`` bit for bit.
     """
 
@@ -63,7 +63,7 @@ class OcclusionAugmentation(nn.Module):
     The patch has area ``epsilon * h * w`` of its ``h x w`` source, ``epsilon ~ U(patch_area)``,
     and height/width ratio ``r ~ U(patch_ratio)``: ``p_h = round(sqrt(epsilon*h*w*r))`` and
     ``p_w = round(sqrt(epsilon*h*w/r))`` (half up), clamped to the source. Band geometry and
-    rounding are those of :func:`~occlusion_aug.band_mask`.
+    rounding are those of :func:`~oamn.occlusion_aug.band_mask`.
 
     The batch is processed at once on its own device; the only Python loop is over the
     (area, band orientation) cases, at most ``2 * len(areas)``.
@@ -140,7 +140,7 @@ class OcclusionAugmentation(nn.Module):
             generator: source of randomness (default: the global CPU generator).
 
         Returns:
-            :class:`~occlusion_aug.OcclusionParams` on the CPU.
+            :class:`~oamn.occlusion_aug.OcclusionParams` on the CPU.
         """
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")

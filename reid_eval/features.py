@@ -47,17 +47,17 @@ def evaluate_features(
         q_camids: ``(Q,)`` integer query camera ids.
         g_camids: ``(G,)`` integer gallery camera ids.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``, see
-            :func:`~reid_eval.pairwise_distance`.
+            :func:`~oamn.reid_eval.pairwise_distance`.
         max_rank: length of the CMC curve, ``>= 1``.
         chunk_size: queries whose distances are held at once, rounded up to a multiple of
-            :data:`~reid_eval.distances.ROW_BLOCK` (256); peak memory grows with
+            :data:`~oamn.reid_eval.distances.ROW_BLOCK` (256); peak memory grows with
             ``chunk_size * G``.
-        ap: ``"step"`` (default) or ``"trapezoid"``, see :func:`~reid_eval.evaluate_rank`.
+        ap: ``"step"`` (default) or ``"trapezoid"``, see :func:`~oamn.reid_eval.evaluate_rank`.
         junk_pids: gallery identities removed for every query, see
-            :func:`~reid_eval.evaluate_rank`.
+            :func:`~oamn.reid_eval.evaluate_rank`.
 
     Returns:
-        The metrics, see :class:`~reid_eval.RankMetrics`; tensors on the features' device.
+        The metrics, see :class:`~oamn.reid_eval.RankMetrics`; tensors on the features' device.
 
     Example:
         >>> q = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # identities 1 and 2, camera 0
@@ -94,7 +94,7 @@ def evaluate_unified(
     r"""Occlusion-unified evaluation: each query against the gallery occluded like itself.
 
     OAMN's "occlude them all" (paper §3.4): query ``i`` has a predicted occlusion type
-    ``q_types[i]`` (see :func:`~reid_eval.predict_occlusion_type`) and is ranked against
+    ``q_types[i]`` (see :func:`~oamn.reid_eval.predict_occlusion_type`) and is ranked against
     ``g_bank[q_types[i]]``, the gallery's features under that occlusion. The queries are grouped
     by type and each group is evaluated like :func:`evaluate_features` against its slice: one
     chunked distance computation per type present, never ``T`` full distance matrices (the
@@ -124,7 +124,7 @@ def evaluate_unified(
         junk_pids: gallery identities removed for every query.
 
     Returns:
-        The metrics, see :class:`~reid_eval.RankMetrics`, per query in the input order.
+        The metrics, see :class:`~oamn.reid_eval.RankMetrics`, per query in the input order.
 
     Example:
         >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -160,8 +160,8 @@ def evaluate_rank(
 
     The arguments are those of torchreid's and fast-reid's ``evaluate_rank`` in the same order,
     so it is a drop-in; the result is a :class:`RankMetrics` (``m.cmc``, ``m.mAP``) instead of
-    their tuples. Protocol and formulas: see the module docstrings of :mod:`reid_eval.ranking`
-    and :mod:`reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
+    their tuples. Protocol and formulas: see the module docstrings of :mod:`oamn.reid_eval.ranking`
+    and :mod:`oamn.reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
     removal (equal distances keep gallery order), computed from the gallery items that sort
     before each query's last match only, a few rows at a time (bounded working memory).
 

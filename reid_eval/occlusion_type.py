@@ -49,7 +49,7 @@ def predict_occlusion_type(
     Returns:
         ``(N,)`` int64 occlusion types on the scores' device (CPU for numpy), README
         convention: 0 none; 1-4 half top/bottom/left/right; 5-8 quarter top/bottom/left/right.
-        Use them as ``q_types`` of :func:`~reid_eval.evaluate_unified`.
+        Use them as ``q_types`` of :func:`~oamn.reid_eval.evaluate_unified`.
 
     Example:
         >>> scores = torch.tensor([[0.1, 0.8, 0.05, 0.05],   # bottom, 0.8: half

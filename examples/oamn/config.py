@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import LOCATIONS
 
 from .model import OAMN
 

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from reid_eval import predict_occlusion_type
+from oamn.reid_eval import predict_occlusion_type
 
 from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig

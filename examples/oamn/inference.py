@@ -13,8 +13,8 @@ float32, whatever the device and autocast dtype of the forward passes.
 
 Evaluation (METHOD.md §5-6) has three rows: *no unification* (query features against the plain
 gallery features), and *unified* with each gallery-bank strategy: query ``i`` gets the type
-:func:`reid_eval.predict_occlusion_type` reads from its grader scores and is ranked against the
-gallery features under that type (:func:`reid_eval.evaluate_unified`). The query features are
+:func:`oamn.reid_eval.predict_occlusion_type` reads from its grader scores and is ranked against the
+gallery features under that type (:func:`oamn.reid_eval.evaluate_unified`). The query features are
 extracted once and shared by every row.
 """
 
@@ -29,9 +29,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from occlusion_aug import LOCATIONS, NUM_OCCLUSION_TYPES, location_and_area
-from reid_eval import AP_KINDS, RankMetrics, evaluate_features, evaluate_unified
-from reid_eval import predict_occlusion_type as predict_types
+from oamn.occlusion_aug import LOCATIONS, NUM_OCCLUSION_TYPES, location_and_area
+from oamn.reid_eval import AP_KINDS, RankMetrics, evaluate_features, evaluate_unified
+from oamn.reid_eval import predict_occlusion_type as predict_types
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
 from .model import BANK_STRATEGIES
@@ -288,12 +288,12 @@ def metrics_report(
 
     Args:
         features: from :func:`extract_for_evaluation`.
-        metric: distance, see :func:`reid_eval.evaluate_features` (OAMN features are
+        metric: distance, see :func:`oamn.reid_eval.evaluate_features` (OAMN features are
             L2-normalised, so ``"euclidean"`` and ``"cosine"`` rank alike).
         max_rank: length of the reported CMC curve, ``>= 10``.
         ap: ``"step"`` (default) or ``"trapezoid"`` (the authors' lower number).
-        thresholds: the grader thresholds of :func:`reid_eval.predict_occlusion_type`.
-        boundary: ``"paper"`` or ``"official"``, see :func:`reid_eval.predict_occlusion_type`.
+        thresholds: the grader thresholds of :func:`oamn.reid_eval.predict_occlusion_type`.
+        boundary: ``"paper"`` or ``"official"``, see :func:`oamn.reid_eval.predict_occlusion_type`.
 
     Returns:
         A dict with

@@ -35,14 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses import (
+from oamn.losses import (
     batch_hard_triplet_loss,
     grader_loss,
     grouped_triplet_loss,
     mask_complement_loss,
     mask_consistency_loss,
 )
-from occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import LOCATIONS
 
 from .config import ROUTINGS, TrainConfig
 

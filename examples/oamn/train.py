@@ -51,8 +51,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from occlusion_aug import OcclusionAugmentation
-from reid_eval import evaluate_features
+from oamn.occlusion_aug import OcclusionAugmentation
+from oamn.reid_eval import evaluate_features
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_model, config_from_args

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reid_eval import predict_occlusion_type
+from oamn.reid_eval import predict_occlusion_type
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
 from .inference import EvaluationFeatures, occlusion_type_names
@@ -91,7 +91,7 @@ def match_kinds(
         query_camid: the query's camera.
         gallery_pids: ``(k,)`` integer identities of the gallery items shown.
         gallery_camids: ``(k,)`` integer cameras.
-        junk_pids: identities that are always junk (as in :func:`reid_eval.evaluate_rank`).
+        junk_pids: identities that are always junk (as in :func:`oamn.reid_eval.evaluate_rank`).
 
     Returns:
         ``k`` strings: ``"junk"`` (same identity and camera, or a junk identity), ``"match"``

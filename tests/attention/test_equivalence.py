@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from attention import RGA, AttentionMask, RGASpatial
+from oamn.attention import RGA, AttentionMask, RGASpatial
 from tests.attention.reference import RGAModule
 from tests.conftest import DEVICES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attention import RGA, RGASpatial
+from oamn.attention import RGA, RGASpatial
 
 
 def test_another_feature_size_is_an_error_stating_both_sizes() -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attention import RGA, RGASpatial
+from oamn.attention import RGA, RGASpatial
 from tests.conftest import DEVICES
 
 

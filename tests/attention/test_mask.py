@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attention import AttentionMask, RGASpatial
+from oamn.attention import AttentionMask, RGASpatial
 
 
 def spatial_layer() -> RGASpatial:

@@ -17,7 +17,7 @@ from examples.oamn.checkpoint import load_model
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import build_test_loader, load_dataset
 from examples.oamn.train import train
-from reid_eval import evaluate_features
+from oamn.reid_eval import evaluate_features
 from tests.examples.fake_data import make_market_tree
 from tests.examples.helpers_eval import (
     HEIGHT,

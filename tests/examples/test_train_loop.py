@@ -18,7 +18,7 @@ from examples.oamn.distributed import DistributedContext
 from examples.oamn.objective import OAMNObjective
 from examples.oamn.schedule import build_optimizer
 from examples.oamn.train import Trainer, main, train, training_step
-from occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation
 from tests.conftest import DEVICES
 from tests.examples.helpers_train import tiny_config
 

@@ -11,14 +11,14 @@ from torch import nn
 
 from examples.oamn.config import TrainConfig
 from examples.oamn.objective import OAMNObjective
-from losses import (
+from oamn.losses import (
     batch_hard_triplet_loss,
     grader_loss,
     grouped_triplet_loss,
     mask_complement_loss,
     mask_consistency_loss,
 )
-from occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation
 
 PIDS = torch.tensor([0, 0, 1, 1, 2, 2])
 # Weights that differ from each other, so a term weighted by the wrong lambda shows.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from losses import (
+from oamn.losses import (
     BatchHardTripletLoss,
     GraderLoss,
     GroupedTripletLoss,

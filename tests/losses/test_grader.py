@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import GraderLoss, grader_loss, grader_targets
+from oamn.losses import GraderLoss, grader_loss, grader_targets
 from tests.conftest import DEVICES
 
 NAN = math.nan

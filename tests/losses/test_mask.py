@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import (
+from oamn.losses import (
     MaskComplementLoss,
     MaskConsistencyLoss,
     mask_complement_loss,
     mask_consistency_loss,
 )
-from occlusion_aug import OcclusionAugmentation, band_mask
+from oamn.occlusion_aug import OcclusionAugmentation, band_mask
 from tests.conftest import DEVICES
 
 

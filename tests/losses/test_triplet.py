@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from losses import (
+from oamn.losses import (
     BatchHardTripletLoss,
     GroupedTripletLoss,
     batch_hard_triplet_loss,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from occlusion_aug import OcclusionAugmentation, band_mask
+from oamn.occlusion_aug import OcclusionAugmentation, band_mask
 from tests.conftest import DEVICES
 
 LOCATION_CODE = {"top": 1, "bottom": 2, "left": 3, "right": 4}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from occlusion_aug import (
+from oamn.occlusion_aug import (
     NUM_OCCLUSION_TYPES,
     band_mask,
     band_slices,

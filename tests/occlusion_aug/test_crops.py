@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from occlusion_aug import resize_crops
+from oamn.occlusion_aug import resize_crops
 
 
 def random_boxes(num: int, height: int, width: int, generator: torch.Generator):

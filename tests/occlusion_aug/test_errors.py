@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation
 
 DRAWS = 40_000
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reid_eval import (
+from oamn.reid_eval import (
     evaluate_features,
     evaluate_rank,
     evaluate_unified,

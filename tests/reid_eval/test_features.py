@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reid_eval.metrics
-from reid_eval import METRICS, evaluate_features, evaluate_rank, pairwise_distance
-from reid_eval.distances import ROW_BLOCK
+import oamn.reid_eval.metrics
+from oamn.reid_eval import METRICS, evaluate_features, evaluate_rank, pairwise_distance
+from oamn.reid_eval.distances import ROW_BLOCK
 from tests.conftest import DEVICES
 
 from .reference import random_labels
@@ -76,7 +76,7 @@ def test_features_equal_rank_of_the_full_matrix(metric: str, integer: bool) -> N
 def test_chunks_ranked_in_several_steps(monkeypatch) -> None:
     q, g, q_pids, g_pids, q_cams, g_cams = features_case(6)
     full = evaluate_rank(pairwise_distance(q, g), q_pids, g_pids, q_cams, g_cams, 30)
-    monkeypatch.setattr(reid_eval.metrics, "_ENTRIES_PER_STEP", 3 * g.shape[0] + 1)
+    monkeypatch.setattr(oamn.reid_eval.metrics, "_ENTRIES_PER_STEP", 3 * g.shape[0] + 1)
     chunked = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, max_rank=30, chunk_size=128)
     assert_same_metrics(chunked, full)
 

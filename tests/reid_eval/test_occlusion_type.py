@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reid_eval import SCORE_LOCATIONS, predict_occlusion_type
+from oamn.reid_eval import SCORE_LOCATIONS, predict_occlusion_type
 from tests.conftest import DEVICES
 
 # README convention: half bands are types 1-4, quarter bands 5-8, in the order top, bottom,

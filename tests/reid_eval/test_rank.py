@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import reid_eval.metrics
-import reid_eval.ranking
-from reid_eval import RankMetrics, evaluate_rank
-from reid_eval.ranking import GalleryLabels, rank_matches
+import oamn.reid_eval.metrics
+import oamn.reid_eval.ranking
+from oamn.reid_eval import RankMetrics, evaluate_rank
+from oamn.reid_eval.ranking import GalleryLabels, rank_matches
 from tests.conftest import DEVICES
 
 from .reference import random_labels, reference_metrics, relevance_metrics
@@ -25,8 +25,8 @@ def ranking_path(request, monkeypatch) -> tuple[str, str]:
     numpy's CPU kernels or the torch code of other devices, and the candidates' sorted keys
     or the sorted rows (chosen by the fraction of candidates, forced here)."""
     kernels, path = request.param
-    monkeypatch.setattr(reid_eval.ranking, "NUMPY_ON_CPU", kernels == "numpy")
-    monkeypatch.setattr(reid_eval.ranking, "DENSE_FRACTION", 2.0 if path == "keys" else -1.0)
+    monkeypatch.setattr(oamn.reid_eval.ranking, "NUMPY_ON_CPU", kernels == "numpy")
+    monkeypatch.setattr(oamn.reid_eval.ranking, "DENSE_FRACTION", 2.0 if path == "keys" else -1.0)
     return request.param
 
 
@@ -171,7 +171,7 @@ def test_match_ranks_equal_the_stable_argsort(seed: int) -> None:
 
 def test_market_sized_ties_against_reference(monkeypatch) -> None:
     # Few distinct distances over a wide gallery: every match ties with hundreds of negatives.
-    monkeypatch.setattr(reid_eval.ranking, "_TIE_ENTRIES_PER_STEP", 7 * 3000)  # 7 rows a step
+    monkeypatch.setattr(oamn.reid_eval.ranking, "_TIE_ENTRIES_PER_STEP", 7 * 3000)  # 7 rows a step
     rng = np.random.default_rng(7)
     q_pids, g_pids, q_cams, g_cams = random_labels(rng, 60, 3000, 40, 6)
     distmat = rng.integers(0, 20, (60, 3000)).astype(np.float32)
@@ -182,7 +182,7 @@ def test_market_sized_ties_against_reference(monkeypatch) -> None:
 def test_row_steps_do_not_change_the_result(monkeypatch) -> None:
     distmat, q_pids, g_pids, q_cams, g_cams = reference_case(5)  # float32 with ties
     whole = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 20)
-    monkeypatch.setattr(reid_eval.metrics, "_ENTRIES_PER_STEP", 2 * distmat.shape[1] + 1)
+    monkeypatch.setattr(oamn.reid_eval.metrics, "_ENTRIES_PER_STEP", 2 * distmat.shape[1] + 1)
     stepped = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 20)
     torch.testing.assert_close(stepped.ap, whole.ap, equal_nan=True, rtol=0, atol=0)
     torch.testing.assert_close(stepped.cmc, whole.cmc, rtol=0, atol=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reid_eval import evaluate_features, evaluate_rank, evaluate_unified, pairwise_distance
+from oamn.reid_eval import evaluate_features, evaluate_rank, evaluate_unified, pairwise_distance
 from tests.conftest import DEVICES
 
 from .test_features import assert_same_metrics, features_case

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from occlusion_aug import NUM_OCCLUSION_TYPES, location_and_area, occlude
+from oamn.occlusion_aug import NUM_OCCLUSION_TYPES, location_and_area, occlude
 
 __all__ = ["BANK_STRATEGIES", "occlusion_bank"]
 

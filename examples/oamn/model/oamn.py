@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention import AttentionMask, RGASpatial
+from oamn.attention import AttentionMask, RGASpatial
 
 from .backbones import build_torchvision_model, split_backbone
 from .bank import occlusion_bank
