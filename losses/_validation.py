@@ -42,6 +42,24 @@ def check_same_kind(value: Tensor, name: str, reference: Tensor, reference_name:
         )
 
 
+def to_tensor(value: Tensor | Sequence, name: str) -> Tensor:
+    """``value`` as a tensor: tensors as they are, lists, tuples and numpy arrays converted.
+
+    A value torch cannot convert (a ragged list, one holding strings or ``None``...) raises a
+    TypeError naming ``name`` with torch's reason; torch's own error types do not tell a ragged
+    list from a non-numeric one, so neither does this.
+    """
+    if isinstance(value, Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(
+            f"{name} could not be made a tensor ({error}); pass a tensor or a list of numbers "
+            f"whose nested lists all have the same length"
+        ) from None
+
+
 def check_integer_vector(
     value: Tensor | Sequence[int],
     name: str,
@@ -53,7 +71,7 @@ def check_integer_vector(
 
     ``length=None`` accepts any length; ``device=None`` keeps ``value``'s device.
     """
-    value = torch.as_tensor(value)
+    value = to_tensor(value, name)
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
         raise TypeError(
             f"{name} must hold integers, got dtype {value.dtype}; convert with {name}.long()"
@@ -68,11 +86,17 @@ def check_integer_vector(
     return value.to(device=device, dtype=torch.int64)
 
 
-def check_bool_vector(value: Tensor, name: str, length: int, device: torch.device) -> Tensor:
-    """``value`` as a bool ``(length,)`` tensor on ``device``, or a clear error."""
-    if not isinstance(value, Tensor) or value.dtype != torch.bool:
-        kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
-        raise TypeError(f"{name} must be a bool tensor, got {kind}")
+def check_bool_vector(
+    value: Tensor | Sequence[bool], name: str, length: int, device: torch.device
+) -> Tensor:
+    """``value`` (a tensor or a list of bools) as a bool ``(length,)`` tensor on ``device``, or a
+    clear error."""
+    value = to_tensor(value, name)
+    if value.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be a bool tensor or a list of bools, got {value.dtype}; "
+            f"convert with {name}.bool() or {name} == 1"
+        )
     if value.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {tuple(value.shape)}")
     return value.to(device)

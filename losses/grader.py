@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._validation import check_choice, check_finite, check_float_tensor, check_integer_vector
+from ._validation import (
+    check_choice,
+    check_finite,
+    check_float_tensor,
+    check_integer_vector,
+    to_tensor,
+)
 
 __all__ = ["GraderLoss", "grader_loss", "grader_targets"]
 
@@ -184,7 +190,7 @@ def _check_occlusion_labels(
     device: torch.device | None,
 ) -> tuple[Tensor, Tensor]:
     location = check_integer_vector(location, "location", length, device, rows_of="scores")
-    area = torch.as_tensor(area, device=location.device)
+    area = to_tensor(area, "area").to(location.device)
     if area.is_complex() or area.dtype == torch.bool:
         raise TypeError(f"area must hold the areas 0, 0.25 or 0.5, got dtype {area.dtype}")
     area = area.to(torch.float32)

@@ -14,6 +14,8 @@ Both take feature maps ``(B, C, H, W)`` and offer two reductions of the same sum
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -112,7 +114,7 @@ def mask_complement_loss(
     g_bottom: Tensor | None,
     g_left: Tensor | None,
     g_right: Tensor | None,
-    is_half: Tensor,
+    is_half: Tensor | Sequence[bool],
     reduction: str = "mean",
 ) -> Tensor:
     r"""``L_mask2`` (paper eq. 3): the masked features of opposite half occlusions should add up
@@ -136,7 +138,8 @@ def mask_complement_loss(
         g_bottom: the bottom-occluded copies, likewise.
         g_left: the left-occluded copies, likewise (``None`` together with ``g_right``).
         g_right: the right-occluded copies, likewise.
-        is_half: ``(B,)`` bool, ``True`` where the copies are half-occluded.
+        is_half: ``(B,)`` bool tensor or list of bools, ``True`` where the copies are
+            half-occluded.
         reduction: ``"mean"`` divides by ``B * C * H * W`` with ``B`` *all* the rows (the
             authors' code: ``F.mse_loss`` over the batch with non-half rows zeroed, per pair,
             summed over the two pairs; what ``lambda_1 = 5`` assumes); ``"batchmean"`` by
@@ -241,7 +244,7 @@ class MaskComplementLoss(_MaskLoss):
     Shape:
         - g_holistic, g_top, g_bottom, g_left, g_right: ``(B, C, H, W)`` (a pair may be
           ``None``, see :func:`mask_complement_loss`).
-        - is_half: ``(B,)`` bool.
+        - is_half: ``(B,)`` bool tensor or list of bools.
         - output: ``()``.
 
     Example:
@@ -260,7 +263,7 @@ class MaskComplementLoss(_MaskLoss):
         g_bottom: Tensor | None,
         g_left: Tensor | None,
         g_right: Tensor | None,
-        is_half: Tensor,
+        is_half: Tensor | Sequence[bool],
     ) -> Tensor:
         return mask_complement_loss(
             g_holistic, g_top, g_bottom, g_left, g_right, is_half, self.reduction

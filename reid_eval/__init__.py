@@ -1,13 +1,13 @@
 """Fast exact ReID evaluation: CMC / mAP / mINP, and occlusion-unified ("occlude them all") ranking.
 
-Takes distances or features as torch tensors on any device or numpy arrays. Ranks are exact
-(a stable sort after junk removal) but computed without sorting each gallery row: only the
-items that sort before a query's last true match are ranked.
+Takes distances or features as torch tensors on any device, numpy arrays or Python lists. Ranks
+are exact (a stable sort after junk removal) but computed without sorting each gallery row: only
+the items that sort before a query's last true match are ranked.
 """
 
 from .distances import METRICS, pairwise_distance
 from .features import evaluate_features, evaluate_unified
-from .metrics import AP_KINDS, RankMetrics, evaluate_rank
+from .metrics import AP_KINDS, RankMetrics, evaluate_rank, evaluate_rank_torchreid
 from .occlusion_type import BOUNDARIES, SCORE_LOCATIONS, predict_occlusion_type
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "RankMetrics",
     "evaluate_features",
     "evaluate_rank",
+    "evaluate_rank_torchreid",
     "evaluate_unified",
     "pairwise_distance",
     "predict_occlusion_type",

@@ -1,8 +1,9 @@
 """Argument checks and conversions shared by the public functions of this package.
 
-Every public function accepts torch tensors (on any device) or numpy arrays. The first
-distance-like argument fixes the device; numpy arrays are moved there, torch tensors must already
-be there (moving a user's tensor silently would hide a mistake).
+Every public function accepts torch tensors (on any device), numpy arrays, or (nested) Python
+lists and tuples of numbers. The first distance-like argument fixes the device; numpy arrays and
+lists are moved there, torch tensors must already be there (moving a user's tensor silently would
+hide a mistake).
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ArrayLike = Tensor | np.ndarray
+ArrayLike = Tensor | np.ndarray | list | tuple
+
+#: numpy dtype kinds that convert to a torch dtype: bool, signed, unsigned, float, complex.
+_NUMERIC_KINDS = "biufc"
 
 
 def to_tensor(value: object, name: str, device: torch.device | None = None) -> Tensor:
-    """``value`` as a tensor on ``device`` (zero-copy for numpy arrays on the CPU)."""
-    if isinstance(value, np.ndarray):
-        # torch refuses to alias read-only numpy memory without a warning; copy it instead.
-        array = value if value.flags.writeable else value.copy()
-        tensor = torch.from_numpy(array)
-        return tensor if device is None else tensor.to(device)
+    """``value`` as a tensor on ``device`` (zero-copy for numpy arrays on the CPU).
+
+    Lists and tuples go through numpy, so Python floats stay float64 and ints int64.
+    """
     if isinstance(value, Tensor):
         if device is not None and value.device != device:
             raise ValueError(
@@ -31,7 +33,24 @@ def to_tensor(value: object, name: str, device: torch.device | None = None) -> T
                 f"move it with {name}.to({str(device)!r})"
             )
         return value
-    raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+    if isinstance(value, list | tuple):
+        try:
+            value = np.asarray(value)
+        except ValueError:
+            raise ValueError(
+                f"{name} is a ragged list: its nested lists must all have the same length"
+            ) from None
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, a numpy array or a list of numbers, "
+            f"got {type(value).__name__}"
+        )
+    if value.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"{name} must hold numbers, got numpy dtype {value.dtype}")
+    # torch refuses to alias read-only numpy memory without a warning; copy it instead.
+    array = value if value.flags.writeable else value.copy()
+    tensor = torch.from_numpy(array)
+    return tensor if device is None else tensor.to(device)
 
 
 def check_floating(tensor: Tensor, name: str, ndim: int, shape_text: str) -> Tensor:
@@ -74,6 +93,13 @@ def check_positive_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is a bool, else a TypeError (catches options passed in the wrong place)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
 
 

@@ -92,7 +92,8 @@ def pairwise_distance(q_feats: ArrayLike, g_feats: ArrayLike, metric: str = "euc
     the latter never holds the whole matrix.
 
     Args:
-        q_feats: ``(Q, D)`` floating query features, a tensor on any device or a numpy array.
+        q_feats: ``(Q, D)`` floating query features, a tensor on any device, a numpy array or a
+            nested list (Python floats give float64).
         g_feats: ``(G, D)`` floating gallery features, same dtype and device.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (see the module docstring).
 

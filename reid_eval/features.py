@@ -40,7 +40,8 @@ def evaluate_features(
     the ``(Q, G)`` matrix.
 
     Args:
-        q_feats: ``(Q, D)`` floating query features, a tensor on any device or a numpy array.
+        q_feats: ``(Q, D)`` floating query features, a tensor on any device, a numpy array or a
+            nested list (Python floats give float64).
         g_feats: ``(G, D)`` gallery features, same dtype and device.
         q_pids: ``(Q,)`` integer query identities.
         g_pids: ``(G,)`` integer gallery identities.

@@ -19,15 +19,18 @@ Queries without any valid match are skipped, and counted (``num_valid_queries``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ._inputs import (
     ArrayLike,
     check_choice,
+    check_flag,
     check_floating,
     check_junk_pids,
     check_positive_int,
@@ -36,22 +39,27 @@ from ._inputs import (
 )
 from .ranking import GalleryLabels, MatchRanks, rank_matches
 
-__all__ = ["AP_KINDS", "RankMetrics", "evaluate_rank"]
+__all__ = ["AP_KINDS", "RankMetrics", "evaluate_rank", "evaluate_rank_torchreid"]
 
 #: The AP formulas ``evaluate_*`` accept as ``ap=``.
 AP_KINDS: tuple[str, ...] = ("step", "trapezoid")
+
+#: The CMC ranks shown by ``str`` / ``repr`` of :class:`RankMetrics` (where ``max_rank`` allows).
+_REPORTED_RANKS = (1, 5, 10)
 
 #: Distance entries ranked at once (rows of the matrix or of a chunk); bounds the memory.
 _ENTRIES_PER_STEP = 1 << 22
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RankMetrics:
     r"""Retrieval metrics of a query set against a gallery.
 
-    Tensors are float64 on the device of the distances or features (the CPU for numpy input);
-    the means are Python floats. All values are fractions in ``[0, 1]`` (multiply by 100 for
-    the usual percentages).
+    Tensors are float64 on the device of the distances or features (the CPU for numpy or list
+    input); the means are Python floats. All values are fractions in ``[0, 1]`` (multiply by 100
+    for the usual percentages). ``str(m)`` is a one-line summary in percentages, ``repr(m)``
+    a short one in fractions (neither prints the per-query tensors), and :meth:`to_dict` gives
+    plain Python values for JSON.
 
     Attributes:
         cmc: ``(max_rank,)`` float64, ``cmc[k]`` = fraction of the valid queries whose first
@@ -63,6 +71,20 @@ class RankMetrics:
         inp: ``(Q,)`` float64 inverse negative penalty of each query; NaN likewise.
         num_valid_queries: number of queries with at least one valid match (the others are
             skipped); ``~ap.isnan()`` marks them.
+
+    Example:
+        >>> m = evaluate_rank([[0.0, 1, 2], [2, 1, 0], [0, 1, 2]], [1, 2, 3], [1, 4, 3],
+        ...                   [0, 0, 0], [1, 1, 1], max_rank=3)  # query 1's identity is absent
+        >>> print(m)  # max_rank 3 < 10: its last rank stands in for R5 and R10
+        R1 50.0 R3 100.0 mAP 66.7 mINP 66.7 (2/3 valid queries)
+        >>> m
+        RankMetrics(R1=0.5000, R3=1.0000, mAP=0.6667, mINP=0.6667, num_valid_queries=2,
+                    num_queries=3, max_rank=3)
+        >>> m.to_dict()
+        {'cmc': [0.5, 0.5, 1.0], 'mAP': 0.6667, 'mINP': 0.6667, 'num_valid_queries': 2,
+         'num_queries': 3}
+        >>> m.to_dict(per_query=True)["ap"]
+        [1.0, None, 0.3333]
     """
 
     cmc: Tensor
@@ -71,6 +93,67 @@ class RankMetrics:
     ap: Tensor
     inp: Tensor
     num_valid_queries: int
+
+    @property
+    def num_queries(self) -> int:
+        """``Q``, the number of queries, valid or not."""
+        return self.ap.numel()
+
+    def _reported_ranks(self) -> tuple[int, ...]:
+        """The CMC ranks of the summaries: 1, 5 and 10 where ``max_rank`` reaches them, and
+        ``max_rank`` itself when it is below 10 (the last rank there is)."""
+        max_rank = self.cmc.numel()
+        ranks = [k for k in _REPORTED_RANKS if k <= max_rank]
+        if max_rank < _REPORTED_RANKS[-1] and max_rank not in ranks:
+            ranks.append(max_rank)
+        return tuple(ranks)
+
+    def __str__(self) -> str:
+        cmc = self.cmc.tolist()
+        ranks = " ".join(f"R{k} {100 * cmc[k - 1]:.1f}" for k in self._reported_ranks())
+        return (
+            f"{ranks} mAP {100 * self.mAP:.1f} mINP {100 * self.mINP:.1f} "
+            f"({self.num_valid_queries:,}/{self.num_queries:,} valid queries)"
+        )
+
+    def __repr__(self) -> str:
+        cmc = self.cmc.tolist()
+        ranks = ", ".join(f"R{k}={cmc[k - 1]:.4f}" for k in self._reported_ranks())
+        return (
+            f"RankMetrics({ranks}, mAP={self.mAP:.4f}, mINP={self.mINP:.4f}, "
+            f"num_valid_queries={self.num_valid_queries}, num_queries={self.num_queries}, "
+            f"max_rank={self.cmc.numel()})"
+        )
+
+    def to_dict(self, per_query: bool = False) -> dict[str, list[float | None] | float | int]:
+        """The metrics as plain Python values, ready for ``json.dumps``.
+
+        Args:
+            per_query: also return ``"ap"`` and ``"inp"``, ``Q`` values each (large for a real
+                query set, hence off by default).
+
+        Returns:
+            ``{"cmc": [max_rank floats], "mAP": float, "mINP": float,
+            "num_valid_queries": int, "num_queries": int}``, fractions in ``[0, 1]``; with
+            ``per_query``, also ``"ap"`` and ``"inp"``: lists of ``Q`` floats in query order,
+            ``None`` (JSON ``null``) for the queries without a valid match.
+        """
+        result: dict[str, list[float | None] | float | int] = {
+            "cmc": self.cmc.tolist(),
+            "mAP": float(self.mAP),
+            "mINP": float(self.mINP),
+            "num_valid_queries": int(self.num_valid_queries),
+            "num_queries": self.num_queries,
+        }
+        if per_query:
+            result["ap"] = _none_for_nan(self.ap)
+            result["inp"] = _none_for_nan(self.inp)
+        return result
+
+
+def _none_for_nan(values: Tensor) -> list[float | None]:
+    """``values`` as a list of floats, NaN as ``None`` (JSON has no NaN)."""
+    return [None if math.isnan(value) else value for value in values.tolist()]
 
 
 class MetricsAccumulator:
@@ -158,16 +241,19 @@ def evaluate_rank(
 ) -> RankMetrics:
     r"""CMC, mAP and mINP of a query-gallery distance matrix, exactly, without a full sort.
 
-    The arguments are those of torchreid's and fast-reid's ``evaluate_rank`` in the same order,
-    so it is a drop-in; the result is a :class:`RankMetrics` (``m.cmc``, ``m.mAP``) instead of
-    their tuples. Protocol and formulas: see the module docstrings of :mod:`oamn.reid_eval.ranking`
-    and :mod:`oamn.reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
+    The first six arguments are those of torchreid's ``evaluate_rank``, in its order, but this
+    is not a drop-in replacement: it returns a :class:`RankMetrics` (``m.cmc``, ``m.mAP``,
+    ``m.mINP``) instead of torchreid's ``(cmc, mAP)`` tuple, drops identity ``-1`` by default
+    (``junk_pids``), always gives ``max_rank`` CMC values, and has no ``use_metric_cuhk03``.
+    :func:`evaluate_rank_torchreid` takes torchreid's arguments and returns its tuple.
+    Protocol and formulas: see the module docstrings of :mod:`oamn.reid_eval.ranking` and
+    :mod:`oamn.reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
     removal (equal distances keep gallery order), computed from the gallery items that sort
     before each query's last match only, a few rows at a time (bounded working memory).
 
     Args:
         distmat: ``(Q, G)`` floating distances (smaller = more similar), a torch tensor on any
-            device or a numpy array; ``±inf`` allowed, NaN rejected.
+            device, a numpy array or a nested list; ``±inf`` allowed, NaN rejected.
         q_pids: ``(Q,)`` integer query identities.
         g_pids: ``(G,)`` integer gallery identities.
         q_camids: ``(Q,)`` integer query camera ids.
@@ -182,7 +268,8 @@ def evaluate_rank(
             an ordinary negative.
 
     Returns:
-        The metrics, see :class:`RankMetrics`; tensors on ``distmat``'s device (CPU for numpy).
+        The metrics, see :class:`RankMetrics`; tensors on ``distmat``'s device (CPU for numpy
+        or lists).
 
     Raises:
         TypeError: wrong argument types or dtypes.
@@ -211,6 +298,82 @@ def evaluate_rank(
         all_queries = torch.arange(num_queries, device=distances.device)
         metrics.rank(distances, all_queries, q_pid, q_cam, gallery)
     return metrics.result(max_rank)
+
+
+def evaluate_rank_torchreid(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+    use_metric_cuhk03: bool = False,
+    use_cython: bool = True,
+) -> tuple[np.ndarray, float]:
+    r"""torchreid's ``evaluate_rank``: its arguments in its order, and its ``(cmc, mAP)`` result.
+
+    A replacement for ``torchreid.metrics.evaluate_rank`` on the Market-1501 protocol, computed
+    by :func:`evaluate_rank` (the same exact ranking) with torchreid's conventions:
+
+    * a gallery item with the query's identity and camera is removed; nothing else is. Identity
+      ``-1`` is *not* junk here: torchreid's dataset loaders drop those images before
+      evaluation, its ``evaluate_rank`` does not. Drop them from the gallery first to get its
+      Market-1501 numbers, or call :func:`evaluate_rank`, which removes them by default;
+    * the CMC is the first-hit curve with ``min(max_rank, G)`` values, as float32; the mAP is
+      the step AP averaged over the queries with a valid match (the others are skipped).
+
+    Differences that cannot change a result without ties: equal distances keep gallery order
+    here (a stable sort), while torchreid's ``np.argsort`` orders them arbitrarily, and its
+    Cython path first rounds the distances to float32. A query with fewer valid gallery items
+    than ``max_rank`` keeps ``1`` after its hit here; torchreid's Python path fails on it and
+    its Cython path reads stale values there.
+
+    Args:
+        distmat: ``(Q, G)`` floating distances (smaller = more similar): a torch tensor on any
+            device, a numpy array or a nested list; NaN rejected.
+        q_pids: ``(Q,)`` integer query identities.
+        g_pids: ``(G,)`` integer gallery identities.
+        q_camids: ``(Q,)`` integer query camera ids.
+        g_camids: ``(G,)`` integer gallery camera ids.
+        max_rank: CMC ranks to return, ``>= 1``; at most ``G`` are.
+        use_metric_cuhk03: ``True`` (torchreid's CUHK03 single-gallery-shot protocol) raises
+            a NotImplementedError, see below.
+        use_cython: accepted for compatibility and ignored: there is one implementation.
+
+    Returns:
+        ``(cmc, mAP)``: ``cmc`` a ``(min(max_rank, G),)`` float32 numpy array of fractions in
+        ``[0, 1]``, ``cmc[0]`` the rank-1 accuracy; ``mAP`` a Python float in ``[0, 1]``.
+
+    Raises:
+        NotImplementedError: for ``use_metric_cuhk03=True``.
+        TypeError: wrong argument types or dtypes.
+        ValueError: wrong shapes or lengths, a NaN distance, or no query with a valid match
+            (torchreid fails an assertion there).
+
+    Example:
+        >>> distmat = [[0.0, 1, 2, 3]]  # identity -1 at rank 2 is an ordinary negative here
+        >>> cmc, mAP = evaluate_rank_torchreid(distmat, [7], [7, -1, 0, 7], [0], [1, 1, 1, 2])
+        >>> cmc, mAP
+        (array([1., 1., 1., 1.], dtype=float32), 0.75)
+        >>> float(evaluate_rank(distmat, [7], [7, -1, 0, 7], [0], [1, 1, 1, 2]).mAP)
+        0.8333
+    """
+    check_flag(use_cython, "use_cython")
+    if check_flag(use_metric_cuhk03, "use_metric_cuhk03"):
+        raise NotImplementedError(
+            "use_metric_cuhk03=True, torchreid's CUHK03 single-gallery-shot protocol (the CMC "
+            "averaged over 10 random draws of one gallery image per identity; the mAP "
+            "unchanged), is not implemented: use torchreid itself for the classic CUHK03 "
+            "splits, or use_metric_cuhk03=False for the new (767/700) protocol, which is "
+            "evaluated like Market-1501"
+        )
+    distances = check_floating(to_tensor(distmat, "distmat"), "distmat", 2, "(Q, G)")
+    # An empty gallery makes this 0, which evaluate_rank reports as an empty gallery.
+    max_rank = min(check_positive_int(max_rank, "max_rank"), distances.shape[1])
+    metrics = evaluate_rank(
+        distances, q_pids, g_pids, q_camids, g_camids, max_rank, "step", junk_pids=()
+    )
+    return metrics.cmc.cpu().numpy().astype(np.float32), metrics.mAP
 
 
 def check_labels(

@@ -41,13 +41,13 @@ def predict_occlusion_type(
 
     Args:
         scores: ``(N, 4)`` floating scores (the grader's softmax output) with columns in the
-            order top, bottom, left, right (:data:`SCORE_LOCATIONS`); a tensor on any device
-            or a numpy array. NaN rejected.
+            order top, bottom, left, right (:data:`SCORE_LOCATIONS`); a tensor on any device,
+            a numpy array or a nested list. NaN rejected.
         thresholds: ``(low, high)`` with ``low <= high``; ``(0.5, 0.75)`` in the paper.
         boundary: ``"paper"`` or ``"official"``, see above.
 
     Returns:
-        ``(N,)`` int64 occlusion types on the scores' device (CPU for numpy), README
+        ``(N,)`` int64 occlusion types on the scores' device (CPU for numpy or lists), README
         convention: 0 none; 1-4 half top/bottom/left/right; 5-8 quarter top/bottom/left/right.
         Use them as ``q_types`` of :func:`~oamn.reid_eval.evaluate_unified`.
 

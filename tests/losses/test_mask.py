@@ -162,6 +162,23 @@ def test_complement_rejects_half_pairs_and_no_pair(pairs, match) -> None:
         mask_complement_loss(g, *given, is_half)
 
 
+def test_complement_takes_is_half_as_a_list() -> None:
+    g, g_t, g_b, g_l, g_r, is_half = complement_inputs(3)
+    assert is_half.tolist() == [True, False, True, False]  # both kinds: the flags matter
+    expected = mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half)
+    for listed in (is_half.tolist(), tuple(is_half.tolist())):
+        torch.testing.assert_close(
+            mask_complement_loss(g, g_t, g_b, g_l, g_r, listed), expected, rtol=0, atol=0
+        )
+        module = MaskComplementLoss(reduction="batchmean")
+        torch.testing.assert_close(
+            module(g, g_t, g_b, g_l, g_r, listed),
+            mask_complement_loss(g, g_t, g_b, g_l, g_r, is_half, "batchmean"),
+            rtol=0,
+            atol=0,
+        )
+
+
 def test_complement_ignores_quarter_rows() -> None:
     g, g_t, g_b, g_l, g_r, is_half = complement_inputs(1)
     changed = [x.clone() for x in (g_t, g_b, g_l, g_r)]
