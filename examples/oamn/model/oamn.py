@@ -81,9 +81,12 @@ class OAMN(nn.Module):
         detach_mask_input: feed the mask ``f.detach()`` (the authors' code: the encoder learns
             only through ``g = m * f``) instead of ``f`` (the paper). No effect without a mask.
         mask_spatial_reduction: RGA-S's ``spatial_reduction`` (relations embedded to
-            ``h*w // mask_spatial_reduction`` channels).
-        mask_down_ratio: RGA-S's ``down_ratio``. Small inputs (fewer than 56 positions in ``f``
-            at the defaults) need smaller reductions.
+            ``h*w // mask_spatial_reduction`` channels); ``None`` (default): automatic, the
+            paper's 8 where it fits, smaller for small feature maps (the rule of
+            :class:`~oamn.attention.RGASpatial`; 4 for an 8x4 ``f``).
+        mask_down_ratio: RGA-S's ``down_ratio``; ``None`` (default): automatic, 8 unless even
+            ``mask_spatial_reduction=1`` leaves too few relations. Given values are kept; ones
+            that leave the mask no channel raise a ``ValueError`` with values that work.
 
     Attributes:
         encoder_low: E^I (``nn.Sequential`` of torchvision modules).
@@ -122,8 +125,8 @@ class OAMN(nn.Module):
         dropout: float = 0.5,
         use_mask: bool = True,
         detach_mask_input: bool = False,
-        mask_spatial_reduction: int = 8,
-        mask_down_ratio: int = 8,
+        mask_spatial_reduction: int | None = None,
+        mask_down_ratio: int | None = None,
     ) -> None:
         super().__init__()
         _check_arguments(num_classes, input_size, weights, pooling, dropout, use_mask)
@@ -164,8 +167,8 @@ class OAMN(nn.Module):
         split_after: str,
         stride: int,
         detach_input: bool,
-        spatial_reduction: int,
-        down_ratio: int,
+        spatial_reduction: int | None,
+        down_ratio: int | None,
     ) -> AttentionMask:
         try:
             attention = RGASpatial(
@@ -174,12 +177,15 @@ class OAMN(nn.Module):
                 spatial_reduction=spatial_reduction,
                 down_ratio=down_ratio,
             )
-        except ValueError as error:
-            raise ValueError(
+        except (TypeError, ValueError) as error:
+            # Only given values can fail (None always chooses working ones); RGASpatial names
+            # its own arguments, so say which of ours they are.
+            raise type(error)(
                 f"input_size={self.input_size} gives a {self.feature_size} feature map after "
-                f"{split_after} (stride {stride}), too small for the mask module: {error}. Use a "
-                f"larger input_size, an earlier split_after, or smaller mask_spatial_reduction / "
-                f"mask_down_ratio"
+                f"{split_after} (stride {stride}), and the mask module's RGA-S cannot use "
+                f"mask_spatial_reduction={spatial_reduction}, mask_down_ratio={down_ratio} "
+                f"(its spatial_reduction and down_ratio) there: {error}. Leave them None to "
+                f"choose values that work"
             ) from error
         return AttentionMask(attention, detach_input=detach_input)
 
