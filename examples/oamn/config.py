@@ -100,7 +100,10 @@ class TrainConfig:
     split_after: str = _option("layer3", "backbone stage after which the mask module sits")
     last_stride: int = _option(2, "stride of the backbone's last stage (1 or 2)")
     weights: str | None = _option(
-        None, "local ImageNet state-dict file of the backbone (none: random initialisation)"
+        None,
+        "ImageNet weights of the backbone: a local state-dict file, or a torchvision weight name "
+        "such as IMAGENET1K_V1, DEFAULT or ResNet50_Weights.IMAGENET1K_V2 (read from the torch "
+        "hub cache, downloaded into it when online); none: random initialisation",
     )
     pooling: str = _option("max", "global pooling of the head", ("max", "avg"))
     dropout: float = _option(0.5, "dropout probability before the classifier")

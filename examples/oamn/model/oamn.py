@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models import WeightsEnum
 
 from oamn.attention import AttentionMask, RGASpatial
 
 from .backbones import build_torchvision_model, split_backbone
 from .bank import occlusion_bank
-from .weights import load_backbone_weights
+from .weights import load_backbone_weights, resolve_backbone_weights
 
 __all__ = ["OAMN", "POOLINGS", "OAMNOutput"]
 
@@ -72,9 +73,13 @@ class OAMN(nn.Module):
         last_stride: 2 (the paper) or 1: the stride of ``layer4``.
         input_size: ``(H, W)`` of the images. The mask module relates the fixed ``h*w`` positions
             of ``f``, so a model with a mask accepts only that size.
-        weights: path to a local torchvision ImageNet state dict of ``backbone`` (the ``fc`` or
-            ``classifier`` keys are ignored); ``None`` for a random initialisation. Nothing is
-            downloaded.
+        weights: ImageNet weights of ``backbone`` (the ``fc`` or ``classifier`` keys are
+            ignored): a path to a local torchvision state dict; a torchvision weight enum member
+            of the backbone (``torchvision.models.ResNet50_Weights.IMAGENET1K_V2``); or its name
+            (``"IMAGENET1K_V2"``, ``"DEFAULT"``, ``"ResNet50_Weights.IMAGENET1K_V2"``), read from
+            the torch hub cache or downloaded into it by torchvision (an existing file of that
+            name wins; see :func:`~examples.oamn.model.resolve_backbone_weights`). ``None``: a
+            random initialisation.
         pooling: ``"max"`` (the paper) or ``"avg"``.
         dropout: dropout probability before the classifier, in ``[0, 1)``.
         use_mask: ``False`` builds the baseline: no mask parameters, ``m`` all ones, ``g = f``.
@@ -120,7 +125,7 @@ class OAMN(nn.Module):
         split_after: str = "layer3",
         last_stride: int = 2,
         input_size: tuple[int, int] = (256, 128),
-        weights: str | os.PathLike[str] | None = None,
+        weights: str | os.PathLike[str] | WeightsEnum | None = None,
         pooling: str = "max",
         dropout: float = 0.5,
         use_mask: bool = True,
@@ -129,10 +134,10 @@ class OAMN(nn.Module):
         mask_down_ratio: int | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(num_classes, input_size, weights, pooling, dropout, use_mask)
+        _check_arguments(num_classes, input_size, pooling, dropout, use_mask)
         network = build_torchvision_model(backbone)
         if weights is not None:
-            load_backbone_weights(network, weights)
+            load_backbone_weights(network, resolve_backbone_weights(backbone, weights))
         split = split_backbone(network, backbone, split_after, last_stride)
         self.encoder_low = split.low
         self.encoder_high = split.high
@@ -331,7 +336,6 @@ class OAMN(nn.Module):
 def _check_arguments(
     num_classes: object,
     input_size: object,
-    weights: object,
     pooling: object,
     dropout: object,
     use_mask: object,
@@ -344,12 +348,6 @@ def _check_arguments(
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size)
     ):
         raise ValueError(f"input_size must be an (H, W) pair of positive ints, got {input_size!r}")
-    if weights is not None and not isinstance(weights, str | os.PathLike):
-        raise TypeError(
-            f"weights must be a path to a local torchvision state dict or None, got "
-            f"{type(weights).__name__}; torchvision weight enums need a download, which is "
-            f"not available here"
-        )
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if not isinstance(dropout, float | int) or isinstance(dropout, bool) or not 0 <= dropout < 1:
