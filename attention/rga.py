@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
@@ -10,6 +12,9 @@ from ._validation import check_features, check_positive_int, check_spatial_size
 from .relation import embedding_weight, relation_branch, relation_logits
 
 __all__ = ["RGA", "RGASpatial"]
+
+# The paper's channel_reduction, spatial_reduction and down_ratio (the authors' defaults).
+_PAPER_VALUE = 8
 
 
 class _RelationAwareAttention(nn.Module):
@@ -26,9 +31,9 @@ class _RelationAwareAttention(nn.Module):
         spatial_size: tuple[int, int],
         use_spatial: bool = True,
         use_channel: bool = True,
-        channel_reduction: int = 8,
-        spatial_reduction: int = 8,
-        down_ratio: int = 8,
+        channel_reduction: int | None = None,
+        spatial_reduction: int | None = None,
+        down_ratio: int | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
@@ -40,11 +45,22 @@ class _RelationAwareAttention(nn.Module):
             raise ValueError("use_spatial and use_channel are both False: enable at least one")
         self.use_spatial = use_spatial
         self.use_channel = use_channel
-        self.channel_reduction = check_positive_int("channel_reduction", channel_reduction)
-        self.spatial_reduction = check_positive_int("spatial_reduction", spatial_reduction)
-        self.down_ratio = check_positive_int("down_ratio", down_ratio)
         channels, positions = self.in_channels, self.spatial_size[0] * self.spatial_size[1]
-        _check_widths(channels, positions, self.channel_reduction, self.spatial_reduction)
+        self.channel_reduction, self.spatial_reduction, self.down_ratio = _resolve_reductions(
+            _Reduction(
+                "channel_reduction",
+                channel_reduction,
+                channels,
+                "in_channels=",
+                "channels",
+                use_channel,
+            ),
+            _Reduction(
+                "spatial_reduction", spatial_reduction, positions, "H*W=", "positions", use_spatial
+            ),
+            down_ratio=down_ratio,
+        )
+        channel_reduction, spatial_reduction = self.channel_reduction, self.spatial_reduction
         # Per branch: (used, F input features, P attended positions, F and P reductions); the
         # channel branch relates the C channels through their H*W values.
         branches = {
@@ -54,9 +70,8 @@ class _RelationAwareAttention(nn.Module):
         # Registration order and names follow RGA_Module, so its state dicts load strictly.
         for suffix, (used, features, attended, feature_reduction, reduction) in branches.items():
             if used:
-                _check_scorer_width(attended // reduction, suffix, down_ratio)
                 branch = relation_branch(
-                    features, attended, feature_reduction, reduction, down_ratio
+                    features, attended, feature_reduction, reduction, self.down_ratio
                 )
                 for role, module in branch.items():
                     self.add_module(f"{role}_{suffix}", module)
@@ -122,15 +137,37 @@ class RGASpatial(_RelationAwareAttention):
     BatchNorm makes the map depend on the batch in training mode; call ``.eval()`` to use the
     running statistics.
 
+    The three reductions are the paper's 8 by default where they fit, so that small feature
+    maps work without tuning; a value given is used as it is, and one that leaves no channel
+    somewhere raises a ``ValueError`` that names it and a value that works. ``None`` chooses:
+
+    - a reduction of a count ``N`` (``C`` for ``channel_reduction``, ``H*W`` for
+      ``spatial_reduction``) whose ``N // r`` relation channels feed a scorer: the largest
+      ``r <= 8`` that leaves ``(1 + N // r) // d >= 1`` hidden channel, where ``d`` is
+      ``down_ratio`` if given and 8 otherwise, i.e. ``r = max(1, min(8, N // max(d - 1,
+      1)))``; 1 if none does;
+    - any other reduction (here ``channel_reduction``: embeddings only): ``min(8, N)``;
+    - ``down_ratio``, given the reductions: the largest ``d <= 8`` that leaves every scorer a
+      hidden channel, ``min(8, 1 + K)`` over the scorers' relation widths ``K``.
+
+    So ``down_ratio`` stays 8 and ``spatial_reduction`` shrinks first; it falls below 8 only
+    when even ``spatial_reduction=1`` leaves fewer than 7 relations (``H*W < 7``). Wherever the
+    paper's 8, 8, 8 work (``H*W >= 56``, ``C >= 8``), these are the values chosen, so state dicts
+    of the authors' default layer load unchanged. The values used are the attributes
+    ``channel_reduction``, ``spatial_reduction`` and ``down_ratio`` (and are in ``repr``); the
+    README tabulates them for common feature maps.
+
     Args:
         in_channels: ``C``.
         spatial_size: ``(H, W)`` of the features it will see. It is fixed: the relations to the
             ``H*W`` positions are channels of the weights, and any other size raises a
             ``ValueError``.
-        channel_reduction: embeddings have ``C // channel_reduction`` channels.
-        spatial_reduction: the relations are embedded to ``H*W // spatial_reduction`` channels.
-        down_ratio: the scorer's hidden layer has ``(1 + H*W // spatial_reduction) //
-            down_ratio`` channels.
+        channel_reduction: embeddings have ``C // channel_reduction`` channels (``None``:
+            ``min(8, C)``).
+        spatial_reduction: the relations are embedded to ``K = H*W // spatial_reduction``
+            channels (``None``: automatic, above).
+        down_ratio: the scorer's hidden layer has ``(1 + K) // down_ratio`` channels
+            (``None``: automatic, above).
 
     Shape:
         - f: ``(B, C, H, W)`` floating, the layer's dtype and device (or any floating dtype
@@ -145,15 +182,21 @@ class RGASpatial(_RelationAwareAttention):
         >>> m = layer(torch.randn(4, 1024, 16, 8))
         >>> m.shape, bool(((m > 0) & (m < 1)).all())
         (torch.Size([4, 1, 16, 8]), True)
+        >>> small = RGASpatial(1024, (8, 4))  # 32 positions: the paper's 8 would leave 4
+        >>> small.spatial_reduction, small.down_ratio
+        (4, 8)
+        >>> tiny = RGASpatial(1024, (2, 2))  # 4 relations even at spatial_reduction=1
+        >>> tiny.spatial_reduction, tiny.down_ratio
+        (1, 5)
     """
 
     def __init__(
         self,
         in_channels: int,
         spatial_size: tuple[int, int],
-        channel_reduction: int = 8,
-        spatial_reduction: int = 8,
-        down_ratio: int = 8,
+        channel_reduction: int | None = None,
+        spatial_reduction: int | None = None,
+        down_ratio: int | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -200,6 +243,12 @@ class RGA(_RelationAwareAttention):
             channels; the spatial branch embeds its relations to as many.
         down_ratio: the scorers' hidden width divisor.
 
+        Each of the three is automatic when ``None`` (the default), by :class:`RGASpatial`'s
+        rule with both scorers: a reduction whose relations a scorer reads (``channel_reduction``
+        with ``use_channel``, ``spatial_reduction`` with ``use_spatial``) shrinks from 8 until
+        that scorer keeps a hidden channel at ``down_ratio`` (8 unless given), any other is
+        ``min(8, N)``, and ``down_ratio`` is then the largest ``<= 8`` that suits both scorers.
+
     Shape:
         - x: ``(B, C, H, W)`` floating, the layer's dtype and device (or any floating dtype
           under ``torch.autocast``), ``B >= 1``.
@@ -211,6 +260,9 @@ class RGA(_RelationAwareAttention):
         ['W_channel', 'W_spatial', 'gg_channel', 'gg_spatial', 'gx_channel']
         >>> layer(torch.randn(2, 64, 8, 8)).shape
         torch.Size([2, 64, 8, 8])
+        >>> small = RGA(16, (8, 4))  # the channel scorer reads C // 2 = 8 relations
+        >>> small.channel_reduction, small.spatial_reduction, small.down_ratio
+        (2, 4, 8)
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -222,24 +274,79 @@ class RGA(_RelationAwareAttention):
         return x
 
 
-def _check_widths(
-    channels: int, positions: int, channel_reduction: int, spatial_reduction: int
-) -> None:
-    if channels // channel_reduction < 1:
-        raise ValueError(
-            f"channel_reduction={channel_reduction} leaves no embedding channels for "
-            f"in_channels={channels}; use a channel_reduction of at most {channels}"
-        )
-    if positions // spatial_reduction < 1:
-        raise ValueError(
-            f"spatial_reduction={spatial_reduction} leaves no relation channels for "
-            f"H*W={positions} positions; use a spatial_reduction of at most {positions}"
-        )
+class _Reduction(NamedTuple):
+    """A reduction argument, ``given`` or ``None`` (automatic): ``count // value`` channels.
+
+    ``channel_reduction`` divides the ``C`` channels (the spatial branch's embeddings, the
+    channel branch's relations), ``spatial_reduction`` the ``H*W`` positions (the spatial
+    branch's relations, the channel branch's embeddings). ``scored``: a branch is on whose
+    scorer reads these ``count // value`` relation channels.
+    """
+
+    name: str
+    given: int | None
+    count: int
+    symbol: str
+    unit: str
+    scored: bool
+
+    def counted(self) -> str:
+        return f"{self.symbol}{self.count} {self.unit}"
+
+    def scorer(self) -> str:
+        return self.name.removesuffix("_reduction")
 
 
-def _check_scorer_width(relation_width: int, branch: str, down_ratio: int) -> None:
-    if (1 + relation_width) // down_ratio < 1:
-        raise ValueError(
-            f"down_ratio={down_ratio} leaves no hidden channels in the {branch} scorer "
-            f"(1 + {relation_width} inputs); use a down_ratio of at most {1 + relation_width}"
+def _resolve_reductions(*reductions: _Reduction, down_ratio: int | None) -> tuple[int, ...]:
+    """The reductions' values then ``down_ratio``'s: the given ones checked, ``None`` chosen by
+    the rule of :class:`RGASpatial`."""
+    if down_ratio is not None:
+        check_positive_int("down_ratio", down_ratio)
+    target = _PAPER_VALUE if down_ratio is None else down_ratio
+    values = []
+    for reduction in reductions:
+        if reduction.given is None:
+            needed = max(target - 1, 1) if reduction.scored else 1
+            values.append(max(1, min(_PAPER_VALUE, reduction.count // needed)))
+            continue
+        value = check_positive_int(reduction.name, reduction.given)
+        if reduction.count // value < 1:
+            raise ValueError(
+                f"{reduction.name}={value} leaves no channels for {reduction.counted()} "
+                f"({reduction.count} // {value} = 0): use {reduction.name}<={reduction.count}"
+            )
+        values.append(value)
+    widths = [
+        (reduction, reduction.count // value)
+        for reduction, value in zip(reductions, values, strict=True)
+        if reduction.scored
+    ]
+    if down_ratio is None:
+        down_ratio = min([_PAPER_VALUE, *(1 + width for _, width in widths)])
+    for reduction, width in widths:
+        if 1 + width < down_ratio:
+            raise ValueError(_scorer_error(reduction, width, down_ratio))
+    return (*values, down_ratio)
+
+
+def _scorer_error(reduction: _Reduction, width: int, down_ratio: int) -> str:
+    """Why ``width`` relation channels leave no hidden channel at ``down_ratio``, blaming the
+    argument(s) the user set: an automatic reduction is already as small as it gets."""
+    needed = down_ratio - 1
+    if reduction.given is None:
+        return (
+            f"down_ratio={down_ratio} leaves no hidden channels in the {reduction.scorer()} "
+            f"scorer: {reduction.counted()} give at most {width} relation channels "
+            f"({reduction.name}=1) and down_ratio={down_ratio} needs {needed}; use "
+            f"down_ratio<={1 + width}"
         )
+    fixes = f"down_ratio<={1 + width}"
+    if reduction.count >= needed:
+        fixes = f"{reduction.name}<={reduction.count // needed} (or {fixes})"
+    else:
+        fixes += f" (no {reduction.name} leaves {needed} of {reduction.count})"
+    return (
+        f"{reduction.name}={reduction.given} leaves {width} relation channels over "
+        f"{reduction.counted()}, too few for down_ratio={down_ratio} (the {reduction.scorer()} "
+        f"scorer needs {needed}): use {fixes}"
+    )

@@ -100,15 +100,22 @@ class TrainConfig:
     split_after: str = _option("layer3", "backbone stage after which the mask module sits")
     last_stride: int = _option(2, "stride of the backbone's last stage (1 or 2)")
     weights: str | None = _option(
-        None, "local ImageNet state-dict file of the backbone (none: random initialisation)"
+        None,
+        "ImageNet weights of the backbone: a local state-dict file, or a torchvision weight name "
+        "such as IMAGENET1K_V1, DEFAULT or ResNet50_Weights.IMAGENET1K_V2 (read from the torch "
+        "hub cache, downloaded into it when online); none: random initialisation",
     )
     pooling: str = _option("max", "global pooling of the head", ("max", "avg"))
     dropout: float = _option(0.5, "dropout probability before the classifier")
     mask_module: bool = _option(True, "use the attention mask module (off: m = 1)")
-    mask_spatial_reduction: int = _option(
-        8, "RGA-S spatial_reduction (smaller for small inputs, e.g. 2 at 64x32)"
+    mask_spatial_reduction: int | None = _option(
+        None,
+        "RGA-S spatial_reduction (none: automatic, the paper's 8 where it fits, else the "
+        "largest that works, e.g. 4 for the 8x4 map at 128x64)",
     )
-    mask_down_ratio: int = _option(8, "RGA-S down_ratio (smaller for small inputs)")
+    mask_down_ratio: int | None = _option(
+        None, "RGA-S down_ratio (none: automatic, 8 unless the feature map is tiny)"
+    )
     # Occlusion augmentation (paper §3.1, Table 3).
     occlusion: bool = _option(True, "occlusion augmentation: 4 occluded copies per image")
     occlusion_locations: tuple[str, ...] = _option(
@@ -334,15 +341,35 @@ def _parse_function(name: str, kind: Any) -> Any:
                 ) from None
 
         return parse_list
-    if isinstance(kind, types.UnionType):  # ``str | None``: "none" or "" means None
-        return lambda text: None if text.lower() in ("", "none") else text
+    if isinstance(kind, types.UnionType):  # ``X | None``: "none" or "" means None
+        item = _optional_type(kind)
+
+        def parse_optional(text: str) -> Any:
+            if text.lower() in ("", "none"):
+                return None
+            try:
+                return item(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{option} takes {item.__name__} or none, got {text!r}"
+                ) from None
+
+        return parse_optional
     return kind
+
+
+def _optional_type(kind: Any) -> type:
+    """``X`` of an ``X | None`` annotation."""
+    (item,) = (arg for arg in typing.get_args(kind) if arg is not types.NoneType)
+    return item
 
 
 def _metavar(kind: Any) -> str:
     if typing.get_origin(kind) is tuple:
         return "A,B,..."
-    return "TEXT" if isinstance(kind, types.UnionType) or kind is str else kind.__name__.upper()
+    if isinstance(kind, types.UnionType):
+        kind = _optional_type(kind)
+    return "TEXT" if kind is str else kind.__name__.upper()
 
 
 def _flag(name: str) -> str:
@@ -362,8 +389,8 @@ def _check_config(config: TrainConfig) -> None:
         "height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size",
         "mask_spatial_reduction", "mask_down_ratio",
     )  # fmt: skip
-    for name in positive:
-        if getattr(config, name) < 1:
+    for name in positive:  # None, where allowed, is automatic
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(config, name)}")
     if config.ids_per_batch < 2:
         raise ValueError(
@@ -426,8 +453,9 @@ def _check_type(name: str, value: Any, kind: Any) -> None:
         valid = isinstance(value, tuple) and all(_is_instance(v, item) for v in value)
         expected = f"a list of {item.__name__}"
     elif isinstance(kind, types.UnionType):
-        valid = value is None or _is_instance(value, str)
-        expected = "a string or null"
+        item = _optional_type(kind)
+        valid = value is None or _is_instance(value, item)
+        expected = f"of type {item.__name__} or null"
     else:
         valid = _is_instance(value, kind)
         expected = f"of type {kind.__name__}"

@@ -422,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = config_from_args(argv)
     try:
         history = train(config)
-    except (ValueError, FileNotFoundError) as error:  # settings that cannot run: no traceback
+    # Settings that cannot run (ConnectionError: weights to download offline): no traceback.
+    except (ValueError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"python -m examples.oamn.train: error: {error}") from error
     if history and int(os.environ.get("RANK", "0")) == 0:
         last = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in history[-1].items()}

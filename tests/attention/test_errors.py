@@ -61,20 +61,40 @@ def test_features_on_another_device_are_an_error() -> None:
         ({"spatial_size": (16, 0)}, ValueError, "spatial_size must be at least 1, got 0"),
         ({"channel_reduction": True}, TypeError, "channel_reduction must be an int, got bool"),
         ({"spatial_reduction": 0}, ValueError, "spatial_reduction must be at least 1"),
+        ({"spatial_reduction": 8.0}, TypeError, "spatial_reduction must be an int, got float"),
+        ({"down_ratio": "8"}, TypeError, "down_ratio must be an int, got str"),
         (
             {"channel_reduction": 128},
             ValueError,
-            "channel_reduction=128 leaves no embedding channels for in_channels=64; .* 64",
+            r"^channel_reduction=128 leaves no channels for in_channels=64 channels \(64 // 128 = "
+            r"0\): use channel_reduction<=64$",
         ),
         (
-            {"spatial_size": (2, 2)},
+            {"spatial_size": (2, 2), "spatial_reduction": 8},
             ValueError,
-            r"spatial_reduction=8 leaves no relation channels for H\*W=4 positions",
+            r"^spatial_reduction=8 leaves no channels for H\*W=4 positions \(4 // 8 = 0\): use "
+            r"spatial_reduction<=4$",
         ),
-        (
-            {"spatial_size": (4, 4)},
+        (  # both set: either one is the fix
+            {"spatial_size": (8, 4), "spatial_reduction": 8, "down_ratio": 8},
             ValueError,
-            r"down_ratio=8 leaves no hidden channels in the spatial scorer \(1 \+ 2 inputs\)",
+            r"^spatial_reduction=8 leaves 4 relation channels over H\*W=32 positions, too few for "
+            r"down_ratio=8 \(the spatial scorer needs 7\): use spatial_reduction<=4 \(or "
+            r"down_ratio<=5\)$",
+        ),
+        (  # both set, and no spatial_reduction reaches 7 relations over 4 positions
+            {"spatial_size": (2, 2), "spatial_reduction": 2, "down_ratio": 8},
+            ValueError,
+            r"^spatial_reduction=2 leaves 2 relation channels over H\*W=4 positions, too few for "
+            r"down_ratio=8 \(the spatial scorer needs 7\): use down_ratio<=3 \(no "
+            r"spatial_reduction leaves 7 of 4\)$",
+        ),
+        (  # only down_ratio set: the automatic spatial_reduction is already 1
+            {"spatial_size": (2, 2), "down_ratio": 8},
+            ValueError,
+            r"^down_ratio=8 leaves no hidden channels in the spatial scorer: H\*W=4 positions give "
+            r"at most 4 relation channels \(spatial_reduction=1\) and down_ratio=8 needs 7; use "
+            r"down_ratio<=5$",
         ),
         ({"down_ratio": -1}, ValueError, "down_ratio must be at least 1, got -1"),
     ],
@@ -95,9 +115,18 @@ def test_bad_spatial_configuration(kwargs: dict, error: type, match: str) -> Non
             "use_spatial and use_channel are both False",
         ),
         (
-            {"in_channels": 16},
+            {"in_channels": 16, "channel_reduction": 8, "down_ratio": 8},
             ValueError,
-            r"down_ratio=8 leaves no hidden channels in the channel scorer \(1 \+ 2 inputs\)",
+            r"^channel_reduction=8 leaves 2 relation channels over in_channels=16 channels, too "
+            r"few for down_ratio=8 \(the channel scorer needs 7\): use channel_reduction<=2 "
+            r"\(or down_ratio<=3\)$",
+        ),
+        (
+            {"in_channels": 4, "down_ratio": 8},
+            ValueError,
+            r"^down_ratio=8 leaves no hidden channels in the channel scorer: in_channels=4 "
+            r"channels give at most 4 relation channels \(channel_reduction=1\) and "
+            r"down_ratio=8 needs 7; use down_ratio<=5$",
         ),
     ],
 )

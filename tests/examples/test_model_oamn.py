@@ -205,9 +205,31 @@ def test_wrong_input_size_is_explained() -> None:
         model(images(2, size=(128, 64)))
 
 
-def test_too_small_an_input_for_the_mask_is_explained() -> None:
-    with pytest.raises(ValueError, match=r"\(4, 2\) feature map after layer3 \(stride 16\)"):
-        OAMN(5, "resnet18", input_size=(64, 32))
+@pytest.mark.parametrize(
+    ("input_size", "expected"),
+    [((64, 32), (1, 8)), ((128, 64), (4, 8)), ((256, 128), (8, 8))],  # f: 4x2, 8x4, 16x8
+)
+def test_mask_reductions_are_automatic_by_default(
+    input_size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    attention = OAMN(5, "resnet18", input_size=input_size).mask.attention
+    assert (attention.spatial_reduction, attention.down_ratio) == expected
+
+
+def test_given_mask_reductions_are_kept() -> None:
+    model = OAMN(5, "resnet18", input_size=(128, 64), mask_spatial_reduction=2, mask_down_ratio=2)
+    attention = model.mask.attention
+    assert (attention.spatial_reduction, attention.down_ratio) == (2, 2)
+    assert attention.W_spatial[0].out_channels == (1 + 32 // 2) // 2
+
+
+def test_mask_reductions_that_do_not_fit_are_explained() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"\(4, 2\) feature map after layer3 \(stride 16\).*mask_spatial_reduction=8, "
+        r"mask_down_ratio=8 .*use spatial_reduction<=1 \(or down_ratio<=2\)\. Leave them None",
+    ):
+        OAMN(5, "resnet18", input_size=(64, 32), mask_spatial_reduction=8, mask_down_ratio=8)
 
 
 @pytest.mark.parametrize(

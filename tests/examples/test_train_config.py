@@ -6,8 +6,10 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
-from examples.oamn.config import TrainConfig, config_from_args, config_parser
+from examples.oamn.checkpoint import load_model, save_checkpoint
+from examples.oamn.config import TrainConfig, build_model, config_from_args, config_parser
 
 
 def test_defaults_are_the_papers_recipe() -> None:
@@ -130,6 +132,9 @@ def test_empty_step_list() -> None:
         ({"epochs": 2.5}, r"epochs \(--epochs\) must be of type int"),
         ({"occlusion": 1}, r"occlusion \(--occlusion\) must be of type bool"),
         ({"occlusion_areas": ("half",)}, "must be a list of float"),
+        ({"mask_spatial_reduction": 0}, r"mask_spatial_reduction \(--mask-spatial-reduction\) "),
+        ({"mask_down_ratio": 2.5}, r"mask_down_ratio \(--mask-down-ratio\) must be of type int or"),
+        ({"weights": 3}, r"weights \(--weights\) must be of type str or null, got 3"),
     ],
 )
 def test_bad_values_name_the_option(values, match) -> None:
@@ -160,3 +165,45 @@ def test_missing_and_malformed_json_files(tmp_path) -> None:
     (tmp_path / "broken.json").write_text("{epochs: 3")
     with pytest.raises(ValueError, match="is not valid JSON"):
         TrainConfig.load(tmp_path / "broken.json")
+
+
+def test_mask_reductions_are_automatic_and_round_trip_as_null(tmp_path) -> None:
+    config = TrainConfig()
+    assert (config.mask_spatial_reduction, config.mask_down_ratio) == (None, None)
+    config.save(tmp_path / "config.json")
+    assert '"mask_spatial_reduction": null' in (tmp_path / "config.json").read_text()
+    assert TrainConfig.load(tmp_path / "config.json") == config
+    given = TrainConfig(mask_spatial_reduction=2, mask_down_ratio=4)
+    assert TrainConfig.from_dict(json.loads(json.dumps(given.to_dict()))) == given
+
+
+def test_mask_reductions_on_the_command_line(capsys) -> None:
+    config = config_from_args(["--mask-spatial-reduction", "4", "--mask-down-ratio", "none"])
+    assert (config.mask_spatial_reduction, config.mask_down_ratio) == (4, None)
+    with pytest.raises(SystemExit):
+        config_from_args(["--mask-down-ratio", "eight"])
+    assert "--mask-down-ratio takes int or none, got 'eight'" in capsys.readouterr().err
+
+
+def test_automatic_mask_reductions_resume_from_a_checkpoint(tmp_path) -> None:
+    # 64x32 images give resnet18 a 4x2 map after layer3: automatic spatial_reduction 1.
+    config = TrainConfig(backbone="resnet18", height=64, width=32)
+    model = build_model(config, num_classes=3)
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    save_checkpoint(
+        checkpoint,
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        epoch=1,
+        config=config,
+        num_classes=3,
+        rng_state={},
+        history=[],
+    )
+    assert config_from_args(["--resume", str(checkpoint)]) == dataclasses.replace(
+        config, resume=str(checkpoint)
+    )
+    restored, _ = load_model(checkpoint)  # rebuilt from the null values, loaded strictly
+    assert restored.mask.attention.spatial_reduction == 1
+    for name, value in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value), name

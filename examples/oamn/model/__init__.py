@@ -1,14 +1,15 @@
 """The OAMN network: a torchvision backbone split around an RGA-S attention mask.
 
 :class:`OAMN` (forward to an :class:`OAMNOutput`, ``extract`` for test features, ``gallery_bank``
-for occlusion unification), the backbone split (:mod:`.backbones`), local ImageNet weights
-(:func:`load_backbone_weights`, never a download) and the gallery-bank strategies (:mod:`.bank`).
+for occlusion unification), the backbone split (:mod:`.backbones`), ImageNet weights from a
+local file or a torchvision weight enum (:func:`resolve_backbone_weights`,
+:func:`load_backbone_weights`) and the gallery-bank strategies (:mod:`.bank`).
 """
 
 from .backbones import BACKBONES, STAGES, BackboneSplit, build_torchvision_model, split_backbone
 from .bank import BANK_STRATEGIES, occlusion_bank
 from .oamn import OAMN, POOLINGS, OAMNOutput
-from .weights import CLASSIFIER_PREFIXES, load_backbone_weights
+from .weights import CLASSIFIER_PREFIXES, load_backbone_weights, resolve_backbone_weights
 
 __all__ = [
     "BACKBONES",
@@ -22,5 +23,6 @@ __all__ = [
     "build_torchvision_model",
     "load_backbone_weights",
     "occlusion_bank",
+    "resolve_backbone_weights",
     "split_backbone",
 ]

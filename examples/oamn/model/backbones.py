@@ -82,8 +82,8 @@ class BackboneSplit:
 def build_torchvision_model(name: str) -> nn.Module:
     r"""A randomly initialised torchvision ImageNet model, built without any download.
 
-    Always calls the constructor with ``weights=None``: nothing is fetched (there is no network
-    here). Load ImageNet weights from a local file with
+    Always calls the constructor with ``weights=None``: nothing is fetched. Load ImageNet
+    weights (a local file, or a torchvision weight enum, cached or downloaded) with
     :func:`~examples.oamn.model.load_backbone_weights`.
 
     Args:

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models import WeightsEnum
 
 from oamn.attention import AttentionMask, RGASpatial
 
 from .backbones import build_torchvision_model, split_backbone
 from .bank import occlusion_bank
-from .weights import load_backbone_weights
+from .weights import load_backbone_weights, resolve_backbone_weights
 
 __all__ = ["OAMN", "POOLINGS", "OAMNOutput"]
 
@@ -72,18 +73,25 @@ class OAMN(nn.Module):
         last_stride: 2 (the paper) or 1: the stride of ``layer4``.
         input_size: ``(H, W)`` of the images. The mask module relates the fixed ``h*w`` positions
             of ``f``, so a model with a mask accepts only that size.
-        weights: path to a local torchvision ImageNet state dict of ``backbone`` (the ``fc`` or
-            ``classifier`` keys are ignored); ``None`` for a random initialisation. Nothing is
-            downloaded.
+        weights: ImageNet weights of ``backbone`` (the ``fc`` or ``classifier`` keys are
+            ignored): a path to a local torchvision state dict; a torchvision weight enum member
+            of the backbone (``torchvision.models.ResNet50_Weights.IMAGENET1K_V2``); or its name
+            (``"IMAGENET1K_V2"``, ``"DEFAULT"``, ``"ResNet50_Weights.IMAGENET1K_V2"``), read from
+            the torch hub cache or downloaded into it by torchvision (an existing file of that
+            name wins; see :func:`~examples.oamn.model.resolve_backbone_weights`). ``None``: a
+            random initialisation.
         pooling: ``"max"`` (the paper) or ``"avg"``.
         dropout: dropout probability before the classifier, in ``[0, 1)``.
         use_mask: ``False`` builds the baseline: no mask parameters, ``m`` all ones, ``g = f``.
         detach_mask_input: feed the mask ``f.detach()`` (the authors' code: the encoder learns
             only through ``g = m * f``) instead of ``f`` (the paper). No effect without a mask.
         mask_spatial_reduction: RGA-S's ``spatial_reduction`` (relations embedded to
-            ``h*w // mask_spatial_reduction`` channels).
-        mask_down_ratio: RGA-S's ``down_ratio``. Small inputs (fewer than 56 positions in ``f``
-            at the defaults) need smaller reductions.
+            ``h*w // mask_spatial_reduction`` channels); ``None`` (default): automatic, the
+            paper's 8 where it fits, smaller for small feature maps (the rule of
+            :class:`~oamn.attention.RGASpatial`; 4 for an 8x4 ``f``).
+        mask_down_ratio: RGA-S's ``down_ratio``; ``None`` (default): automatic, 8 unless even
+            ``mask_spatial_reduction=1`` leaves too few relations. Given values are kept; ones
+            that leave the mask no channel raise a ``ValueError`` with values that work.
 
     Attributes:
         encoder_low: E^I (``nn.Sequential`` of torchvision modules).
@@ -117,19 +125,19 @@ class OAMN(nn.Module):
         split_after: str = "layer3",
         last_stride: int = 2,
         input_size: tuple[int, int] = (256, 128),
-        weights: str | os.PathLike[str] | None = None,
+        weights: str | os.PathLike[str] | WeightsEnum | None = None,
         pooling: str = "max",
         dropout: float = 0.5,
         use_mask: bool = True,
         detach_mask_input: bool = False,
-        mask_spatial_reduction: int = 8,
-        mask_down_ratio: int = 8,
+        mask_spatial_reduction: int | None = None,
+        mask_down_ratio: int | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(num_classes, input_size, weights, pooling, dropout, use_mask)
+        _check_arguments(num_classes, input_size, pooling, dropout, use_mask)
         network = build_torchvision_model(backbone)
         if weights is not None:
-            load_backbone_weights(network, weights)
+            load_backbone_weights(network, resolve_backbone_weights(backbone, weights))
         split = split_backbone(network, backbone, split_after, last_stride)
         self.encoder_low = split.low
         self.encoder_high = split.high
@@ -164,8 +172,8 @@ class OAMN(nn.Module):
         split_after: str,
         stride: int,
         detach_input: bool,
-        spatial_reduction: int,
-        down_ratio: int,
+        spatial_reduction: int | None,
+        down_ratio: int | None,
     ) -> AttentionMask:
         try:
             attention = RGASpatial(
@@ -174,12 +182,15 @@ class OAMN(nn.Module):
                 spatial_reduction=spatial_reduction,
                 down_ratio=down_ratio,
             )
-        except ValueError as error:
-            raise ValueError(
+        except (TypeError, ValueError) as error:
+            # Only given values can fail (None always chooses working ones); RGASpatial names
+            # its own arguments, so say which of ours they are.
+            raise type(error)(
                 f"input_size={self.input_size} gives a {self.feature_size} feature map after "
-                f"{split_after} (stride {stride}), too small for the mask module: {error}. Use a "
-                f"larger input_size, an earlier split_after, or smaller mask_spatial_reduction / "
-                f"mask_down_ratio"
+                f"{split_after} (stride {stride}), and the mask module's RGA-S cannot use "
+                f"mask_spatial_reduction={spatial_reduction}, mask_down_ratio={down_ratio} "
+                f"(its spatial_reduction and down_ratio) there: {error}. Leave them None to "
+                f"choose values that work"
             ) from error
         return AttentionMask(attention, detach_input=detach_input)
 
@@ -325,7 +336,6 @@ class OAMN(nn.Module):
 def _check_arguments(
     num_classes: object,
     input_size: object,
-    weights: object,
     pooling: object,
     dropout: object,
     use_mask: object,
@@ -338,12 +348,6 @@ def _check_arguments(
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_size)
     ):
         raise ValueError(f"input_size must be an (H, W) pair of positive ints, got {input_size!r}")
-    if weights is not None and not isinstance(weights, str | os.PathLike):
-        raise TypeError(
-            f"weights must be a path to a local torchvision state dict or None, got "
-            f"{type(weights).__name__}; torchvision weight enums need a download, which is "
-            f"not available here"
-        )
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if not isinstance(dropout, float | int) or isinstance(dropout, bool) or not 0 <= dropout < 1:
