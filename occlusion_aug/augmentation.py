@@ -8,15 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._paste import memory_format_of, paste_bands
 from ._validation import check_images
-from .bands import LOCATIONS, band_slices, band_thickness, occlusion_type
-from .crops import resize_crops
+from .bands import LOCATIONS, band_thickness, occlusion_type
 from .params import OcclusionParams, draw_occlusion_params
 
 __all__ = ["OcclusionAugmentation", "OcclusionBatch"]
-
-_HORIZONTAL_BANDS = (1, 2)  # top, bottom: bands of full width
-_VERTICAL_BANDS = (3, 4)  # left, right: bands of full height
 
 
 @dataclass(frozen=True)
@@ -189,7 +186,7 @@ class OcclusionAugmentation(nn.Module):
             sources = images
         num_occluders = None if occluders is None else occluders.shape[0]
         source_size = (sources.shape[2], sources.shape[3])
-        self._check_bands(height, width)
+        _check_bands(self.areas, height, width)
         if params is None:
             params = self.generate_parameters(batch, source_size, num_occluders, generator)
         else:
@@ -202,34 +199,21 @@ class OcclusionAugmentation(nn.Module):
 
     def _paste(self, images: Tensor, sources: Tensor, params: OcclusionParams) -> Tensor:
         batch, channels, height, width = images.shape
-        views = images.new_empty((self.num_views, batch, channels, height, width))
+        # Allocated flat in the input's memory format: splitting the batch dimension into
+        # (V, B) keeps channels_last strides, so the views and the output share its layout.
+        flat = torch.empty(
+            (self.num_views * batch, channels, height, width),
+            dtype=images.dtype,
+            device=images.device,
+            memory_format=memory_format_of(images),
+        )
+        views = flat.view(self.num_views, batch, channels, height, width)
         views.copy_(images.expand_as(views))
-        view_of = {code: i + self.include_holistic for i, code in enumerate(self._location_codes)}
-        patch_top, patch_left = params.patch_top, params.patch_left
-        for area in self.areas:
-            members = torch.nonzero(params.area == area).squeeze(1)
-            if members.numel() == 0:
-                continue
-            # Plain slicing when every image shares the area avoids a scattered index_put.
-            rows = slice(None) if members.numel() == batch else members.to(images.device)
-            crops = sources.index_select(0, params.source_index[members].to(sources.device))
-            geometry = (
-                patch_top[members],
-                patch_left[members],
-                params.patch_height[members],
-                params.patch_width[members],
-            )
-            for codes in (_HORIZONTAL_BANDS, _VERTICAL_BANDS):
-                bands = {c: band_slices(c, area, height, width) for c in codes if c in view_of}
-                if not bands:
-                    continue
-                # Bands of one orientation share their size, so one resampled patch serves both.
-                band_rows, band_cols = next(iter(bands.values()))
-                size = (len(range(height)[band_rows]), len(range(width)[band_cols]))
-                patches = resize_crops(crops, *geometry, size=size)
-                for code, band in bands.items():
-                    views[view_of[code]][(rows, slice(None), *band)] = patches
-        return views.view(self.num_views * batch, channels, height, width)
+        canvases = {
+            code: views[i + self.include_holistic] for i, code in enumerate(self._location_codes)
+        }
+        paste_bands(canvases, sources, params, self.areas)
+        return flat
 
     def _labels(self, params: OcclusionParams, device: torch.device) -> dict[str, Tensor]:
         batch = params.batch_size
@@ -241,15 +225,6 @@ class OcclusionAugmentation(nn.Module):
             "area": area.to(device),
             "sample_index": torch.arange(batch).repeat(self.num_views).to(device),
         }
-
-    def _check_bands(self, height: int, width: int) -> None:
-        for area in self.areas:
-            for side, length in (("height", height), ("width", width)):
-                if int(band_thickness(torch.tensor(area), length)) == 0:
-                    raise ValueError(
-                        f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
-                        "use larger images or larger areas"
-                    )
 
     def _check_params(
         self,
@@ -279,6 +254,16 @@ class OcclusionAugmentation(nn.Module):
         unknown = sorted({float(a) for a in params.area.tolist()} - set(self.areas))
         if unknown:
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
+
+
+def _check_bands(areas: tuple[float, ...], height: int, width: int) -> None:
+    for area in areas:
+        for side, length in (("height", height), ("width", width)):
+            if int(band_thickness(torch.tensor(area), length)) == 0:
+                raise ValueError(
+                    f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
+                    "use larger images or larger areas"
+                )
 
 
 def _check_occluders(occluders: Tensor, images: Tensor) -> None:

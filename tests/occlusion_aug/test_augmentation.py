@@ -261,3 +261,29 @@ def test_runs_on_real_images(market_mini) -> None:
     # Bilinear resampling is a convex combination: values stay inside the input's range.
     assert float(out.images.min()) >= float(images.min())
     assert float(out.images.max()) <= float(images.max())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_in_channels_last_out(device: str) -> None:
+    images = torch.rand(4, 3, 32, 16, generator=seeded(21)).to(device)
+    aug = OcclusionAugmentation()
+    out = aug(images.to(memory_format=torch.channels_last), generator=seeded(22))
+    assert out.images.is_contiguous(memory_format=torch.channels_last)
+    assert not out.images.is_contiguous()
+    plain = aug(images, params=out.params).images
+    assert plain.is_contiguous()
+    assert torch.equal(out.images, plain)
+
+
+@pytest.mark.parametrize("occluders", [False, True])
+def test_uint8_equals_the_rounded_float_path(occluders: bool) -> None:
+    images = torch.randint(0, 256, (5, 3, 48, 24), generator=seeded(23), dtype=torch.uint8)
+    bank = torch.randint(0, 256, (3, 3, 20, 30), generator=seeded(24), dtype=torch.uint8)
+    extra = {"occluders": bank} if occluders else {}
+    aug = OcclusionAugmentation()
+    out = aug(images, generator=seeded(25), **extra)
+    assert out.images.dtype == torch.uint8
+    float_extra = {"occluders": bank.float()} if occluders else {}
+    reference = aug(images.float(), params=out.params, **float_extra).images
+    assert torch.equal(out.images, reference.round().to(torch.uint8))
+    assert not torch.equal(reference, reference.round())  # the rounding is exercised
