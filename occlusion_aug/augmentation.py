@@ -251,7 +251,7 @@ class OcclusionAugmentation(nn.Module):
             raise ValueError(
                 f"params were drawn for sources of size {params.source_size}, got {source_size}"
             )
-        unknown = sorted({float(a) for a in params.area.tolist()} - set(self.areas))
+        unknown = _unknown_areas(params.area, self.areas)
         if unknown:
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
 
@@ -264,6 +264,13 @@ def _check_bands(areas: tuple[float, ...], height: int, width: int) -> None:
                     f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
                     "use larger images or larger areas"
                 )
+
+
+def _unknown_areas(area: Tensor, areas: tuple[float, ...]) -> list[float]:
+    """The values of ``area`` that are not in ``areas``, compared in float32 as they are drawn."""
+    area = area.to(torch.float32)
+    known = torch.tensor(areas, dtype=torch.float32)
+    return sorted(set(area[~torch.isin(area, known)].tolist()))
 
 
 def _check_occluders(occluders: Tensor, images: Tensor) -> None:

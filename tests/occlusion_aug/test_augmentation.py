@@ -197,6 +197,15 @@ def test_replay_reproduces_bit_for_bit() -> None:
     assert again.params is out.params
 
 
+def test_replay_with_areas_not_exact_in_float32() -> None:
+    # 0.3 and 0.6 are drawn as float32 values that differ from the Python floats.
+    images = torch.rand(4, 3, 40, 20, generator=seeded(26))
+    aug = OcclusionAugmentation(areas=(0.3, 0.6))
+    out = aug(images, generator=seeded(27))
+    assert set(out.params.area.tolist()) <= {float(torch.tensor(a)) for a in (0.3, 0.6)}
+    assert torch.equal(aug(images, params=out.params).images, out.images)
+
+
 def test_same_seed_same_output_and_different_seed_differs() -> None:
     images = torch.rand(6, 3, 32, 16, generator=seeded(11))
     aug = OcclusionAugmentation()
