@@ -65,6 +65,18 @@ class OcclusionAugmentation(nn.Module):
     The batch is processed at once on its own device; the only Python loop is over the
     (area, band orientation) cases, at most ``2 * len(areas)``.
 
+    Put it *last* in a pipeline, after every per-image transform: it returns an
+    :class:`OcclusionBatch`, not a tensor, with ``V`` rows per input image, so the identity and
+    camera labels must be expanded to match (``labels = pids[out.sample_index]``). A later
+    torchvision ``v2`` transform would pass the :class:`OcclusionBatch` through untouched,
+    silently; ``nn.Sequential`` and kornia's containers fail at the next module instead. For a
+    single occluded view inside an augmentation pipeline, use
+    :class:`~oamn.occlusion_aug.RandomBandOcclusion`.
+
+    ``torch.compile`` runs it, but not as one graph (``fullgraph=True`` fails): the images of
+    each area form a group whose size depends on the drawn areas (``torch.nonzero``), and
+    replayed parameters are validated by reading their values.
+
     Args:
         locations: the band locations to produce, a non-empty subset of
             ``("top", "bottom", "left", "right")``, in output order.
@@ -75,16 +87,24 @@ class OcclusionAugmentation(nn.Module):
         include_holistic: put the unmodified images first in the output.
 
     Shape:
-        - images: ``(B, C, H, W)`` floating, any device; ``B >= 2`` unless ``occluders`` given.
+        - images: ``(B, C, H, W)``, floating or uint8, any device and memory format; ``B >= 2``
+          unless ``occluders`` given. Values are not clamped (any range, e.g. normalised).
         - occluders: ``(N, C, h, w)``, same dtype and device as ``images``, any ``h x w``.
-        - output: :class:`OcclusionBatch` with ``(V*B, C, H, W)`` images,
-          ``V = len(locations) + include_holistic``.
+        - output: :class:`OcclusionBatch` with ``(V*B, C, H, W)`` images of the input's dtype,
+          device and memory format (a ``torch.channels_last`` batch gives channels_last views),
+          ``V = len(locations) + include_holistic``. uint8 patches are resampled in float32
+          and rounded half to even: the output equals the float result on ``images.float()``,
+          rounded.
 
     Example:
         >>> aug = OcclusionAugmentation()
+        >>> pids = torch.tensor([3, 3, 7, 7, 9, 9, 4, 4])  # identity labels of the 8 images
         >>> out = aug(torch.rand(8, 3, 256, 128), generator=torch.Generator().manual_seed(0))
         >>> out.images.shape, out.location[::8].tolist()
         (torch.Size([40, 3, 256, 128]), [0, 1, 2, 3, 4])
+        >>> labels = pids[out.sample_index]  # one label per output row
+        >>> labels[::8].tolist(), labels[:8].tolist() == pids.tolist()
+        ([3, 3, 3, 3, 3], True)
         >>> again = aug(torch.rand(8, 3, 256, 128), params=out.params)  # same patches and areas
     """
 
@@ -162,7 +182,7 @@ class OcclusionAugmentation(nn.Module):
         r"""Make the holistic and occluded views of ``images``.
 
         Args:
-            images: ``(B, C, H, W)`` floating images, any device.
+            images: ``(B, C, H, W)`` floating or uint8 images, any device.
             generator: source of randomness for new parameters (ignored when ``params`` given).
             params: parameters of an earlier call to replay instead of drawing new ones.
             occluders: optional ``(N, C, h, w)`` images to cut the patches from instead of the

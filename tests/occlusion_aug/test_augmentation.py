@@ -296,3 +296,13 @@ def test_uint8_equals_the_rounded_float_path(occluders: bool) -> None:
     reference = aug(images.float(), params=out.params, **float_extra).images
     assert torch.equal(out.images, reference.round().to(torch.uint8))
     assert not torch.equal(reference, reference.round())  # the rounding is exercised
+
+
+def test_torch_compile_gives_the_eager_result() -> None:
+    images = torch.rand(6, 3, 32, 16, generator=seeded(28))
+    aug = OcclusionAugmentation()
+    eager = aug(images, generator=seeded(29))
+    compiled = torch.compile(aug, backend="eager")(images, params=eager.params)
+    assert torch.equal(compiled.images, eager.images)
+    for name in ("location", "area", "sample_index"):
+        assert torch.equal(getattr(compiled, name), getattr(eager, name))
