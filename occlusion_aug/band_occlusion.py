@@ -56,10 +56,10 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
     The batch is processed at once on its own device; the only Python loop is over the
     (location, area) groups, at most ``4 * len(areas)``.
 
-    ``torch.compile`` runs it, but not as one graph (``fullgraph=True`` fails): the parameters
-    are drawn on the CPU with ``torch.multinomial`` and read back as Python numbers, each
-    (location, area) group's size depends on the drawn values (``torch.nonzero``), and replayed
-    parameters are validated by reading their values.
+    ``torch.compile`` runs it, but not as one graph (``fullgraph=True`` fails; kornia's base
+    class is not the cause): each (location, area) group's size depends on the drawn values
+    (``torch.nonzero``), and the band sizes and replayed parameters are checked by reading
+    tensor values as Python numbers.
 
     Args:
         locations: the band locations to draw from, a non-empty subset of
