@@ -1,10 +1,12 @@
 """Batched OAMN occlusion augmentation on tensors, on any device.
 
-Corner patches of other images pasted as top/bottom/left/right half/quarter bands, with labels,
-and the band geometry shared with test-time occlusion (see README.md for the convention).
+Corner patches of other images pasted as top/bottom/left/right half/quarter bands: the 5-view
+OAMN expansion with labels, a single-view kornia augmentation, and the band geometry shared with
+test-time occlusion (see README.md for the convention).
 """
 
 from .augmentation import OcclusionAugmentation, OcclusionBatch
+from .band_occlusion import RandomBandOcclusion
 from .bands import (
     LOCATIONS,
     NUM_OCCLUSION_TYPES,
@@ -25,6 +27,7 @@ __all__ = [
     "OcclusionAugmentation",
     "OcclusionBatch",
     "OcclusionParams",
+    "RandomBandOcclusion",
     "band_mask",
     "band_slices",
     "band_thickness",

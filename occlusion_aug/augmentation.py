@@ -8,15 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._paste import memory_format_of, paste_bands
 from ._validation import check_images
-from .bands import LOCATIONS, band_slices, band_thickness, occlusion_type
-from .crops import resize_crops
+from .bands import LOCATIONS, band_thickness, occlusion_type
 from .params import OcclusionParams, draw_occlusion_params
 
 __all__ = ["OcclusionAugmentation", "OcclusionBatch"]
-
-_HORIZONTAL_BANDS = (1, 2)  # top, bottom: bands of full width
-_VERTICAL_BANDS = (3, 4)  # left, right: bands of full height
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,18 @@ class OcclusionAugmentation(nn.Module):
     The batch is processed at once on its own device; the only Python loop is over the
     (area, band orientation) cases, at most ``2 * len(areas)``.
 
+    Put it *last* in a pipeline, after every per-image transform: it returns an
+    :class:`OcclusionBatch`, not a tensor, with ``V`` rows per input image, so the identity and
+    camera labels must be expanded to match (``labels = pids[out.sample_index]``). A later
+    torchvision ``v2`` transform would pass the :class:`OcclusionBatch` through untouched,
+    silently; ``nn.Sequential`` and kornia's containers fail at the next module instead. For a
+    single occluded view inside an augmentation pipeline, use
+    :class:`~oamn.occlusion_aug.RandomBandOcclusion`.
+
+    ``torch.compile`` runs it, but not as one graph (``fullgraph=True`` fails): the images of
+    each area form a group whose size depends on the drawn areas (``torch.nonzero``), and
+    replayed parameters are validated by reading their values.
+
     Args:
         locations: the band locations to produce, a non-empty subset of
             ``("top", "bottom", "left", "right")``, in output order.
@@ -78,16 +87,24 @@ class OcclusionAugmentation(nn.Module):
         include_holistic: put the unmodified images first in the output.
 
     Shape:
-        - images: ``(B, C, H, W)`` floating, any device; ``B >= 2`` unless ``occluders`` given.
+        - images: ``(B, C, H, W)``, floating or uint8, any device and memory format; ``B >= 2``
+          unless ``occluders`` given. Values are not clamped (any range, e.g. normalised).
         - occluders: ``(N, C, h, w)``, same dtype and device as ``images``, any ``h x w``.
-        - output: :class:`OcclusionBatch` with ``(V*B, C, H, W)`` images,
-          ``V = len(locations) + include_holistic``.
+        - output: :class:`OcclusionBatch` with ``(V*B, C, H, W)`` images of the input's dtype,
+          device and memory format (a ``torch.channels_last`` batch gives channels_last views),
+          ``V = len(locations) + include_holistic``. uint8 patches are resampled in float32
+          and rounded half to even: the output equals the float result on ``images.float()``,
+          rounded.
 
     Example:
         >>> aug = OcclusionAugmentation()
+        >>> pids = torch.tensor([3, 3, 7, 7, 9, 9, 4, 4])  # identity labels of the 8 images
         >>> out = aug(torch.rand(8, 3, 256, 128), generator=torch.Generator().manual_seed(0))
         >>> out.images.shape, out.location[::8].tolist()
         (torch.Size([40, 3, 256, 128]), [0, 1, 2, 3, 4])
+        >>> labels = pids[out.sample_index]  # one label per output row
+        >>> labels[::8].tolist(), labels[:8].tolist() == pids.tolist()
+        ([3, 3, 3, 3, 3], True)
         >>> again = aug(torch.rand(8, 3, 256, 128), params=out.params)  # same patches and areas
     """
 
@@ -165,7 +182,7 @@ class OcclusionAugmentation(nn.Module):
         r"""Make the holistic and occluded views of ``images``.
 
         Args:
-            images: ``(B, C, H, W)`` floating images, any device.
+            images: ``(B, C, H, W)`` floating or uint8 images, any device.
             generator: source of randomness for new parameters (ignored when ``params`` given).
             params: parameters of an earlier call to replay instead of drawing new ones.
             occluders: optional ``(N, C, h, w)`` images to cut the patches from instead of the
@@ -189,7 +206,7 @@ class OcclusionAugmentation(nn.Module):
             sources = images
         num_occluders = None if occluders is None else occluders.shape[0]
         source_size = (sources.shape[2], sources.shape[3])
-        self._check_bands(height, width)
+        _check_bands(self.areas, height, width)
         if params is None:
             params = self.generate_parameters(batch, source_size, num_occluders, generator)
         else:
@@ -202,34 +219,21 @@ class OcclusionAugmentation(nn.Module):
 
     def _paste(self, images: Tensor, sources: Tensor, params: OcclusionParams) -> Tensor:
         batch, channels, height, width = images.shape
-        views = images.new_empty((self.num_views, batch, channels, height, width))
+        # Allocated flat in the input's memory format: splitting the batch dimension into
+        # (V, B) keeps channels_last strides, so the views and the output share its layout.
+        flat = torch.empty(
+            (self.num_views * batch, channels, height, width),
+            dtype=images.dtype,
+            device=images.device,
+            memory_format=memory_format_of(images),
+        )
+        views = flat.view(self.num_views, batch, channels, height, width)
         views.copy_(images.expand_as(views))
-        view_of = {code: i + self.include_holistic for i, code in enumerate(self._location_codes)}
-        patch_top, patch_left = params.patch_top, params.patch_left
-        for area in self.areas:
-            members = torch.nonzero(params.area == area).squeeze(1)
-            if members.numel() == 0:
-                continue
-            # Plain slicing when every image shares the area avoids a scattered index_put.
-            rows = slice(None) if members.numel() == batch else members.to(images.device)
-            crops = sources.index_select(0, params.source_index[members].to(sources.device))
-            geometry = (
-                patch_top[members],
-                patch_left[members],
-                params.patch_height[members],
-                params.patch_width[members],
-            )
-            for codes in (_HORIZONTAL_BANDS, _VERTICAL_BANDS):
-                bands = {c: band_slices(c, area, height, width) for c in codes if c in view_of}
-                if not bands:
-                    continue
-                # Bands of one orientation share their size, so one resampled patch serves both.
-                band_rows, band_cols = next(iter(bands.values()))
-                size = (len(range(height)[band_rows]), len(range(width)[band_cols]))
-                patches = resize_crops(crops, *geometry, size=size)
-                for code, band in bands.items():
-                    views[view_of[code]][(rows, slice(None), *band)] = patches
-        return views.view(self.num_views * batch, channels, height, width)
+        canvases = {
+            code: views[i + self.include_holistic] for i, code in enumerate(self._location_codes)
+        }
+        paste_bands(canvases, sources, params, self.areas)
+        return flat
 
     def _labels(self, params: OcclusionParams, device: torch.device) -> dict[str, Tensor]:
         batch = params.batch_size
@@ -241,15 +245,6 @@ class OcclusionAugmentation(nn.Module):
             "area": area.to(device),
             "sample_index": torch.arange(batch).repeat(self.num_views).to(device),
         }
-
-    def _check_bands(self, height: int, width: int) -> None:
-        for area in self.areas:
-            for side, length in (("height", height), ("width", width)):
-                if int(band_thickness(torch.tensor(area), length)) == 0:
-                    raise ValueError(
-                        f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
-                        "use larger images or larger areas"
-                    )
 
     def _check_params(
         self,
@@ -276,9 +271,26 @@ class OcclusionAugmentation(nn.Module):
             raise ValueError(
                 f"params were drawn for sources of size {params.source_size}, got {source_size}"
             )
-        unknown = sorted({float(a) for a in params.area.tolist()} - set(self.areas))
+        unknown = _unknown_areas(params.area, self.areas)
         if unknown:
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
+
+
+def _check_bands(areas: tuple[float, ...], height: int, width: int) -> None:
+    for area in areas:
+        for side, length in (("height", height), ("width", width)):
+            if int(band_thickness(torch.tensor(area), length)) == 0:
+                raise ValueError(
+                    f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
+                    "use larger images or larger areas"
+                )
+
+
+def _unknown_areas(area: Tensor, areas: tuple[float, ...]) -> list[float]:
+    """The values of ``area`` that are not in ``areas``, compared in float32 as they are drawn."""
+    area = area.to(torch.float32)
+    known = torch.tensor(areas, dtype=torch.float32)
+    return sorted(set(area[~torch.isin(area, known)].tolist()))
 
 
 def _check_occluders(occluders: Tensor, images: Tensor) -> None:

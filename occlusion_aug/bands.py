@@ -46,11 +46,11 @@ NUM_OCCLUSION_TYPES = 9
 _TYPE_AREAS = (0.5, 0.25)
 
 
-def band_thickness(area: Tensor, length: int) -> Tensor:
+def band_thickness(area: Tensor | float | Sequence[float], length: int) -> Tensor:
     r"""Number of lines of a band covering ``area`` of a side ``length`` lines long.
 
     Args:
-        area: any shape, floating, values in ``[0, 1]``.
+        area: any shape (a tensor, number, list or tuple), values in ``[0, 1]``.
         length: the side's length in pixels (rows for top/bottom, columns for left/right).
 
     Returns:
@@ -60,7 +60,8 @@ def band_thickness(area: Tensor, length: int) -> Tensor:
         >>> band_thickness(torch.tensor([0.5, 0.25, 0.0]), 7)
         tensor([4, 2, 0])
     """
-    return torch.floor(area.to(torch.float64) * length + 0.5).to(torch.int64)
+    area = torch.as_tensor(area, dtype=torch.float64)
+    return torch.floor(area * length + 0.5).to(torch.int64)
 
 
 def band_mask(
@@ -152,11 +153,11 @@ def occlude(
     r"""Fill the occlusion band of each image with a constant (test-time "black box" occlusion).
 
     Args:
-        images: ``(N, C, H, W)`` floating images or feature maps, any device.
+        images: ``(N, C, H, W)`` floating or uint8 images, or feature maps, any device.
         location: ``(N,)`` location codes (see :func:`band_mask`).
         area: ``(N,)`` band areas in ``[0, 1]``.
-        fill: the value written into the band: a number, or a ``(C,)`` tensor (one per channel,
-            e.g. the normalisation mean).
+        fill: the value written into the band: a number, or a ``(C,)`` tensor, list or tuple
+            (one per channel, e.g. the normalisation mean); integers in ``0..255`` for uint8.
 
     Returns:
         A new ``(N, C, H, W)`` tensor of ``images``' dtype and device; outside the bands it equals
@@ -178,7 +179,12 @@ def occlude(
             f"got {tuple(location.shape)}"
         )
     mask = band_mask(location, area, images.shape[2], images.shape[3])
-    fill = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
+    fill = torch.as_tensor(fill, device=images.device)
+    if not images.is_floating_point() and not bool(
+        ((fill == fill.round()) & (fill >= 0) & (fill <= 255)).all()
+    ):
+        raise ValueError(f"fill must hold integers in 0..255 for uint8 images, got {fill}")
+    fill = fill.to(images.dtype)
     if fill.ndim == 1:
         if fill.numel() != images.shape[1]:
             raise ValueError(
@@ -191,11 +197,11 @@ def occlude(
     return torch.where(mask, fill, images)
 
 
-def occlusion_type(location: Tensor, area: Tensor) -> Tensor:
+def occlusion_type(location: Tensor | Sequence[int], area: Tensor | Sequence[float]) -> Tensor:
     r"""Occlusion type index of each (location, area) pair, per the shared convention.
 
     Args:
-        location: ``(N,)`` integer location codes in ``0..4``.
+        location: ``(N,)`` integer location codes in ``0..4`` (a tensor, list or tuple).
         area: ``(N,)`` areas: ``0`` with location 0, else ``0.5`` or ``0.25``.
 
     Returns:
@@ -217,11 +223,11 @@ def occlusion_type(location: Tensor, area: Tensor) -> Tensor:
     return torch.where(location == 0, 0, location + 4 * is_quarter.to(torch.int64))
 
 
-def location_and_area(occlusion_type: Tensor) -> tuple[Tensor, Tensor]:
+def location_and_area(occlusion_type: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
     r"""Inverse of :func:`occlusion_type`.
 
     Args:
-        occlusion_type: ``(N,)`` integer type indices in ``0..8``.
+        occlusion_type: ``(N,)`` integer type indices in ``0..8`` (a tensor, list or tuple).
 
     Returns:
         ``(location, area)``: ``(N,)`` int64 codes in ``0..4`` and ``(N,)`` float32 areas.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,10 +15,10 @@ __all__ = ["resize_crops"]
 
 def resize_crops(
     images: Tensor,
-    top: Tensor,
-    left: Tensor,
-    height: Tensor,
-    width: Tensor,
+    top: Tensor | Sequence[int],
+    left: Tensor | Sequence[int],
+    height: Tensor | Sequence[int],
+    width: Tensor | Sequence[int],
     size: tuple[int, int],
 ) -> Tensor:
     r"""Crop a different rectangle out of each image and resize all crops to one size.
@@ -26,9 +28,13 @@ def resize_crops(
     batch is resampled at once and only the output pixels are computed.
 
     Args:
-        images: ``(N, C, H, W)`` floating source images, any device. float16 and bfloat16 are
-            resampled in float32 and returned in their own dtype.
-        top: ``(N,)`` integer first row of each crop (the four box tensors are read on the CPU).
+        images: ``(N, C, H, W)`` floating or uint8 source images, any device. float16, bfloat16
+            and uint8 are resampled in float32 and returned in their own dtype; uint8 results are
+            rounded half to even (``torch.round``), so they equal
+            ``resize_crops(images.float(), ...).round().byte()``. Bilinear weights are convex, so
+            the rounded values stay in ``0..255``.
+        top: ``(N,)`` integers (a tensor, list or tuple), the first row of each crop (the four box
+            arguments are read on the CPU).
         left: ``(N,)`` integer first column of each crop.
         height: ``(N,)`` integer crop heights, ``>= 1``, ``top + height <= H``.
         width: ``(N,)`` integer crop widths, ``>= 1``, ``left + width <= W``.
@@ -47,18 +53,21 @@ def resize_crops(
     num, _, src_h, src_w = check_images(images)
     boxes = {"top": top, "left": left, "height": height, "width": width}
     for name, value in boxes.items():
-        if not isinstance(value, Tensor) or value.shape != (num,):
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        boxes[name] = value = torch.as_tensor(value)
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"top/left/height/width must hold integers; {name} is {value.dtype}")
+        if value.shape != (num,):
             raise ValueError(
-                f"top/left/height/width must each have shape ({num},); {name} is {shape}"
+                f"top/left/height/width must each have shape ({num},); {name} is "
+                f"{tuple(value.shape)}"
             )
     out_h, out_w = size
     # The coordinates are tiny: computing them on the CPU in float64 saves a dozen kernel launches
     # on an accelerator and works on backends without float64.
     geometry = torch.stack(list(boxes.values())).to("cpu", torch.float64)
     top, left, height, width = geometry[:, :, None]
-    reduced_precision = images.dtype in (torch.float16, torch.bfloat16)
-    compute_dtype = torch.float32 if reduced_precision else images.dtype
+    full_precision = images.dtype in (torch.float32, torch.float64)
+    compute_dtype = images.dtype if full_precision else torch.float32
     rows = _source_coordinates(top, height, out_h, src_h).to(images.device, compute_dtype)
     cols = _source_coordinates(left, width, out_w, src_w).to(images.device, compute_dtype)
     grid = torch.stack(torch.broadcast_tensors(cols[:, None, :], rows[:, :, None]), dim=-1)
@@ -69,6 +78,8 @@ def resize_crops(
         padding_mode="border",
         align_corners=False,
     )
+    if not images.is_floating_point():
+        resized = resized.round()
     return resized.to(images.dtype)
 
 

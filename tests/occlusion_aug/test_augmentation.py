@@ -197,6 +197,15 @@ def test_replay_reproduces_bit_for_bit() -> None:
     assert again.params is out.params
 
 
+def test_replay_with_areas_not_exact_in_float32() -> None:
+    # 0.3 and 0.6 are drawn as float32 values that differ from the Python floats.
+    images = torch.rand(4, 3, 40, 20, generator=seeded(26))
+    aug = OcclusionAugmentation(areas=(0.3, 0.6))
+    out = aug(images, generator=seeded(27))
+    assert set(out.params.area.tolist()) <= {float(torch.tensor(a)) for a in (0.3, 0.6)}
+    assert torch.equal(aug(images, params=out.params).images, out.images)
+
+
 def test_same_seed_same_output_and_different_seed_differs() -> None:
     images = torch.rand(6, 3, 32, 16, generator=seeded(11))
     aug = OcclusionAugmentation()
@@ -261,3 +270,39 @@ def test_runs_on_real_images(market_mini) -> None:
     # Bilinear resampling is a convex combination: values stay inside the input's range.
     assert float(out.images.min()) >= float(images.min())
     assert float(out.images.max()) <= float(images.max())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_in_channels_last_out(device: str) -> None:
+    images = torch.rand(4, 3, 32, 16, generator=seeded(21)).to(device)
+    aug = OcclusionAugmentation()
+    out = aug(images.to(memory_format=torch.channels_last), generator=seeded(22))
+    assert out.images.is_contiguous(memory_format=torch.channels_last)
+    assert not out.images.is_contiguous()
+    plain = aug(images, params=out.params).images
+    assert plain.is_contiguous()
+    assert torch.equal(out.images, plain)
+
+
+@pytest.mark.parametrize("occluders", [False, True])
+def test_uint8_equals_the_rounded_float_path(occluders: bool) -> None:
+    images = torch.randint(0, 256, (5, 3, 48, 24), generator=seeded(23), dtype=torch.uint8)
+    bank = torch.randint(0, 256, (3, 3, 20, 30), generator=seeded(24), dtype=torch.uint8)
+    extra = {"occluders": bank} if occluders else {}
+    aug = OcclusionAugmentation()
+    out = aug(images, generator=seeded(25), **extra)
+    assert out.images.dtype == torch.uint8
+    float_extra = {"occluders": bank.float()} if occluders else {}
+    reference = aug(images.float(), params=out.params, **float_extra).images
+    assert torch.equal(out.images, reference.round().to(torch.uint8))
+    assert not torch.equal(reference, reference.round())  # the rounding is exercised
+
+
+def test_torch_compile_gives_the_eager_result() -> None:
+    images = torch.rand(6, 3, 32, 16, generator=seeded(28))
+    aug = OcclusionAugmentation()
+    eager = aug(images, generator=seeded(29))
+    compiled = torch.compile(aug, backend="eager")(images, params=eager.params)
+    assert torch.equal(compiled.images, eager.images)
+    for name in ("location", "area", "sample_index"):
+        assert torch.equal(getattr(compiled, name), getattr(eager, name))

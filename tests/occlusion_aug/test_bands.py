@@ -137,6 +137,31 @@ def test_occlude_per_channel_fill() -> None:
     assert not out[0, :, :2].any()
 
 
+def test_occlude_uint8_keeps_dtype_and_writes_the_fill() -> None:
+    images = torch.full((2, 3, 4, 4), 200, dtype=torch.uint8)
+    out = occlude(images, [1, 3], [0.5, 0.25], fill=[0, 128, 255])
+    assert out.dtype == torch.uint8
+    assert out[0, :, :2].flatten(1).tolist() == [[0] * 8, [128] * 8, [255] * 8]
+    assert out[1, :, :, :1].flatten(1).tolist() == [[0] * 4, [128] * 4, [255] * 4]
+    assert bool((out[0, :, 2:] == 200).all())
+    assert bool((out[1, :, :, 1:] == 200).all())
+
+
+def test_python_lists_are_accepted_like_tensors() -> None:
+    assert band_thickness([0.5, 0.25, 0.0], 7).tolist() == [4, 2, 0]
+    assert band_thickness(0.5, 5).tolist() == 3
+    assert occlusion_type([0, 1, 4, 3], (0.0, 0.5, 0.25, 0.25)).tolist() == [0, 1, 8, 7]
+    location, area = location_and_area((0, 2, 7))
+    assert location.tolist() == [0, 2, 3]
+    assert area.tolist() == [0.0, 0.5, 0.25]
+    assert area.dtype == torch.float32
+    from_lists = band_mask([1, 4], [0.5, 0.25], 4, 4)
+    assert torch.equal(from_lists, band_mask(torch.tensor([1, 4]), torch.tensor([0.5, 0.25]), 4, 4))
+    images = torch.rand(2, 3, 4, 4)
+    expected = occlude(images, torch.tensor([2, 3]), torch.tensor([0.5, 0.5]), torch.ones(3))
+    assert torch.equal(occlude(images, [2, 3], [0.5, 0.5], fill=[1.0, 1.0, 1.0]), expected)
+
+
 def test_occlusion_type_convention_round_trip() -> None:
     location = torch.tensor([0, 1, 2, 3, 4, 1, 2, 3, 4])
     area = torch.tensor([0.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25])
@@ -182,8 +207,12 @@ def test_occlude_rejects_bad_input() -> None:
         occlude(images, [1], [0.5])
     with pytest.raises(ValueError, match="fill must be a number or have shape \\(3,\\)"):
         occlude(images, [1, 2], [0.5, 0.5], fill=torch.zeros(2))
-    with pytest.raises(TypeError, match="images must be a floating tensor"):
-        occlude(images.to(torch.uint8), [1, 2], [0.5, 0.5])
+    with pytest.raises(TypeError, match="images must be a floating or uint8 tensor"):
+        occlude(images.to(torch.int64), [1, 2], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"fill must hold integers in 0\.\.255 for uint8"):
+        occlude(images.to(torch.uint8), [1, 2], [0.5, 0.5], fill=-1.0)
+    with pytest.raises(ValueError, match=r"fill must hold integers in 0\.\.255 for uint8"):
+        occlude(images.to(torch.uint8), [1, 2], [0.5, 0.5], fill=[0.0, 0.5, 7.0])
     with pytest.raises(ValueError, match="images must have shape"):
         occlude(images[0], [1, 2], [0.5, 0.5])
 

@@ -65,3 +65,45 @@ def test_resize_crops_rejects_mismatched_boxes() -> None:
     box = torch.ones(2, dtype=torch.long)
     with pytest.raises(ValueError, match=r"must each have shape \(3,\)"):
         resize_crops(images, box, box, box, box, (4, 4))
+
+
+def test_resize_crops_uint8_is_the_rounded_float32_result() -> None:
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (6, 3, 21, 13), generator=generator, dtype=torch.uint8)
+    boxes = random_boxes(6, 21, 13, generator)
+    got = resize_crops(images, *boxes, (17, 9))
+    reference = resize_crops(images.float(), *boxes, (17, 9))
+    assert got.dtype == torch.uint8
+    assert torch.equal(got, reference.round().to(torch.uint8))
+    # Rounding, not truncation: the fractional parts in the float result are really there.
+    assert bool(((reference - reference.floor()) > 0.5).any())
+
+
+def test_resize_crops_rounds_half_to_even() -> None:
+    images = torch.tensor([[[[1, 2, 3]]]], dtype=torch.uint8)
+    upsampled = resize_crops(images.float(), [0], [0], [1], [3], (1, 6))
+    assert upsampled.flatten().tolist() == [1.0, 1.25, 1.75, 2.25, 2.75, 3.0]
+    assert resize_crops(images, [0], [0], [1], [3], (1, 6)).flatten().tolist() == [1, 1, 2, 2, 3, 3]
+    # A 2-pixel crop shrunk to 1 pixel is the mean of its pixels: 1.5 -> 2, but 2.5 -> 2.
+    pair = images.expand(2, 1, 1, 3)
+    means = resize_crops(pair.float(), [0, 0], [0, 1], [1, 1], [2, 2], (1, 1))
+    assert means.flatten().tolist() == [1.5, 2.5]
+    assert resize_crops(pair, [0, 0], [0, 1], [1, 1], [2, 2], (1, 1)).flatten().tolist() == [2, 2]
+
+
+def test_resize_crops_accepts_lists_and_tuples() -> None:
+    images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    as_tensors = resize_crops(
+        images,
+        torch.tensor([0, 2]),
+        torch.tensor([1, 3]),
+        torch.tensor([4, 5]),
+        torch.tensor([3, 2]),
+        (6, 6),
+    )
+    assert torch.equal(resize_crops(images, [0, 2], (1, 3), [4, 5], (3, 2), (6, 6)), as_tensors)
+
+
+def test_resize_crops_rejects_fractional_boxes() -> None:
+    with pytest.raises(TypeError, match=r"must hold integers; left is torch\.float32"):
+        resize_crops(torch.rand(1, 1, 8, 8), [0], [0.5], [4], [4], (4, 4))

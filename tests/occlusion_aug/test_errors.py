@@ -39,8 +39,9 @@ def test_bad_configuration(kwargs, error, match) -> None:
     [
         ([[1.0]], TypeError, "images must be a torch.Tensor"),
         (torch.rand(3, 32, 16), ValueError, r"images must have shape \(B, C, H, W\)"),
-        (torch.zeros(2, 3, 32, 16, dtype=torch.uint8), TypeError, "images must be a floating"),
+        (torch.zeros(2, 3, 32, 16, dtype=torch.int32), TypeError, "floating or uint8 tensor"),
         (torch.zeros(2, 3, 32, 16, dtype=torch.int64), TypeError, "images must be a floating"),
+        (torch.zeros(2, 3, 32, 16, dtype=torch.bool), TypeError, "images must be a floating"),
         (torch.rand(0, 3, 32, 16), ValueError, "empty batch"),
         (torch.rand(1, 3, 32, 16), ValueError, "at least 2 images.*pass occluders="),
         (torch.rand(2, 3, 1, 16), ValueError, r"area 0\.25 of a 1-pixel image height"),
