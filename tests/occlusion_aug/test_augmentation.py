@@ -284,10 +284,12 @@ def test_channels_last_in_channels_last_out(device: str) -> None:
     assert torch.equal(out.images, plain)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("occluders", [False, True])
-def test_uint8_equals_the_rounded_float_path(occluders: bool) -> None:
+def test_uint8_equals_the_rounded_float_path(occluders: bool, device: str) -> None:
     images = torch.randint(0, 256, (5, 3, 48, 24), generator=seeded(23), dtype=torch.uint8)
     bank = torch.randint(0, 256, (3, 3, 20, 30), generator=seeded(24), dtype=torch.uint8)
+    images, bank = images.to(device), bank.to(device)
     extra = {"occluders": bank} if occluders else {}
     aug = OcclusionAugmentation()
     out = aug(images, generator=seeded(25), **extra)

@@ -183,9 +183,10 @@ def test_keepdim_with_one_image_takes_the_patch_from_itself() -> None:
     assert RandomBandOcclusion(p=1.0, keepdim=True)(image[0]).shape == (40, 20)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("p", [1.0, 0.5])
-def test_channels_last_in_channels_last_out(p: float) -> None:
-    images = torch.rand(6, 3, 32, 16)
+def test_channels_last_in_channels_last_out(p: float, device: str) -> None:
+    images = torch.rand(6, 3, 32, 16, device=device)
     aug = RandomBandOcclusion(p=p)
     torch.manual_seed(9)
     out = aug(images.to(memory_format=torch.channels_last))
@@ -194,8 +195,9 @@ def test_channels_last_in_channels_last_out(p: float) -> None:
     assert torch.equal(out, aug(images, params=aug._params))
 
 
-def test_uint8_equals_the_rounded_float_path() -> None:
-    images = torch.randint(0, 256, (8, 3, 48, 24), dtype=torch.uint8)
+@pytest.mark.parametrize("device", DEVICES)
+def test_uint8_equals_the_rounded_float_path(device: str) -> None:
+    images = torch.randint(0, 256, (8, 3, 48, 24), dtype=torch.uint8, device=device)
     aug = RandomBandOcclusion(p=1.0)
     torch.manual_seed(10)
     out = aug(images)
