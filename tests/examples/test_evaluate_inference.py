@@ -38,7 +38,12 @@ def make_loader(batch_size: int, seed: int = 0) -> tuple[DataLoader, torch.Tenso
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch_size", [3, NUM_IMAGES])
-def test_features_equal_one_extract_in_loader_order(tiny_oamn, device, batch_size) -> None:
+def test_features_equal_one_extract_in_loader_order(
+    tiny_oamn, device, batch_size, monkeypatch
+) -> None:
+    # cuDNN's TF32 convolutions (on by default) round to 10 mantissa bits, and the batch size
+    # picks the algorithm: loader batches and one batch then differ by ~2e-4 (seen on an H200).
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = tiny_oamn.to(device)
     loader, images = make_loader(batch_size)
     result = extract_features(model, loader, device, progress=False)
