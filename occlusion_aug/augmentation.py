@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._options import BandOptions, BandOptionsAttributes
 from ._paste import memory_format_of, paste_bands
 from ._validation import check_images
-from .bands import LOCATIONS, band_thickness, occlusion_type
-from .params import OcclusionParams, draw_occlusion_params
+from .bands import occlusion_type
+from .params import OcclusionParams
 
 __all__ = ["OcclusionAugmentation", "OcclusionBatch"]
 
@@ -48,7 +49,7 @@ class OcclusionBatch:
         return occlusion_type(self.location, self.area)
 
 
-class OcclusionAugmentation(nn.Module):
+class OcclusionAugmentation(BandOptionsAttributes, nn.Module):
     r"""Paste corner patches as top/bottom/left/right bands: OAMN's occlusion augmentation.
 
     For every input image, a rectangular patch is cut from a corner of *another* image of the
@@ -118,15 +119,10 @@ class OcclusionAugmentation(nn.Module):
         include_holistic: bool = True,
     ) -> None:
         super().__init__()
-        self.locations = _check_locations(locations)
-        self.areas = _check_areas(areas)
-        self.area_probs = _check_area_probs(area_probs, len(self.areas))
-        self.patch_area = _check_range("patch_area", patch_area, upper=1.0)
-        self.patch_ratio = _check_range("patch_ratio", patch_ratio, upper=None)
+        self.options = BandOptions.checked(locations, areas, area_probs, patch_area, patch_ratio)
         if not isinstance(include_holistic, bool):
             raise TypeError(f"include_holistic must be a bool, got {include_holistic!r}")
         self.include_holistic = include_holistic
-        self._location_codes = tuple(LOCATIONS.index(name) for name in self.locations)
 
     @property
     def num_views(self) -> int:
@@ -134,11 +130,7 @@ class OcclusionAugmentation(nn.Module):
         return len(self.locations) + int(self.include_holistic)
 
     def extra_repr(self) -> str:
-        return (
-            f"locations={self.locations}, areas={self.areas}, area_probs={self.area_probs}, "
-            f"patch_area={self.patch_area}, patch_ratio={self.patch_ratio}, "
-            f"include_holistic={self.include_holistic}"
-        )
+        return f"{self.options}, include_holistic={self.include_holistic}"
 
     def generate_parameters(
         self,
@@ -161,16 +153,7 @@ class OcclusionAugmentation(nn.Module):
         """
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return draw_occlusion_params(
-            batch_size,
-            source_size,
-            self.areas,
-            torch.tensor(self.area_probs, dtype=torch.float64),
-            self.patch_area,
-            self.patch_ratio,
-            num_occluders=num_occluders,
-            generator=generator,
-        )
+        return self.options.draw(batch_size, source_size, num_occluders, generator)
 
     def forward(
         self,
@@ -206,7 +189,7 @@ class OcclusionAugmentation(nn.Module):
             sources = images
         num_occluders = None if occluders is None else occluders.shape[0]
         source_size = (sources.shape[2], sources.shape[3])
-        _check_bands(self.areas, height, width)
+        self.options.check_bands(height, width)
         if params is None:
             params = self.generate_parameters(batch, source_size, num_occluders, generator)
         else:
@@ -230,14 +213,15 @@ class OcclusionAugmentation(nn.Module):
         views = flat.view(self.num_views, batch, channels, height, width)
         views.copy_(images.expand_as(views))
         canvases = {
-            code: views[i + self.include_holistic] for i, code in enumerate(self._location_codes)
+            code: views[i + self.include_holistic]
+            for i, code in enumerate(self.options.location_codes)
         }
         paste_bands(canvases, sources, params, self.areas)
         return flat
 
     def _labels(self, params: OcclusionParams, device: torch.device) -> dict[str, Tensor]:
         batch = params.batch_size
-        codes = (0,) * self.include_holistic + self._location_codes
+        codes = (0,) * self.include_holistic + self.options.location_codes
         holistic_area = [torch.zeros(batch, dtype=torch.float32)] * self.include_holistic
         area = torch.cat(holistic_area + [params.area] * len(self.locations))
         return {
@@ -271,26 +255,9 @@ class OcclusionAugmentation(nn.Module):
             raise ValueError(
                 f"params were drawn for sources of size {params.source_size}, got {source_size}"
             )
-        unknown = _unknown_areas(params.area, self.areas)
+        unknown = self.options.unknown_areas(params.area)
         if unknown:
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
-
-
-def _check_bands(areas: tuple[float, ...], height: int, width: int) -> None:
-    for area in areas:
-        for side, length in (("height", height), ("width", width)):
-            if int(band_thickness(torch.tensor(area), length)) == 0:
-                raise ValueError(
-                    f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
-                    "use larger images or larger areas"
-                )
-
-
-def _unknown_areas(area: Tensor, areas: tuple[float, ...]) -> list[float]:
-    """The values of ``area`` that are not in ``areas``, compared in float32 as they are drawn."""
-    area = area.to(torch.float32)
-    known = torch.tensor(areas, dtype=torch.float32)
-    return sorted(set(area[~torch.isin(area, known)].tolist()))
 
 
 def _check_occluders(occluders: Tensor, images: Tensor) -> None:
@@ -315,49 +282,3 @@ def _check_occluders(occluders: Tensor, images: Tensor) -> None:
             f"occluders are on {occluders.device} but images on {images.device}; "
             "move them with occluders.to(images.device)"
         )
-
-
-def _check_locations(locations: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(locations, str):
-        raise TypeError(f"locations must be a sequence of names, got the string {locations!r}")
-    locations = tuple(locations)
-    valid = LOCATIONS[1:]
-    unknown = [name for name in locations if name not in valid]
-    if unknown:
-        raise ValueError(f"unknown locations {unknown}; choose from {valid}")
-    if not locations or len(set(locations)) != len(locations):
-        raise ValueError(f"locations must be non-empty and without repeats, got {locations}")
-    return locations
-
-
-def _check_areas(areas: Sequence[float]) -> tuple[float, ...]:
-    areas = tuple(float(a) for a in areas)
-    if not areas or len(set(areas)) != len(areas):
-        raise ValueError(f"areas must be non-empty and without repeats, got {areas}")
-    if not all(0.0 < a < 1.0 for a in areas):
-        raise ValueError(f"areas must each be in (0, 1), got {areas}")
-    return areas
-
-
-def _check_area_probs(area_probs: Sequence[float] | None, num_areas: int) -> tuple[float, ...]:
-    if area_probs is None:
-        return (1.0 / num_areas,) * num_areas
-    probs = tuple(float(p) for p in area_probs)
-    if len(probs) != num_areas:
-        raise ValueError(f"area_probs must have one entry per area ({num_areas}), got {probs}")
-    if not all(p >= 0.0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-        raise ValueError(f"area_probs must be non-negative and sum to 1, got {probs}")
-    return probs
-
-
-def _check_range(
-    name: str, bounds: tuple[float, float], upper: float | None
-) -> tuple[float, float]:
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {bounds!r}") from None
-    if not (0.0 < low <= high) or (upper is not None and high > upper):
-        limit = f" <= {upper}" if upper is not None else ""
-        raise ValueError(f"{name} must satisfy 0 < low <= high{limit}, got {bounds!r}")
-    return low, high

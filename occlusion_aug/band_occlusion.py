@@ -9,18 +9,10 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor
 
+from ._options import BandOptions, BandOptionsAttributes
 from ._paste import paste_bands
 from ._validation import check_images
-from .augmentation import (
-    _check_area_probs,
-    _check_areas,
-    _check_bands,
-    _check_locations,
-    _check_range,
-    _unknown_areas,
-)
-from .bands import LOCATIONS
-from .params import CORNERS, OcclusionParams, draw_occlusion_params
+from .params import CORNERS, OcclusionParams
 
 __all__ = ["RandomBandOcclusion"]
 
@@ -28,7 +20,7 @@ _INTEGER_PARAMS = ("location", "source_index", "corner", "patch_height", "patch_
 _FLOAT_PARAMS = ("area", "patch_scale", "patch_ratio")
 
 
-class RandomBandOcclusion(IntensityAugmentationBase2D):
+class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
     r"""Paste a corner patch of another image as one top/bottom/left/right band, kornia style.
 
     The single-view counterpart of :class:`~oamn.occlusion_aug.OcclusionAugmentation`: each
@@ -106,19 +98,12 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
         keepdim: bool = False,
     ) -> None:
         super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        self.locations = _check_locations(locations)
-        self.areas = _check_areas(areas)
-        self.area_probs = _check_area_probs(area_probs, len(self.areas))
-        self.patch_area = _check_range("patch_area", patch_area, upper=1.0)
-        self.patch_ratio = _check_range("patch_ratio", patch_ratio, upper=None)
-        self._location_codes = tuple(LOCATIONS.index(name) for name in self.locations)
+        self.options = BandOptions.checked(locations, areas, area_probs, patch_area, patch_ratio)
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(locations={self.locations}, areas={self.areas}, "
-            f"area_probs={self.area_probs}, patch_area={self.patch_area}, "
-            f"patch_ratio={self.patch_ratio}, p={self.p}, same_on_batch={self.same_on_batch}, "
-            f"keepdim={self.keepdim})"
+            f"{type(self).__name__}({self.options}, p={self.p}, "
+            f"same_on_batch={self.same_on_batch}, keepdim={self.keepdim})"
         )
 
     def __unpack_input__(self, input: Tensor) -> Tensor:
@@ -145,24 +130,16 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
         batch, _, height, width = check_images(input, "input")
         if batch == 0:
             raise ValueError("input is an empty batch (B = 0)")
-        _check_bands(self.areas, height, width)
+        self.options.check_bands(height, width)
 
     def generate_parameters(self, batch_shape: tuple[int, ...]) -> dict[str, Tensor]:
         """Draw the parameters of a batch of shape ``batch_shape = (B, C, H, W)`` (on the CPU)."""
         batch, _, height, width = batch_shape
-        drawn = draw_occlusion_params(
-            batch,
-            (height, width),
-            self.areas,
-            torch.tensor(self.area_probs, dtype=torch.float64),
-            self.patch_area,
-            self.patch_ratio,
-            # A lone image has no other image to take a patch from, so it is its own source.
-            num_occluders=1 if batch == 1 else None,
-        )
-        location_index = torch.randint(len(self._location_codes), (batch,))
+        # A lone image has no other image to take a patch from, so it is its own source.
+        drawn = self.options.draw(batch, (height, width), 1 if batch == 1 else None, None)
+        location_index = torch.randint(len(self.options.location_codes), (batch,))
         params = {
-            "location": torch.tensor(self._location_codes)[location_index],
+            "location": torch.tensor(self.options.location_codes)[location_index],
             "area": drawn.area,
             "source_index": drawn.source_index,
             "corner": drawn.corner,
@@ -186,7 +163,7 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
         batch, _, height, width = input.shape
         occlusion = self._occlusion_params(params, batch, height, width)
         output = input.clone()  # keeps the input's memory format
-        canvases = dict.fromkeys(self._location_codes, output)
+        canvases = dict.fromkeys(self.options.location_codes, output)
         location = params["location"].to("cpu", torch.int64)
         paste_bands(canvases, input, occlusion, self.areas, location=location)
         return output
@@ -212,7 +189,10 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
             dtype = torch.int64 if key in _INTEGER_PARAMS else value.dtype
             values[key] = value.to("cpu", dtype)
         bounds = {
-            "location": (set(self._location_codes), f"the codes of locations={self.locations}"),
+            "location": (
+                set(self.options.location_codes),
+                f"the codes of locations={self.locations}",
+            ),
             "source_index": (set(range(batch)), f"0..{batch - 1} (rows of the batch)"),
             "corner": (set(range(len(CORNERS))), f"0..{len(CORNERS) - 1}"),
             "patch_height": (set(range(1, height + 1)), f"1..{height} (the image height)"),
@@ -222,7 +202,7 @@ class RandomBandOcclusion(IntensityAugmentationBase2D):
             unknown = sorted(set(values[key].tolist()) - allowed)
             if unknown:
                 raise ValueError(f"params['{key}'] holds {unknown}, outside {description}")
-        unknown_areas = _unknown_areas(values["area"], self.areas)
+        unknown_areas = self.options.unknown_areas(values["area"])
         if unknown_areas:
             raise ValueError(f"params['area'] holds {unknown_areas}, outside areas={self.areas}")
         return OcclusionParams(

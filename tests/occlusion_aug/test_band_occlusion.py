@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import kornia.augmentation as K
 import pytest
 import torch
@@ -12,6 +10,8 @@ from torch import nn
 
 from oamn.occlusion_aug import RandomBandOcclusion
 from tests.conftest import DEVICES
+
+from .test_augmentation import reference_band
 
 KEYS = (
     "location",
@@ -23,18 +23,6 @@ KEYS = (
     "patch_height",
     "patch_width",
 )
-
-
-def reference_band(location: int, area: float, height: int, width: int) -> tuple[slice, slice]:
-    """Band rows/columns, written independently of the library: floor(area * L + 1/2) lines."""
-    rows = math.floor(area * height + 0.5)
-    cols = math.floor(area * width + 0.5)
-    return {
-        1: (slice(0, rows), slice(None)),
-        2: (slice(height - rows, height), slice(None)),
-        3: (slice(None), slice(0, cols)),
-        4: (slice(None), slice(width - cols, width)),
-    }[location]
 
 
 def reference_occlusion(images: torch.Tensor, params: dict) -> torch.Tensor:
