@@ -1,4 +1,4 @@
-"""Output images per second of the occlusion augmentations beside kornia's and torchvision's erasing.
+"""Output images per second of the occlusion augmentations beside erasing (kornia, torchvision).
 
     python benchmarks/bench_occlusion_aug.py [--device cuda] [--batch 64] [--repeats 20]
 
