@@ -288,5 +288,7 @@ def _count_below(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 def _sorted(values: Tensor) -> Tensor:
     """``values`` sorted ascending along their last dimension, on their device."""
     if values.device.type == "cpu" and NUMPY_ON_CPU:
-        return torch.from_numpy(np.sort(values.detach().numpy(), axis=-1))
+        # np.sort keeps the input's layout, and searchsorted would copy a non-contiguous result
+        # (a column selection of a numpy matrix is Fortran-ordered).
+        return torch.from_numpy(np.sort(np.ascontiguousarray(values.detach().numpy()), axis=-1))
     return torch.sort(values).values
