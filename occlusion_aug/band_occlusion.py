@@ -124,6 +124,10 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
         self.validate_tensor(input)
         return input
 
+    # kornia keeps each call's input alive for its lazily built (identity) transformation matrix
+    # unless the method is marked as reading only shape, dtype and device, as this one does.
+    transform_tensor._kornia_input_metadata_only = transform_tensor  # type: ignore[attr-defined]
+
     def validate_tensor(self, input: Tensor) -> None:
         """Raise unless ``input`` is a non-empty floating or uint8 ``(B, C, H, W)`` batch whose
         bands are at least one pixel thick."""

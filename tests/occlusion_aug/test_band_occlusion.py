@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import kornia.augmentation as K
 import pytest
 import torch
@@ -302,3 +305,15 @@ def test_replayed_params_are_checked() -> None:
     for change, match in cases:
         with pytest.raises(ValueError, match=match):
             aug(images, params=edited(**change))
+
+
+def test_the_input_batch_is_not_kept_after_the_call() -> None:
+    images = torch.rand(4, 3, 32, 16)
+    alive = weakref.ref(images)
+    aug = RandomBandOcclusion(p=1.0)
+    out = aug(images)
+    del images
+    gc.collect()
+    assert alive() is None, "the augmentation still holds the last input batch"
+    assert aug.transform_matrix.shape == (4, 3, 3)  # kornia's identity matrix, still available
+    assert out.shape == (4, 3, 32, 16)
