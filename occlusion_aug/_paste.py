@@ -41,7 +41,7 @@ def paste_bands(
         areas: the areas ``params.area`` is drawn from.
         location: ``None`` gives every image a band at every location of ``canvases`` (the 5-view
             expansion); a ``(B,)`` int64 CPU tensor gives image ``i`` one band, at
-            ``location[i]``, which must be a key of ``canvases``.
+            ``location[i]``, which must be a key of ``canvases`` or 0 (no band).
     """
     batch, _, height, width = next(iter(canvases.values())).shape
     device = next(iter(canvases.values())).device
@@ -55,7 +55,7 @@ def paste_bands(
             # Sorted by location, each location's (and each orientation's) members form one
             # contiguous slice of a single selection of crops: no copy per group.
             members = members[torch.argsort(location[members], stable=True)]
-            ends = [0, *torch.bincount(location[members], minlength=5)[1:].cumsum(0).tolist()]
+            ends = torch.bincount(location[members], minlength=5).cumsum(0).tolist()
             spans = {code: slice(ends[code - 1], ends[code]) for code in canvases}
         crops = sources.index_select(0, params.source_index[members].to(sources.device))
         geometry = (

@@ -169,6 +169,9 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
         output = input.clone()  # keeps the input's memory format
         canvases = dict.fromkeys(self.options.location_codes, output)
         location = params["location"].to("cpu", torch.int64)
+        if not (self.p == 1.0 and self.p_batch == 1.0):
+            # kornia gives the rows its gate skips their input back: paste nothing into them.
+            location = torch.where(params["batch_prob"].cpu() > 0.5, location, 0)
         paste_bands(canvases, input, occlusion, self.areas, location=location)
         return output
 
