@@ -42,8 +42,9 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
     output bit for bit; replayed params are checked against the batch and the configuration.
 
     With ``same_on_batch=True``, location, area, corner and patch size are shared by the batch;
-    each image still takes its patch from another image. With ``p < 1``, kornia pastes the whole
-    batch and keeps the result for the rows its gate selects.
+    each image still takes its patch from another image. With ``p < 1``, only the rows that
+    kornia's gate selects (``_params["batch_prob"]``) are occluded; the others come back as they
+    were, and their drawn parameters go unused.
 
     The batch is processed at once on its own device; the only Python loop is over the
     (location, area) groups, at most ``4 * len(areas)``.
