@@ -139,10 +139,10 @@ class TrainConfig:
     margin: float = _option(0.5, "triplet margin")
     label_smoothing: float = _option(0.0, "label smoothing of the identity loss")
     mask_reduction: str = _option(
-        "mean", "reduction of the mask losses (see losses.mask)", ("mean", "batchmean")
+        "mean", "reduction of the mask losses (see oamn.losses.mask)", ("mean", "batchmean")
     )
     grader_convention: str = _option(
-        "paper", "grader targets (see losses.grader_targets)", ("paper", "official")
+        "paper", "grader targets (see oamn.losses.grader_targets)", ("paper", "official")
     )
     routing: str = _option("paper", "gradient routing of the mask losses", ROUTINGS)
     # Optimisation (METHOD.md §7).

@@ -1,9 +1,9 @@
-r"""OAMN's training objective (paper §3.2-3.5, eq. 9-10) composed from the ``losses`` package.
+r"""OAMN's training objective (paper §3.2-3.5, eq. 9-10) composed from the ``oamn.losses`` package.
 
 ``L1 = lambda_1 (alpha_1 L_mask1 + alpha_2 L_mask2) + lambda_2 L_tri-g + lambda_3 L_ide`` and
 ``L2 = lambda_4 L_score``; the training step back-propagates ``L1 + L2`` once.
 
-The batch is ``occlusion_aug``'s layout: ``V`` view-major blocks of ``B`` rows, the holistic
+The batch is ``oamn.occlusion_aug``'s layout: ``V`` view-major blocks of ``B`` rows, the holistic
 images first, then one block per occlusion location, row ``v * B + i`` a view of image ``i``.
 ``L_ide`` is the cross-entropy over all ``V * B`` logits, the triplet loss mines the pooled
 features ``h`` of all rows (within each location group for ``L_tri-g``), ``L_score`` supervises
@@ -92,14 +92,14 @@ class OAMNObjective:
         grouped_triplet: mine within each occlusion location (``L_tri-g``), else plain batch-hard.
         margin: triplet margin; distances are plain Euclidean on un-normalised ``h``.
         label_smoothing: of the identity cross-entropy.
-        mask_reduction: ``"mean"`` or ``"batchmean"``, see ``losses.mask_consistency_loss``.
-        grader_convention: ``"paper"`` or ``"official"``, see ``losses.grader_targets``.
+        mask_reduction: ``"mean"`` or ``"batchmean"``, see ``oamn.losses.mask_consistency_loss``.
+        grader_convention: ``"paper"`` or ``"official"``, see ``oamn.losses.grader_targets``.
         routing: ``"paper"`` or ``"official"``, see the module docstring.
 
     ``L_mask2`` pairs top with bottom and left with right; with a location set that lacks one
     pair (Table 3's ``{t, b}``) only the complete pairs count (the missing pair is passed to
-    ``losses.mask_complement_loss`` as ``(g, 0)``, whose residual ``g + 0 - g`` is exactly zero),
-    and without any complete pair ``L_mask2`` is left out.
+    ``oamn.losses.mask_complement_loss`` as ``(g, 0)``, whose residual ``g + 0 - g`` is exactly
+    zero), and without any complete pair ``L_mask2`` is left out.
 
     Example:
         >>> from types import SimpleNamespace

@@ -1,8 +1,8 @@
 r"""Train OAMN: ``python -m examples.oamn.train --data-root PATH [options]`` (``--help`` lists all).
 
 Each step: a ``P x K`` batch is normalised on the CPU by the loader, moved to the device, where
-``occlusion_aug.OcclusionAugmentation`` makes the ``4 B`` aligned occluded copies; the model runs
-on the ``5 B`` views (under autocast with ``--amp``),
+``oamn.occlusion_aug.OcclusionAugmentation`` makes the ``4 B`` aligned occluded copies; the model
+runs on the ``5 B`` views (under autocast with ``--amp``),
 :class:`~examples.oamn.objective.OAMNObjective` gives ``L1 + L2``, one backward, one SGD step
 (:func:`training_step`). The learning rates are set once per epoch
 (:mod:`examples.oamn.schedule`).

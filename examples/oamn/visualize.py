@@ -111,7 +111,7 @@ def match_kinds(
 
 def ranked_indices(query_features: Tensor, gallery_features: Tensor, k: int) -> Tensor:
     r"""The ``k`` nearest gallery items of each query, by Euclidean distance, ties in gallery
-    order (a stable sort, as :mod:`reid_eval` ranks).
+    order (a stable sort, as :mod:`oamn.reid_eval` ranks).
 
     Args:
         query_features: ``(n, D)`` floating features.

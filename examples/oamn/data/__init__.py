@@ -2,7 +2,7 @@
 CPU transforms and loaders.
 
 Images leave the loaders normalised on the CPU; the training code moves each batch to its
-device, where ``occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
+device, where ``oamn.occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
 """
 
 from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids

@@ -40,7 +40,7 @@ class ReIDDataset:
             sorted original ids, junk removed; ``()`` for test-only sets.
         query: query images with their original ids (never junk).
         gallery: gallery images with their original ids; junk ``-1`` and distractors ``0`` are
-            kept (``reid_eval``'s ``junk_pids=(-1,)`` drops the former, the latter are ordinary
+            kept (``oamn.reid_eval``'s ``junk_pids=(-1,)`` drops the former, the latter are ordinary
             negatives).
 
     Example:

@@ -1,6 +1,6 @@
 """CPU-side image transforms: PIL image in, normalised float32 ``(3, H, W)`` tensor out.
 
-The occluded views are made afterwards, on the device, by ``occlusion_aug`` (so the four copies
+The occluded views are made afterwards, on the device, by ``oamn.occlusion_aug`` (so the four copies
 of an image stay pixel-aligned with it): nothing here occludes.
 """
 

@@ -1,7 +1,7 @@
 """The gallery bank of occlusion unification (METHOD §5): one feature per occlusion type.
 
 Each gallery image gets a feature under each of the 9 occlusion types (0 none, 1-4 half
-top/bottom/left/right, 5-8 quarter top/bottom/left/right; ``occlusion_aug``'s convention), so a
+top/bottom/left/right, 5-8 quarter top/bottom/left/right; ``oamn.occlusion_aug``'s convention), so a
 query predicted to be occluded in type ``t`` is compared with every gallery item in type ``t``.
 Type ``t``'s feature is ``embed(f * m_t)``: the clean E^I features ``f`` weighted by the mask the
 model gives to an occluded version of the image. The strategies differ in how that version is
@@ -10,7 +10,7 @@ made:
 * ``"mask_swap"`` (the authors'): the image with the band filled by a constant (a black box),
   through E^I: ``m_t = mask(E^I(occlude(x, t)))``. Cost per image: 9 E^I + 9 E^II passes.
 * ``"feature"`` (cheaper): the band zeroed on ``f`` itself, ``m_t = mask(occlude(f, t, 0))``,
-  at ``f``'s resolution (``occlusion_aug.band_mask`` rounding). Cost: 1 E^I + 9 E^II passes.
+  at ``f``'s resolution (``oamn.occlusion_aug.band_mask`` rounding). Cost: 1 E^I + 9 E^II passes.
 """
 
 from __future__ import annotations

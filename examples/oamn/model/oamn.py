@@ -37,7 +37,7 @@ class OAMNOutput:
         embedding: ``(N, D)`` BN-neck output; L2-normalised, it is the test feature.
         logits: ``(N, num_classes)`` identity logits.
         grader_scores: ``(N, 4)`` softmax occlusion scores, columns top, bottom, left, right
-            (``losses``' order), computed from ``g.detach()``.
+            (``oamn.losses``' order), computed from ``g.detach()``.
     """
 
     f: Tensor
@@ -62,7 +62,7 @@ class OAMN(nn.Module):
     New layers: the BatchNorms start at weight 1 and bias 0, the two ``Linear`` layers (grader
     and classifier) at weights ``N(0, 0.001^2)`` and bias 0 (the usual ReID classifier
     initialisation: near-uniform softmax outputs at the start). The backbone is torchvision's
-    random initialisation unless ``weights`` is given; the mask module is ``attention``'s.
+    random initialisation unless ``weights`` is given; the mask module is ``oamn.attention``'s.
 
     Args:
         num_classes: number of training identities (``>= 1``).

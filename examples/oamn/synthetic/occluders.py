@@ -1,7 +1,7 @@
 """Occluders: textured bands over the top, bottom, left or right of an image.
 
 Each occluder fills a band that spans the whole other side, like the test-time occlusion of
-``occlusion_aug`` (location codes ``1`` top, ``2`` bottom, ``3`` left, ``4`` right). The band
+``oamn.occlusion_aug`` (location codes ``1`` top, ``2`` bottom, ``3`` left, ``4`` right). The band
 of a side ``L`` pixels long is ``thickness`` whole lines. The textures imitate what hides
 pedestrians in surveillance footage: a passer-by close to the camera, a pole or beam, the side
 of a vehicle, foliage, a flat wall.
@@ -17,7 +17,7 @@ from .scenes import value_noise
 
 #: Occluder kinds, indexed by their code in the manifest.
 OCCLUDER_KINDS = ("person", "pole", "vehicle", "foliage", "wall")
-#: Band locations, indexed by their code (``occlusion_aug``'s convention; ``0`` is none).
+#: Band locations, indexed by their code (``oamn.occlusion_aug``'s convention; ``0`` is none).
 LOCATIONS = ("none", "top", "bottom", "left", "right")
 
 
