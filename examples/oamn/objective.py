@@ -97,9 +97,9 @@ class OAMNObjective:
         routing: ``"paper"`` or ``"official"``, see the module docstring.
 
     ``L_mask2`` pairs top with bottom and left with right; with a location set that lacks one
-    pair (Table 3's ``{t, b}``) only the complete pairs count (the missing pair is passed to
-    ``oamn.losses.mask_complement_loss`` as ``(g, 0)``, whose residual ``g + 0 - g`` is exactly
-    zero), and without any complete pair ``L_mask2`` is left out.
+    pair (Table 3's ``{t, b}``) only the complete pairs count (an incomplete pair is passed to
+    ``oamn.losses.mask_complement_loss`` as ``None``, which leaves its term out), and without any
+    complete pair ``L_mask2`` is left out.
 
     Example:
         >>> from types import SimpleNamespace
