@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def library_versions() -> dict[str, str]:
     """Versions of Python, the platform and the libraries the numbers depend on."""
     versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("oamn", "torch", "torchvision", "numpy"):
+    for package in ("oamn", "torch", "torchvision", "kornia", "einops", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

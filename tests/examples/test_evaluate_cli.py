@@ -83,7 +83,8 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys) -> None:
     assert result["dataset"]["num_query"] == 6
     assert result["dataset"]["num_gallery"] == 8
     assert result["config"]["backbone"] == "resnet18"
-    assert set(result["versions"]) >= {"python", "torch", "torchvision", "numpy", "oamn"}
+    libraries = {"python", "torch", "torchvision", "kornia", "einops", "numpy", "oamn"}
+    assert set(result["versions"]) >= libraries
     assert result["command"].startswith("python -m examples.oamn.evaluate --checkpoint")
     assert list(result["rows"]) == ["plain", "unified_mask_swap", "unified_feature"]
     for row in result["rows"].values():
