@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .bands import LOCATIONS, band_thickness
+from .bands import LOCATIONS, band_slices
 from .params import OcclusionParams, draw_occlusion_params
 
 
@@ -41,7 +42,7 @@ class BandOptions:
             patch_ratio=_check_range("patch_ratio", patch_ratio, upper=None),
         )
 
-    @property
+    @functools.cached_property
     def location_codes(self) -> tuple[int, ...]:
         """The location codes of ``locations``, in their order."""
         return tuple(LOCATIONS.index(name) for name in self.locations)
@@ -68,8 +69,10 @@ class BandOptions:
     def check_bands(self, height: int, width: int) -> None:
         """Raise a ValueError if an area rounds to an empty band on ``height x width`` images."""
         for area in self.areas:
-            for side, length in (("height", height), ("width", width)):
-                if int(band_thickness(torch.tensor(area), length)) == 0:
+            top_rows, _ = band_slices(1, area, height, width)
+            _, left_cols = band_slices(3, area, height, width)
+            for side, length, lines in (("height", height, top_rows), ("width", width, left_cols)):
+                if lines.stop == 0:
                     raise ValueError(
                         f"area {area} of a {length}-pixel image {side} rounds to an empty band; "
                         "use larger images or larger areas"

@@ -196,19 +196,32 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
                 )
             dtype = torch.int64 if key in _INTEGER_PARAMS else value.dtype
             values[key] = value.to("cpu", dtype)
-        bounds = {
+        codes = torch.tensor(self.options.location_codes)
+        outside = {
             "location": (
-                set(self.options.location_codes),
+                ~torch.isin(values["location"], codes),
                 f"the codes of locations={self.locations}",
             ),
-            "source_index": (set(range(batch)), f"0..{batch - 1} (rows of the batch)"),
-            "corner": (set(range(len(CORNERS))), f"0..{len(CORNERS) - 1}"),
-            "patch_height": (set(range(1, height + 1)), f"1..{height} (the image height)"),
-            "patch_width": (set(range(1, width + 1)), f"1..{width} (the image width)"),
+            "source_index": (
+                (values["source_index"] < 0) | (values["source_index"] >= batch),
+                f"0..{batch - 1} (rows of the batch)",
+            ),
+            "corner": (
+                (values["corner"] < 0) | (values["corner"] >= len(CORNERS)),
+                f"0..{len(CORNERS) - 1}",
+            ),
+            "patch_height": (
+                (values["patch_height"] < 1) | (values["patch_height"] > height),
+                f"1..{height} (the image height)",
+            ),
+            "patch_width": (
+                (values["patch_width"] < 1) | (values["patch_width"] > width),
+                f"1..{width} (the image width)",
+            ),
         }
-        for key, (allowed, description) in bounds.items():
-            unknown = sorted(set(values[key].tolist()) - allowed)
-            if unknown:
+        for key, (bad, description) in outside.items():
+            if bool(bad.any()):
+                unknown = values[key][bad].unique().tolist()
                 raise ValueError(f"params['{key}'] holds {unknown}, outside {description}")
         unknown_areas = self.options.unknown_areas(values["area"])
         if unknown_areas:

@@ -19,6 +19,8 @@ the whole image); a quarter band of a side shorter than 2 lines is empty.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Sequence
 
 import torch
@@ -133,7 +135,12 @@ def band_slices(location: int, area: float, height: int, width: int) -> tuple[sl
         >>> band_slices(2, 0.25, 256, 128)
         (slice(192, 256, None), slice(None, None, None))
     """
-    rows, cols = (int(band_thickness(torch.tensor(float(area)), n)) for n in (height, width))
+    # Plain Python arithmetic: both augmentations look bands up several times per call, on the
+    # CPU, where a dozen small tensor operations would cost more than the look-up itself. The
+    # area is rounded to float32 first, as it is stored in the augmentations' parameters, so the
+    # lines are those band_thickness and band_mask give for the stored areas.
+    area = struct.unpack("f", struct.pack("f", float(area)))[0]
+    rows, cols = (math.floor(area * n + 0.5) for n in (height, width))
     full = slice(None)
     return {
         0: (slice(0, 0), full),
