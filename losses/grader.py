@@ -23,9 +23,12 @@ from ._validation import (
 
 __all__ = ["GraderLoss", "grader_loss", "grader_targets"]
 
-_CONVENTIONS = ("paper", "official")
+_CONVENTIONS = ("paper", "official", "distribution")
+# The quarter row of "distribution": the simplex point nearest to the paper's (0.5, 0, 0, 0).
+_QUARTER_TOP, _QUARTER_REST = 0.625, 0.125
 _NUM_LOCATIONS = 4
 _AREAS = (0.0, 0.25, 0.5)
+_LOG_FLOOR = 1e-12
 
 
 def grader_targets(
@@ -46,6 +49,12 @@ def grader_targets(
       i.e. towards the uniform softmax; the row holds 0.25 in every column since which column
       is supervised depends on the scores (see :func:`grader_loss`).
 
+    * ``"distribution"``: the paper's targets moved onto the simplex, i.e. the softmax rows
+      nearest to them (what the paper's squared error converges to at best): a half row is
+      one-hot (1 at its location), a quarter row 0.625 at its location and 0.125 elsewhere, a
+      holistic row uniform (0.25). Eq. 8 reads each as its own type (``>= 0.75``; in
+      ``[0.5, 0.75)``; ``< 0.5``). :func:`grader_loss` fits them by KL divergence.
+
     With a softmax grader, whose rows sum to 1, the paper's targets of holistic rows (sum 0) and
     of quarter rows (sum 0.5) cannot be reached; the squared error still ranks the right
     location first, which is all the test-time rule (eq. 8) reads. Supervising single entries,
@@ -54,7 +63,7 @@ def grader_targets(
     Args:
         location: ``(N,)`` integer location codes: 0 none, 1 top, 2 bottom, 3 left, 4 right.
         area: ``(N,)`` occluded areas: 0 with location 0, else 0.25 or 0.5.
-        convention: ``"paper"`` or ``"official"``.
+        convention: ``"paper"``, ``"official"`` or ``"distribution"``.
 
     Returns:
         ``(N, 4)`` float32 targets on ``location``'s device.
@@ -78,6 +87,11 @@ def grader_targets(
     in_column = F.one_hot(_column(location), _NUM_LOCATIONS).bool() & occluded[:, None]
     if convention == "paper":
         return torch.where(in_column, 2 * area[:, None], 0.0)
+    if convention == "distribution":
+        quarter = torch.where(in_column, _QUARTER_TOP, _QUARTER_REST)
+        half = in_column.float()
+        rows = torch.where((area == 0.5)[:, None], half, quarter)
+        return torch.where(occluded[:, None], rows, 1.0 / _NUM_LOCATIONS)
     is_top_or_bottom = location <= 2
     value = torch.where(area == 0.5, 1.0, torch.where(is_top_or_bottom, 0.5, 0.0))
     targets = torch.where(in_column, value[:, None], torch.nan)
@@ -100,13 +114,17 @@ def grader_loss(
       holistic row), averaged over the rows of each location and summed over the locations
       present. For ``occlusion_aug``'s 5 blocks of ``B`` rows this is the authors' sum of five
       ``F.mse_loss`` terms.
+    * ``"distribution"``: the KL divergence ``sum_k t_k (log t_k - log s_k)`` from the
+      simplex targets (see :func:`grader_targets`) to the scores, averaged over the rows. Its
+      minimiser is the same as the paper's, but its gradient does not vanish as a softmax
+      saturates (a squared error on probabilities does), so the grader learns faster.
 
     Args:
         scores: ``(N, 4)`` floating grader outputs (softmax probabilities in OAMN), columns
             top, bottom, left, right.
         location: ``(N,)`` integer location codes 0..4.
         area: ``(N,)`` areas: 0 with location 0, else 0.25 or 0.5.
-        convention: ``"paper"`` or ``"official"``.
+        convention: ``"paper"``, ``"official"`` or ``"distribution"``.
 
     Returns:
         ``()`` loss in ``scores``' dtype.
@@ -122,6 +140,8 @@ def grader_loss(
         tensor(0.1850)
         >>> grader_loss(scores, location, area, convention="official")  # 0^2 + 0.3^2
         tensor(0.0900)
+        >>> grader_loss(scores, location, area, convention="distribution")  # (0 - log 0.7) / 2
+        tensor(0.1783)
     """
     check_choice(convention, "convention", _CONVENTIONS)
     check_float_tensor(scores, "scores", f"(N, {_NUM_LOCATIONS})", ndim=2)
@@ -135,6 +155,10 @@ def grader_loss(
     targets = grader_targets(location, area, convention).to(scores.dtype)
     if convention == "paper":
         loss = (scores - targets).square().sum(1).mean()
+    elif convention == "distribution":
+        # 0 * log 0 = 0 for the one-hot rows; the floor keeps log finite on a saturated softmax.
+        log_ratio = targets.clamp_min(_LOG_FLOOR).log() - scores.clamp_min(_LOG_FLOOR).log()
+        loss = (targets * log_ratio).sum(1).mean()
     else:
         column = _column(location)[:, None]
         supervised = torch.where(location == 0, scores.amax(1), scores.gather(1, column).squeeze(1))
@@ -149,7 +173,8 @@ class GraderLoss(nn.Module):
     r"""Module form of :func:`grader_loss` (``L_score``).
 
     Args:
-        convention: ``"paper"`` (eq. 7, default) or ``"official"`` (the authors' code).
+        convention: ``"paper"`` (eq. 7, default), ``"official"`` (the authors' code) or
+            ``"distribution"`` (KL divergence from the simplex targets).
 
     Shape:
         - scores: ``(N, 4)`` floating, columns top, bottom, left, right.

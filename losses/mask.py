@@ -10,6 +10,24 @@ Both take feature maps ``(B, C, H, W)`` and offer two reductions of the same sum
   images only (eq. 2: the batch size ``B``; eq. 3: the number ``|I|`` of half-occluded images).
   They are ``C * H * W`` times larger (about 131,000 for ResNet-50's layer3 at 256x128), so the
   weights must shrink accordingly.
+
+Both losses as printed are homogeneous of degree 2 in the mask: ``L(c * m) = c^2 * L(m)``. A
+network whose next layers undo a global scale of ``m`` (a BatchNorm after the first convolution
+of E^II, a BN-neck and an L2-normalised test feature, as in OAMN) lowers them cheapest by shrinking
+the mask everywhere, which teaches it nothing about visibility. Both offer a *scale-normalised*
+form whose value cannot be lowered by a scale, so only the mask's *shape* can lower it:
+
+* ``L_mask1`` with ``normalize=True``: each copy's mask is divided by its own spatial mean
+  (a mask that keeps its total weight must move it off the positions where the copy differs),
+  and each image's features by a stop-gradient scale, the root mean square of its holistic
+  features. Invariant to ``m -> c * m`` per copy and ``f -> c * f`` per image (``c > 0``). A
+  mask in ``[0, 1]`` over its mean is at most ``H * W``, so the normalisation cannot blow up.
+* ``L_mask2`` with ``m_holistic``: every masked feature map is divided by ``mu * sg(s)``, with
+  ``mu`` the mean of all the holistic masks of the batch and ``s`` the root mean square of
+  ``g_holistic / mu`` over the batch (no gradient through ``s``). Invariant to a common scale
+  of the masks or of the features of the batch, which keeps the tiling relation
+  ``g_top + g_bottom = g`` meaningful (per-copy means would not), and batch-level so that one
+  image with a near-empty holistic mask cannot inflate the loss.
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ from ._validation import (
     check_bool_vector,
     check_choice,
     check_finite,
+    check_flag,
     check_float_tensor,
     check_same_kind,
 )
@@ -35,10 +54,18 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("mean", "batchmean")
+# Keeps the normalising divisors away from zero for an all-zero mask or feature map; far below
+# any mask mean or feature scale a trained network produces, so it never changes a real value.
+_SCALE_FLOOR = 1e-12
 
 
 def mask_consistency_loss(
-    f_holistic: Tensor, f_occluded: Tensor, m_occluded: Tensor, reduction: str = "mean"
+    f_holistic: Tensor,
+    f_occluded: Tensor,
+    m_occluded: Tensor,
+    reduction: str = "mean",
+    *,
+    normalize: bool = False,
 ) -> Tensor:
     r"""``L_mask1`` (paper eq. 2): an occluded copy's mask should select the same features as
     on the holistic image.
@@ -61,6 +88,11 @@ def mask_consistency_loss(
         reduction: ``"mean"`` divides the sum by ``B * C * H * W`` (the authors' code: an
             element mean per location, summed over locations; what ``lambda_1 = 5`` assumes);
             ``"batchmean"`` by ``B`` (eq. 2 as printed).
+        normalize: ``False`` (default): eq. 2 as printed. ``True``: scale-normalised (see the
+            module docstring), ``sum_p sum_i ||(f_i - f_i^p) / sg(s_i) * m_i^p / mu_i^p||^2``
+            with ``mu_i^p = mean_hw(m_i^p)`` and ``s_i`` the root mean square of ``f_i`` (no
+            gradient flows through ``s_i``); invariant to a positive scale of each mask and of
+            the features of each image.
 
     Returns:
         ``()`` loss in the features' dtype.
@@ -76,6 +108,11 @@ def mask_consistency_loss(
         tensor(2.5000)
         >>> mask_consistency_loss(f, f_occluded, m_occluded, reduction="batchmean")  # / B
         tensor(5.)
+        >>> # normalised: masks over their means (1 and 0.75), f over its rms sqrt(2.5):
+        >>> mask_consistency_loss(f, f_occluded, m_occluded, normalize=True)  # (1 + 4 / 0.75^2) / 5
+        tensor(1.6222)
+        >>> mask_consistency_loss(f, f_occluded, 0.1 * m_occluded, normalize=True)
+        tensor(1.6222)
     """
     check_choice(reduction, "reduction", _REDUCTIONS)
     check_float_tensor(f_holistic, "f_holistic", "(B, C, H, W)", ndim=4)
@@ -101,10 +138,12 @@ def mask_consistency_loss(
     check_same_kind(m_occluded, "m_occluded", f_holistic, "f_holistic")
     check_finite(f_holistic=f_holistic, f_occluded=f_occluded, m_occluded=m_occluded)
     copies = len(f_occluded) // batch
-    residual = (f_holistic - f_occluded.reshape(copies, *f_holistic.shape)) * m_occluded.reshape(
-        copies, batch, *m_occluded.shape[1:]
-    )
-    total = residual.square().sum()
+    masks = m_occluded.reshape(copies, batch, *m_occluded.shape[1:])
+    residual = f_holistic - f_occluded.reshape(copies, *f_holistic.shape)
+    if check_flag(normalize, "normalize"):
+        residual = residual / _root_mean_square(f_holistic, (1, 2, 3)).detach()
+        masks = masks / masks.mean((-2, -1), keepdim=True).clamp_min(_SCALE_FLOOR)
+    total = (residual * masks).square().sum()
     return total / (f_holistic.numel() if reduction == "mean" else batch)
 
 
@@ -116,6 +155,8 @@ def mask_complement_loss(
     g_right: Tensor | None,
     is_half: Tensor | Sequence[bool],
     reduction: str = "mean",
+    *,
+    m_holistic: Tensor | None = None,
 ) -> Tensor:
     r"""``L_mask2`` (paper eq. 3): the masked features of opposite half occlusions should add up
     to the holistic one.
@@ -144,6 +185,14 @@ def mask_complement_loss(
             authors' code: ``F.mse_loss`` over the batch with non-half rows zeroed, per pair,
             summed over the two pairs; what ``lambda_1 = 5`` assumes); ``"batchmean"`` by
             ``|I|`` (eq. 3 as printed).
+        m_holistic: ``(B, 1, H, W)`` masks of the holistic images, or ``None`` (default, eq. 3
+            as printed). Given, the loss is scale-normalised (see the module docstring): every
+            ``g`` is divided by ``mu * sg(s)``, with ``mu`` the mean of ``m_holistic`` and ``s``
+            the root mean square of ``g_holistic / mu``, both over the whole batch (no gradient
+            through ``s``); invariant to a common positive scale of the masks or of the
+            features. Its value is that of eq. 3 over ``rms(g_holistic)^2``: ``mu`` cancels out
+            of the value and acts through the gradient only, which then has no component along
+            the masks' common scale.
 
     Returns:
         ``()`` loss in the features' dtype.
@@ -162,6 +211,9 @@ def mask_complement_loss(
         >>> mask_complement_loss(g, g_tb, g_tb, g_lr, g_lr, is_half, reduction="batchmean")
         tensor(1.)
         >>> mask_complement_loss(g, None, None, g_lr, g_lr, is_half)  # left/right only: 1 / 2
+        tensor(0.5000)
+        >>> m = torch.full((2, 1, 1, 1), 0.5)  # mu 0.5, g / mu has rms 2: every g is over 1
+        >>> mask_complement_loss(g, g_tb, g_tb, g_lr, g_lr, is_half, m_holistic=m)
         tensor(0.5000)
     """
     check_choice(reduction, "reduction", _REDUCTIONS)
@@ -194,9 +246,32 @@ def mask_complement_loss(
         (first + second - g_holistic).square().sum((1, 2, 3))
         for first, second in (tuple(pair.values()) for pair in pairs)
     )
+    if m_holistic is not None:
+        mask_mean = _holistic_mask_mean(m_holistic, g_holistic)
+        feature_scale = _root_mean_square(g_holistic, (0, 1, 2, 3)).detach() / mask_mean.detach()
+        per_image = per_image / (mask_mean * feature_scale).square()
     total = torch.where(is_half, per_image, 0).sum()
     divisor = g_holistic.numel() if reduction == "mean" else is_half.sum().clamp_min(1)
     return total / divisor
+
+
+def _holistic_mask_mean(m_holistic: Tensor, features: Tensor) -> Tensor:
+    """``()`` mean of the checked holistic masks over the batch, floored above zero."""
+    batch, _, height, width = features.shape
+    check_float_tensor(m_holistic, "m_holistic", "(B, 1, H, W)", ndim=4)
+    if m_holistic.shape != (batch, 1, height, width):
+        raise ValueError(
+            f"m_holistic must have shape ({batch}, 1, {height}, {width}), one mask per holistic "
+            f"image; got {tuple(m_holistic.shape)}"
+        )
+    check_same_kind(m_holistic, "m_holistic", features, "the holistic features")
+    check_finite(m_holistic=m_holistic)
+    return m_holistic.mean().clamp_min(_SCALE_FLOOR)
+
+
+def _root_mean_square(features: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Root mean square over ``dims`` (kept), floored above zero."""
+    return features.square().mean(dims, keepdim=True).sqrt().clamp_min(_SCALE_FLOOR)
 
 
 class _MaskLoss(nn.Module):
@@ -215,6 +290,7 @@ class MaskConsistencyLoss(_MaskLoss):
 
     Args:
         reduction: ``"mean"`` (the authors' element mean, default) or ``"batchmean"`` (eq. 2).
+        normalize: the scale-normalised form (see :func:`mask_consistency_loss`).
 
     Shape:
         - f_holistic: ``(B, C, H, W)``.
@@ -228,11 +304,17 @@ class MaskConsistencyLoss(_MaskLoss):
         tensor(0.)
     """
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", normalize: bool = False) -> None:
         super().__init__(reduction)
+        self.normalize = check_flag(normalize, "normalize")
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, normalize={self.normalize}"
 
     def forward(self, f_holistic: Tensor, f_occluded: Tensor, m_occluded: Tensor) -> Tensor:
-        return mask_consistency_loss(f_holistic, f_occluded, m_occluded, self.reduction)
+        return mask_consistency_loss(
+            f_holistic, f_occluded, m_occluded, self.reduction, normalize=self.normalize
+        )
 
 
 class MaskComplementLoss(_MaskLoss):
@@ -245,6 +327,7 @@ class MaskComplementLoss(_MaskLoss):
         - g_holistic, g_top, g_bottom, g_left, g_right: ``(B, C, H, W)`` (a pair may be
           ``None``, see :func:`mask_complement_loss`).
         - is_half: ``(B,)`` bool tensor or list of bools.
+        - m_holistic (optional): ``(B, 1, H, W)``, for the scale-normalised loss.
         - output: ``()``.
 
     Example:
@@ -264,7 +347,15 @@ class MaskComplementLoss(_MaskLoss):
         g_left: Tensor | None,
         g_right: Tensor | None,
         is_half: Tensor | Sequence[bool],
+        m_holistic: Tensor | None = None,
     ) -> Tensor:
         return mask_complement_loss(
-            g_holistic, g_top, g_bottom, g_left, g_right, is_half, self.reduction
+            g_holistic,
+            g_top,
+            g_bottom,
+            g_left,
+            g_right,
+            is_half,
+            self.reduction,
+            m_holistic=m_holistic,
         )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels
+from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels, to_tensor
 from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
 from .metrics import AP_KINDS, MetricsAccumulator, RankMetrics, check_labels
 
@@ -102,14 +102,16 @@ def evaluate_unified(
     authors' code builds all ``T``). With every ``q_types`` equal to ``t`` this is exactly
     ``evaluate_features(q_feats, g_bank[t], ...)``.
 
-    The paper's two-sided variant (also occlude the query when a gallery item has its own
-    predicted type, comparing both under the union of the two occlusions) fits the same
-    scheme and is not implemented: a query chunk's ``(C, G)`` distance block would be assembled
-    from one product per gallery-type group, with query and gallery features both taken under
-    the union type, before the same single ranking step.
+    **Two-sided** (paper §3.4: the query is occluded alike): pass ``q_feats`` as the queries'
+    own ``(T, Q, D)`` bank; query ``i`` is then ``q_feats[q_types[i], i]``, so query and gallery
+    are both compared with the band of the query's type removed, and what the occluder shows in
+    the query cannot match anything. (The paper's full rule also occludes the query where a
+    gallery item is occluded; that union of two bands is not one of the ``T`` types and is not
+    implemented.)
 
     Args:
-        q_feats: ``(Q, D)`` floating query features (unoccluded, as in the authors' code).
+        q_feats: ``(Q, D)`` floating query features (unoccluded, as in the authors' code), or
+            ``(T, Q, D)`` query features under each type (two-sided, see above).
         q_types: ``(Q,)`` integer occlusion types in ``[0, T)``; README convention: 0 none,
             1-4 half top/bottom/left/right, 5-8 quarter top/bottom/left/right.
         g_bank: ``(T, G, D)`` gallery features under each occlusion type (``T = 9`` for
@@ -135,19 +137,47 @@ def evaluate_unified(
         1.0
         >>> evaluate_unified(q, torch.tensor([0, 1]), bank, ids, ids, cams, cams + 1).ap
         tensor([1.0000, 0.5000], dtype=torch.float64)
+        >>> q_bank = torch.stack([q, q.flip(0)])  # two-sided: query 1 under type 1 is [1, 0]
+        >>> evaluate_unified(q_bank, torch.tensor([0, 1]), bank, ids, ids, cams, cams + 1).ap
+        tensor([1., 1.], dtype=torch.float64)
     """
-    queries, bank = check_feature_pair(q_feats, g_bank, "g_bank", "(T, G, D)")
+    queries, bank = _unified_queries(q_feats, q_types, g_bank)
     types = to_labels(q_types, "q_types", queries.shape[0], queries.device)
-    if bool(((types < 0) | (types >= bank.shape[0])).any()):
-        raise ValueError(
-            f"q_types must be in [0, {bank.shape[0]}) to index g_bank's first dimension, got "
-            f"values from {int(types.min())} to {int(types.max())}"
-        )
     groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
     labels = (q_pids, g_pids, q_camids, g_camids)
     return _evaluate_groups(
         queries, groups, bank.shape[1], labels, metric, max_rank, chunk_size, ap, junk_pids
     )
+
+
+def _unified_queries(
+    q_feats: ArrayLike, q_types: ArrayLike, g_bank: ArrayLike
+) -> tuple[Tensor, Tensor]:
+    """Checked ``(Q, D)`` query features (each under its type when given a bank) and ``g_bank``."""
+    given = to_tensor(q_feats, "q_feats")
+    if given.ndim != 3:
+        queries, bank = check_feature_pair(given, g_bank, "g_bank", "(T, G, D)")
+        _check_types(q_types, queries, bank.shape[0])
+        return queries, bank
+    flat, bank = check_feature_pair(given.flatten(0, 1), g_bank, "g_bank", "(T, G, D)")
+    if given.shape[0] != bank.shape[0]:
+        raise ValueError(
+            f"q_feats as a query bank must have g_bank's {bank.shape[0]} types first, got shape "
+            f"{tuple(given.shape)}; pass (Q, D) features for the one-sided unification"
+        )
+    q_bank = flat.view(given.shape)
+    types = _check_types(q_types, q_bank[0], bank.shape[0])
+    return q_bank[types, torch.arange(q_bank.shape[1], device=q_bank.device)], bank
+
+
+def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int) -> Tensor:
+    types = to_labels(q_types, "q_types", queries.shape[0], queries.device)
+    if bool(((types < 0) | (types >= num_types)).any()):
+        raise ValueError(
+            f"q_types must be in [0, {num_types}) to index g_bank's first dimension, got "
+            f"values from {int(types.min())} to {int(types.max())}"
+        )
+    return types
 
 
 def _evaluate_groups(

@@ -71,6 +71,9 @@ class RankMetrics:
         inp: ``(Q,)`` float64 inverse negative penalty of each query; NaN likewise.
         num_valid_queries: number of queries with at least one valid match (the others are
             skipped); ``~ap.isnan()`` marks them.
+        first_match: ``(Q,)`` int64 rank (1-based) of each query's first valid match, 0 for a
+            query without any; ``first_match == 1`` are the rank-1 hits (per-query values for
+            paired comparisons and bootstrap intervals). ``None`` when built by hand without it.
 
     Example:
         >>> m = evaluate_rank([[0.0, 1, 2], [2, 1, 0], [0, 1, 2]], [1, 2, 3], [1, 4, 3],
@@ -93,6 +96,7 @@ class RankMetrics:
     ap: Tensor
     inp: Tensor
     num_valid_queries: int
+    first_match: Tensor | None = None
 
     @property
     def num_queries(self) -> int:
@@ -129,14 +133,15 @@ class RankMetrics:
         """The metrics as plain Python values, ready for ``json.dumps``.
 
         Args:
-            per_query: also return ``"ap"`` and ``"inp"``, ``Q`` values each (large for a real
-                query set, hence off by default).
+            per_query: also return ``"ap"``, ``"inp"`` and ``"first_match"``, ``Q`` values each
+                (large for a real query set, hence off by default).
 
         Returns:
             ``{"cmc": [max_rank floats], "mAP": float, "mINP": float,
             "num_valid_queries": int, "num_queries": int}``, fractions in ``[0, 1]``; with
             ``per_query``, also ``"ap"`` and ``"inp"``: lists of ``Q`` floats in query order,
-            ``None`` (JSON ``null``) for the queries without a valid match.
+            ``None`` (JSON ``null``) for the queries without a valid match, and
+            ``"first_match"`` (``Q`` ints, 0 for those queries) when known.
         """
         result: dict[str, list[float | None] | float | int] = {
             "cmc": self.cmc.tolist(),
@@ -148,6 +153,8 @@ class RankMetrics:
         if per_query:
             result["ap"] = _none_for_nan(self.ap)
             result["inp"] = _none_for_nan(self.inp)
+            if self.first_match is not None:
+                result["first_match"] = self.first_match.tolist()
         return result
 
 
@@ -225,6 +232,7 @@ class MetricsAccumulator:
             ap=self.ap,
             inp=self.inp,
             num_valid_queries=num_valid,
+            first_match=self.first_hit,
         )
 
 

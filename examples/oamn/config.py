@@ -1,4 +1,4 @@
-"""The training configuration: every hyper-parameter, the paper's defaults, JSON and CLI.
+"""The training configuration: every hyper-parameter and its default, JSON and CLI.
 
 :class:`TrainConfig` holds everything a run depends on; its defaults are the paper's recipe
 (METHOD.md §7: ResNet-50 split after layer3, 256x128, 32 ids x 2 images, SGD Nesterov, warm-up to
@@ -26,11 +26,14 @@ from typing import Any
 
 from oamn.occlusion_aug import LOCATIONS
 
-from .model import OAMN
+from .model import GRADERS, OAMN
 
 __all__ = ["TrainConfig", "build_model", "config_from_args", "config_parser"]
 
 ROUTINGS = ("paper", "official")
+#: Mask losses as printed (``"paper"``), or scale-normalised (``"invariant"``, see
+#: ``oamn.losses.mask``).
+MASK_LOSS_SCALES = ("paper", "invariant")
 AMP_MODES = ("none", "bf16", "fp16")
 _OCCLUSION_LOCATIONS = LOCATIONS[1:]
 
@@ -45,7 +48,10 @@ def _option(default: Any, help: str, choices: Sequence[str] | None = None) -> An
 
 @dataclass
 class TrainConfig:
-    r"""Every setting of an OAMN training run; the defaults are the paper's (METHOD.md §7).
+    r"""Every setting of an OAMN training run; the defaults are the paper's (METHOD.md §7) but
+    for the occlusion-awareness remedies (docs/AWARENESS.md): ``mask_loss_scale="invariant"``,
+    ``lambda_mask=1``, ``routing="official"`` and ``grader="feature_profiles"``. The paper's
+    setting is ``mask_loss_scale="paper", lambda_mask=5, grader="pooled", routing="paper"``.
 
     Table 6 of the paper (ablation on Occluded-Duke) is one switch per row: baseline
     ``occlusion=False`` (the batch is the ``B`` holistic images only; ``L_mask`` and ``L_score``
@@ -55,12 +61,12 @@ class TrainConfig:
     ``loss_mask``; ``loss_score`` trains the grader that occlusion unification needs.
     Table 3 (occlusion types) is ``occlusion_locations`` and ``occlusion_areas``.
 
-    Gradient routing (``routing``): ``"paper"`` (default) is one backward of ``L1 + L2`` through
-    the whole network (``L_score`` reaches only the grader, whose input the model detaches).
-    ``"official"`` emulates the authors' two optimisers in one backward: the mask losses read
-    ``f.detach()`` so they update the mask module only, and the mask module sees ``f.detach()``
-    (the model's ``detach_mask_input``), so the encoder learns only through ``g = m * f``; see
-    :mod:`examples.oamn.objective` for what this does and does not reproduce.
+    Gradient routing (``routing``): ``"paper"`` is one backward of ``L1 + L2`` through the
+    whole network (``L_score`` reaches only the grader, whose input the model detaches).
+    ``"official"`` (default) emulates the authors' two optimisers in one backward: the mask
+    losses read ``f.detach()`` so they update the mask module only, and the mask module sees
+    ``f.detach()`` (the model's ``detach_mask_input``), so the encoder learns only through
+    ``g = m * f``; see :mod:`examples.oamn.objective` for what this does and does not reproduce.
 
     All values are checked on construction; a bad one raises ``ValueError`` naming the field and
     its command-line option.
@@ -116,6 +122,13 @@ class TrainConfig:
     mask_down_ratio: int | None = _option(
         None, "RGA-S down_ratio (none: automatic, 8 unless the feature map is tiny)"
     )
+    grader: str = _option(
+        "feature_profiles",
+        "occlusion grader: feature_profiles (row and column profiles of f / rms(f): sees where, "
+        "blind to the mask), profiles (of g / rms(g)), profiles_mlp, or pooled (the authors' "
+        "GAP of g, blinded by a collapsed mask; see docs/AWARENESS.md)",
+        GRADERS,
+    )
     # Occlusion augmentation (paper §3.1, Table 3).
     occlusion: bool = _option(True, "occlusion augmentation: 4 occluded copies per image")
     occlusion_locations: tuple[str, ...] = _option(
@@ -123,7 +136,9 @@ class TrainConfig:
     )
     occlusion_areas: tuple[float, ...] = _option((0.5, 0.25), "occlusion band areas, comma list")
     # Objective (paper §3.2-3.5).
-    lambda_mask: float = _option(5.0, "lambda_1, weight of L_mask")
+    lambda_mask: float = _option(
+        1.0, "lambda_1, weight of L_mask (the paper's 5 with --mask-loss-scale paper)"
+    )
     lambda_triplet: float = _option(0.5, "lambda_2, weight of the triplet loss")
     lambda_id: float = _option(1.0, "lambda_3, weight of the identity loss")
     lambda_score: float = _option(1.0, "lambda_4, weight of the grader loss L_score")
@@ -142,9 +157,23 @@ class TrainConfig:
         "mean", "reduction of the mask losses (see oamn.losses.mask)", ("mean", "batchmean")
     )
     grader_convention: str = _option(
-        "paper", "grader targets (see oamn.losses.grader_targets)", ("paper", "official")
+        "paper",
+        "grader targets and loss (see oamn.losses.grader_targets)",
+        ("paper", "official", "distribution"),
     )
-    routing: str = _option("paper", "gradient routing of the mask losses", ROUTINGS)
+    routing: str = _option(
+        "official",
+        "gradient routing of the mask losses: official (the authors': they train the mask "
+        "module only) or paper (through the encoder too)",
+        ROUTINGS,
+    )
+    mask_loss_scale: str = _option(
+        "invariant",
+        "mask losses invariant to the mask's and the features' scale (masks over the holistic "
+        "mask's mean), or as printed in the paper (lowered by shrinking the whole mask, see "
+        "docs/AWARENESS.md)",
+        MASK_LOSS_SCALES,
+    )
     # Optimisation (METHOD.md §7).
     epochs: int = _option(30, "number of epochs")
     lr: float = _option(0.1, "base learning rate (reached at the end of the warm-up)")
@@ -247,6 +276,7 @@ def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OA
         detach_mask_input=config.routing == "official",
         mask_spatial_reduction=config.mask_spatial_reduction,
         mask_down_ratio=config.mask_down_ratio,
+        grader=config.grader,
     )
 
 
@@ -258,7 +288,8 @@ def config_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="python -m examples.oamn.train",
-        description="Train OAMN (Chen et al., ICCV 2021). Defaults are the paper's recipe.",
+        description="Train OAMN (Chen et al., ICCV 2021). Defaults are the paper's recipe but "
+        "for the occlusion-awareness remedies (docs/AWARENESS.md).",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", help="JSON file of settings (command-line options win)")

@@ -12,15 +12,18 @@ seed), differing only in the method's switches (the first row of the paper's Tab
 * **baseline**: no occlusion augmentation, no mask module, plain batch-hard triplet, identity
   loss;
 * **OAMN**: every component (occlusion augmentation, attention mask with ``L_mask``, grouped
-  triplet, occlusion grader).
+  triplet, occlusion grader), with the pipeline's defaults (the occlusion-awareness remedies of
+  docs/AWARENESS.md).
 
 Each model is evaluated on the occluded queries (OAMN also with occlusion unification: the
-feature-level gallery bank by default, ``--strategies mask_swap,feature`` adds the authors'
-mask swap) and, as a reference, on the same query shots without the occluder
-(``query_holistic/``, synthetic benchmark only). Printed as a table;
-written to ``OUTPUT_DIR/results.json`` (with the configurations, the time of each stage and the
-command) and drawn in ``OUTPUT_DIR/demo.png``: a few occluded queries with OAMN's attention mask
-beside the baseline's feature activation, the top-5 of each model, and R1/mAP bars of every row.
+band-removing bank by default, one-sided and two-sided, under the grader's types, the located
+types and the benchmark's true types; ``--strategies band,mask_swap,feature`` adds the others)
+and, as a reference, on the same query shots without the occluder (``query_holistic/``,
+synthetic benchmark only). Printed as a table; written to ``OUTPUT_DIR/results.json`` (with the
+configurations, OAMN's occlusion awareness, the time of each stage and the command) and drawn in
+``OUTPUT_DIR/demo.png``: a few occluded queries with OAMN's attention mask beside the baseline's
+feature activation, the top-5 of each model (OAMN's two-sided unified), and R1/mAP bars of every
+row; ``OUTPUT_DIR/awareness.png`` draws the mask and grader measurements.
 
 The defaults (ResNet-18 from scratch at 128x64, split after ``layer3``, see
 :data:`DEMO_SETTINGS`) finish within 15 minutes on 2 CPU cores. ``--weights`` starts the
@@ -53,10 +56,10 @@ from .config import TrainConfig
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
 from .evaluate import library_versions, parse_strategies
+from .evaluation import evaluation_report
 from .inference import (
     EvaluationFeatures,
     extract_features,
-    extract_for_evaluation,
     metrics_report,
     occlusion_type_names,
 )
@@ -69,6 +72,7 @@ from .visualize import (
     draw_image,
     match_kinds,
     ranked_indices,
+    save_awareness_figure,
 )
 
 __all__ = [
@@ -144,8 +148,9 @@ QUICK_SETTINGS: dict[str, Any] = {
 }
 
 MODELS: tuple[str, ...] = ("baseline", "oamn")
-#: Gallery banks of OAMN's unified rows by default: the feature-level bank (one pass per image).
-DEFAULT_STRATEGIES: tuple[str, ...] = ("feature",)
+#: Banks of OAMN's unified rows by default: the band removed from the attentive features (one
+#: E^I pass per image).
+DEFAULT_STRATEGIES: tuple[str, ...] = ("band",)
 _TITLES = {"baseline": "baseline", "oamn": "OAMN"}
 _COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
 _FIGURE_QUERIES = 4
@@ -283,8 +288,9 @@ def evaluate_models(
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     batch_size: int = 128,
     progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, EvaluationFeatures]]:
-    """Evaluate each model on the occluded queries (OAMN also unified) and the holistic twins.
+) -> tuple[list[dict[str, Any]], dict[str, EvaluationFeatures], dict[str, dict]]:
+    """Evaluate each model on the occluded queries (OAMN also unified, with its occlusion
+    awareness; :func:`~examples.oamn.evaluation.evaluation_report`) and the holistic twins.
 
     Args:
         models: ``{"baseline": model, "oamn": model}`` on ``device``.
@@ -299,29 +305,34 @@ def evaluate_models(
 
     Returns:
         The table rows (``model``, ``queries`` (``"occluded"`` or ``"holistic"``), ``setting``
-        (``"no unification"`` or the unified bank), ``R1`` .. ``mINP`` as fractions,
-        ``num_valid_queries``) and each model's :class:`EvaluationFeatures` of the occluded
-        queries (for the figure).
+        (``"no unification"`` or the unified row's name), ``R1`` .. ``mINP`` as fractions,
+        ``num_valid_queries``), each model's :class:`EvaluationFeatures` of the occluded
+        queries (for the figure) and OAMN's occlusion awareness
+        (:func:`~examples.oamn.awareness.awareness_report`, under ``"oamn"``).
     """
     twins = holistic_queries(dataset)
     rows: list[dict[str, Any]] = []
     features: dict[str, EvaluationFeatures] = {}
+    awareness: dict[str, dict] = {}
     for name, model in models.items():
-        unify = name == "oamn"  # the baseline's grader is never trained
-        features[name] = extract_for_evaluation(
+        oamn = name == "oamn"  # the baseline has no mask, and its grader is never trained
+        report, features[name] = evaluation_report(
             model,
             dataset.query,
             dataset.gallery,
+            dataset.root,
             height=height,
             width=width,
             device=device,
             batch_size=batch_size,
             workers=0,
-            strategies=strategies,
-            unify=unify and bool(strategies),
+            strategies=strategies if oamn else (),
+            awareness=oamn,
             progress=progress,
         )
-        reports = {"occluded": metrics_report(features[name])}
+        if "awareness" in report:
+            awareness[name] = report["awareness"]
+        reports = {"occluded": report}
         if twins is not None:
             loader = build_test_loader(twins, height, width, batch_size, 0)
             holistic = extract_features(model, loader, device, progress=progress)
@@ -339,7 +350,7 @@ def evaluate_models(
                         "num_valid_queries": row["num_valid_queries"],
                     }
                 )
-    return rows, features
+    return rows, features, awareness
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -352,12 +363,17 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
         model     queries   setting              R1     R5    R10    mAP   mINP
         OAMN      occluded  no unification     50.0  100.0  100.0   62.5   25.0
     """
-    header = f"{'model':<10}{'queries':<10}{'setting':<17}" + "".join(f"{c:>7}" for c in _COLUMNS)
+    settings = [
+        row["setting"].replace("unified, ", "unified ").replace(" bank", "") for row in rows
+    ]
+    width = max(17, *(len(setting) + 2 for setting in settings))
+    header = f"{'model':<10}{'queries':<10}{'setting':<{width}}" + "".join(
+        f"{c:>7}" for c in _COLUMNS
+    )
     lines = [header]
-    for row in rows:
+    for row, setting in zip(rows, settings, strict=True):
         values = "".join(f"{100 * row[c]:7.1f}" for c in _COLUMNS)
-        setting = row["setting"].replace("unified, ", "unified ").replace(" bank", "")
-        lines.append(f"{row['model']:<10}{row['queries']:<10}{setting:<17}{values}")
+        lines.append(f"{row['model']:<10}{row['queries']:<10}{setting:<{width}}{values}")
     return "\n".join(lines)
 
 
@@ -399,14 +415,18 @@ def save_demo_figure(
     }
     types = predict_occlusion_type(oamn.query.grader_scores[chosen])
     type_names = occlusion_type_names()
-    # The first bank's slice of each query's predicted type: the unified ranking.
-    banks = list(oamn.banks.values())
-    oamn_gallery = banks[0][types] if banks else oamn.gallery.features
+    # The first bank's slice of each query's predicted type: the unified ranking (two-sided
+    # when there is a query bank: each query under its own predicted type too).
+    strategy = next(iter(oamn.banks), None)
+    oamn_gallery = oamn.gallery.features if strategy is None else oamn.banks[strategy][types]
+    oamn_queries = oamn.query.features[chosen]
+    if strategy in oamn.query_banks:
+        oamn_queries = oamn.query_banks[strategy][types, chosen]
     ranked = {
         "baseline top-5": ranked_indices(
             baseline.query.features[chosen], baseline.gallery.features, top_k
         ),
-        "OAMN top-5 (unified)": ranked_indices(oamn.query.features[chosen], oamn_gallery, top_k),
+        "OAMN top-5 (unified)": ranked_indices(oamn_queries, oamn_gallery, top_k),
     }
     columns = 1 + len(maps) + len(ranked) * top_k
     figure = Figure(figsize=(0.85 * columns + 0.4, 1.9 * count + 3.2), dpi=100)
@@ -535,12 +555,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         models[name], _ = load_model(checkpoint, device)
     size = {"height": configs["oamn"].height, "width": configs["oamn"].width, "device": device}
     start = time.perf_counter()
-    rows, features = evaluate_models(
+    rows, features, awareness = evaluate_models(
         models, dataset, **size, strategies=args.strategies, progress=not args.no_progress
     )
     seconds["evaluate"] = time.perf_counter() - start
     start = time.perf_counter()
     figure = save_demo_figure(output_dir / "demo.png", models, features, rows, dataset, **size)
+    figures = [figure]
+    if "oamn" in awareness:
+        figures.append(save_awareness_figure(awareness["oamn"], output_dir / "awareness.png"))
     seconds["figure"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - started
     table = format_table(rows)
@@ -549,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{len(dataset.gallery)} gallery images"
     )
     print(table)
-    print(f"figure: {figure}; total {seconds['total']:.0f} s")
+    print(f"figures: {', '.join(map(str, figures))}; total {seconds['total']:.0f} s")
     command = sys.argv[1:] if argv is None else list(argv)
     result = {
         "command": shlex.join(["python", "-m", "examples.oamn.demo", *command]),
@@ -565,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seconds": {name: round(value, 1) for name, value in seconds.items()},
         "torch_threads": torch.get_num_threads(),
         "configs": {name: config.to_dict() for name, config in configs.items()},
-        "figure": str(figure),
+        "awareness": awareness,
+        "figures": [str(path) for path in figures],
         "versions": library_versions(),
     }
     (output_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -2,14 +2,19 @@ r"""Evaluate a trained OAMN checkpoint, with and without occlusion unification.
 
     python -m examples.oamn.evaluate --checkpoint runs/market/checkpoint_best.pt \
         [--dataset market1501 --data-root DIR] [--output metrics.json] [--figures DIR] \
-        [--strategies mask_swap,feature] [--batch-size 128] [--workers 4] [--device cuda]
+        [--strategies mask_swap,feature,band] [--no-two-sided] [--no-awareness] \
+        [--batch-size 128] [--workers 4] [--device cuda]
 
 The dataset, its root and the input size default to those of the checkpoint's training config.
-Prints R1/R5/R10/mAP/mINP (in %) for three rows: no unification, unified with the authors'
-"mask swap" gallery bank and unified with the feature-level bank, with the time each bank took
-to build and the queries' predicted occlusion types; writes the same as JSON (fractions in
-[0, 1]) with the command, the config, the dataset sizes and the library versions. ``--figures``
-adds PNGs of ranked lists and attention maps (matplotlib needed then only).
+Prints R1/R5/R10/mAP/mINP (in %) for the rows of :func:`examples.oamn.evaluation.
+evaluation_report`: no unification, then per bank strategy (the authors' "mask swap", the
+feature-level swap, the band removal) the unified rows, one-sided and two-sided, and on the
+synthetic benchmark also under the queries' true types; with the time each bank took to build
+and the queries' predicted occlusion types. Then the occlusion awareness
+(:mod:`examples.oamn.awareness`): the mask's band / visible ratio and the grader's accuracy.
+Writes the same as JSON (fractions in [0, 1]) with the command, the config, the dataset sizes
+and the library versions. ``--figures`` adds PNGs of ranked lists, attention maps and the
+awareness (matplotlib needed then only).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import torch
 from .checkpoint import load_model
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
-from .inference import AMP_DTYPES, extract_for_evaluation, metrics_report
+from .evaluation import evaluation_report
+from .inference import AMP_DTYPES
 from .model import BANK_STRATEGIES
 
 __all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
@@ -72,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=BANK_STRATEGIES,
         help="comma-separated gallery-bank strategies of the unified rows, or "
         f"'none' for no unification (default: {','.join(BANK_STRATEGIES)})",
+    )
+    parser.add_argument(
+        "--no-two-sided",
+        action="store_true",
+        help="leave out the two-sided unified rows (no query bank)",
+    )
+    parser.add_argument(
+        "--no-awareness",
+        action="store_true",
+        help="skip the mask and grader awareness measurement (and the true-type rows)",
+    )
+    parser.add_argument(
+        "--awareness-seed",
+        type=int,
+        default=0,
+        help="seed of the augmentation bands of the awareness measurement (default: 0)",
     )
     parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     parser.add_argument(
@@ -160,7 +182,24 @@ def format_table(report: dict) -> str:
         if count
     )
     lines.append(f"query types: {types}")
+    for source, awareness in report.get("awareness", {}).items():
+        mask, grader = awareness["mask"], awareness["grader"]
+        ratio = mask.get("occluded", {}).get("band_to_visible")
+        lines.append(
+            f"awareness ({source.replace('_', ' ')}): mask mean {mask['all']['mask_mean']:.3f}, "
+            f"band / visible {_fraction(ratio)}; grader location "
+            f"{_percent(grader['location_accuracy'])}, type {_percent(grader['type_accuracy'])}, "
+            f"none {_percent(grader['none_accuracy'])}"
+        )
     return "\n".join(lines)
+
+
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f} %"
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -192,18 +231,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"cannot load {dataset_name} from {data_root}: {error}")
     workers = config.workers if args.workers is None else args.workers
     size = {"height": config.height, "width": config.width, "device": device}
-    features = extract_for_evaluation(
+    report, features = evaluation_report(
         model,
         dataset.query,
         dataset.gallery,
+        data_root,
         **size,
         batch_size=args.batch_size,
         workers=workers,
         strategies=args.strategies,
+        two_sided=not args.no_two_sided,
+        awareness=not args.no_awareness,
+        awareness_seed=args.awareness_seed,
         amp=args.amp,
+        ap=args.ap,
+        boundary=args.boundary,
         progress=not args.no_progress,
     )
-    report = metrics_report(features, ap=args.ap, boundary=args.boundary)
     print(
         f"{dataset_name} ({data_root}): {report['num_query']} queries, "
         f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
@@ -228,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         **report,
     }
     if args.figures is not None:
-        from .visualize import save_figures
+        from .visualize import save_awareness_figure, save_figures
 
         paths = save_figures(
             model,
@@ -240,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             num_queries=args.num_figures,
             boundary=args.boundary,
         )
+        if "awareness" in report:
+            paths.append(save_awareness_figure(report["awareness"], args.figures / "awareness.png"))
         result["figures"] = [str(path) for path in paths]
         print(f"figures: {', '.join(str(path) for path in paths)}")
     output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"

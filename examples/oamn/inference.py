@@ -11,18 +11,21 @@ A loader yields ``(images, pids, camids, ...)`` batches (:func:`examples.oamn.da
 build_test_loader` does), in the order of its items. Everything returned lives on the CPU in
 float32, whatever the device and autocast dtype of the forward passes.
 
-Evaluation (METHOD.md §5-6) has three rows: *no unification* (query features against the plain
-gallery features), and *unified* with each gallery-bank strategy: query ``i`` gets the type
+Evaluation (METHOD.md §5-6) has a row *no unification* (query features against the plain
+gallery features), and per bank strategy the *unified* rows: query ``i`` gets the type
 :func:`oamn.reid_eval.predict_occlusion_type` reads from its grader scores and is ranked against the
-gallery features under that type (:func:`oamn.reid_eval.evaluate_unified`). The query features are
-extracted once and shared by every row.
+gallery features under that type (:func:`oamn.reid_eval.evaluate_unified`), with the plain query
+feature (one-sided, the authors') or with the query's own feature under that type (two-sided, the
+paper's §3.4: the band removed on both sides). Given the queries' true types (the synthetic
+benchmark's manifest), each unified row is repeated with them, which separates the grader's
+errors from the bank's quality. The query features are extracted once and shared by every row.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +37,7 @@ from oamn.reid_eval import AP_KINDS, RankMetrics, evaluate_features, evaluate_un
 from oamn.reid_eval import predict_occlusion_type as predict_types
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
+from .intervals import bootstrap_interval
 from .model import BANK_STRATEGIES
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "EvaluationFeatures",
     "FeatureSet",
     "evaluate_model",
+    "evaluation_mode",
     "extract_features",
     "extract_for_evaluation",
     "extract_gallery_bank",
@@ -196,14 +201,18 @@ class EvaluationFeatures:
         query: the queries' :class:`FeatureSet`.
         gallery: the gallery's :class:`FeatureSet` (its features: the "no unification" row).
         banks: ``{strategy: (9, G, D) float32 bank}`` for each strategy evaluated, in order.
-        seconds: wall-clock seconds of each extraction: ``"query"``, ``"gallery"`` and each
-            strategy name (the time to build that bank, image loading included).
+        seconds: wall-clock seconds of each extraction: ``"query"``, ``"gallery"``, each
+            strategy name (the time to build that gallery bank, image loading included) and
+            ``"<strategy>_query"`` for each query bank.
+        query_banks: ``{strategy: (9, Q, D) float32 bank}`` of the queries, for the two-sided
+            rows (empty: no two-sided rows).
     """
 
     query: FeatureSet
     gallery: FeatureSet
     banks: dict[str, Tensor] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    query_banks: dict[str, Tensor] = field(default_factory=dict)
 
 
 def extract_for_evaluation(
@@ -218,6 +227,7 @@ def extract_for_evaluation(
     workers: int,
     strategies: Sequence[str] = BANK_STRATEGIES,
     unify: bool = True,
+    two_sided: bool = True,
     amp: str | None = None,
     progress: bool = True,
 ) -> EvaluationFeatures:
@@ -239,6 +249,7 @@ def extract_for_evaluation(
         strategies: bank strategies to build, names from
             :data:`examples.oamn.model.BANK_STRATEGIES`, without repeats.
         unify: ``False`` builds no bank (``strategies`` ignored).
+        two_sided: also build each strategy's bank of the queries (the two-sided rows).
         amp: ``None``, ``"none"`` or a key of :data:`AMP_DTYPES` (CUDA only).
         progress: show tqdm progress bars.
 
@@ -265,14 +276,18 @@ def extract_for_evaluation(
         feature_sets[name] = extract_features(model, loader, device, amp, progress)
         seconds[name] = time.perf_counter() - start
     black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
-    banks = {}
+    banks: dict[str, dict[str, Tensor]] = {"gallery": {}, "query": {}}
     for strategy in strategies:
-        start = time.perf_counter()
-        banks[strategy] = extract_gallery_bank(
-            model, loaders["gallery"], strategy, device, black, amp, progress
-        )
-        seconds[strategy] = time.perf_counter() - start
-    return EvaluationFeatures(feature_sets["query"], feature_sets["gallery"], banks, seconds)
+        for split in ("gallery", "query") if two_sided else ("gallery",):
+            start = time.perf_counter()
+            banks[split][strategy] = extract_gallery_bank(
+                model, loaders[split], strategy, device, black, amp, progress
+            )
+            key = strategy if split == "gallery" else f"{strategy}_query"
+            seconds[key] = time.perf_counter() - start
+    return EvaluationFeatures(
+        feature_sets["query"], feature_sets["gallery"], banks["gallery"], seconds, banks["query"]
+    )
 
 
 def metrics_report(
@@ -283,6 +298,8 @@ def metrics_report(
     ap: str = "step",
     thresholds: tuple[float, float] = (0.5, 0.75),
     boundary: str = "paper",
+    true_types: Tensor | None = None,
+    located: bool = True,
 ) -> dict:
     r"""The metrics of each evaluation row as a JSON-ready dict.
 
@@ -294,15 +311,25 @@ def metrics_report(
         ap: ``"step"`` (default) or ``"trapezoid"`` (the authors' lower number).
         thresholds: the grader thresholds of :func:`oamn.reid_eval.predict_occlusion_type`.
         boundary: ``"paper"`` or ``"official"``, see :func:`oamn.reid_eval.predict_occlusion_type`.
+        true_types: ``(Q,)`` int64 true occlusion types of the queries (a synthetic benchmark's
+            manifest), or ``None``: adds the unified rows under the true types.
+        located: add the unified rows under the *located* types: every query a half band at
+            the location of its largest grader score (thresholds ``(0, 0)``), for benchmarks
+            whose queries are all occluded (Occluded-Duke's are).
 
     Returns:
         A dict with
 
-        * ``"rows"``: ``{key: row}`` with key ``"plain"`` (no unification) then
-          ``"unified_<strategy>"`` per bank; each row holds ``"name"`` (for tables), ``"R1"``,
+        * ``"rows"``: ``{key: row}`` with key ``"plain"`` (no unification) then, per bank,
+          ``"unified_<strategy>"`` (one-sided), ``"unified_<strategy>_two_sided"`` (with a query
+          bank), the same keys ending in ``"_located"`` (with ``located``) and in ``"_true"``
+          (with ``true_types``); each row holds
+          ``"name"`` (for tables), ``"R1"``,
           ``"R5"``, ``"R10"``, ``"mAP"``, ``"mINP"`` (fractions in ``[0, 1]``), ``"cmc"``
-          (``max_rank`` fractions), ``"num_valid_queries"`` and ``"bank_seconds"`` (``None``
-          for the plain row);
+          (``max_rank`` fractions), ``"R1_ci95"`` and ``"mAP_ci95"`` (95 % bootstrap intervals
+          over the valid queries, :mod:`examples.oamn.intervals`), ``"first_match"`` and
+          ``"ap"`` (per query, for paired comparisons), ``"num_valid_queries"`` and
+          ``"bank_seconds"`` (``None`` for the plain row);
         * ``"query_types"``: ``{type name: count}`` of the queries' predicted types, all 9
           names (:func:`occlusion_type_names`) in type order;
         * ``"bank_type0_max_abs_diff"``: ``{strategy: float}``, the largest difference between
@@ -337,11 +364,29 @@ def metrics_report(
             evaluate_features(query.features, gallery.features, *labels, **options),
         )
     }
+    type_sources = {"": (query_types, "")}
+    if located:
+        # Every query occluded, by a half band at the grader's most likely location: a half band
+        # holds any band up to half the image, so a wrong area costs visible body, not the match.
+        located_types = predict_types(query.grader_scores, (0.0, 0.0), boundary)
+        type_sources["_located"] = (located_types, ", located types")
+    if true_types is not None:
+        type_sources["_true"] = (true_types, ", true types")
     for strategy, bank in features.banks.items():
-        metrics = evaluate_unified(query.features, query_types, bank, *labels, **options)
-        rows[f"unified_{strategy}"] = _row(
-            f"unified, {strategy.replace('_', ' ')} bank", features.seconds.get(strategy), metrics
-        )
+        name = f"unified, {strategy.replace('_', ' ')} bank"
+        sides = {"": query.features}
+        if strategy in features.query_banks:
+            sides["_two_sided"] = features.query_banks[strategy]
+        for type_key, (types, type_name) in type_sources.items():
+            for side_key, queries in sides.items():
+                metrics = evaluate_unified(queries, types, bank, *labels, **options)
+                side_name = ", two-sided" if side_key else ""
+                seconds = features.seconds.get(strategy)
+                if side_key and seconds is not None:  # the query bank's time too
+                    seconds += features.seconds.get(f"{strategy}_query", 0.0)
+                rows[f"unified_{strategy}{side_key}{type_key}"] = _row(
+                    name + side_name + type_name, seconds, metrics
+                )
     counts = torch.bincount(query_types, minlength=NUM_OCCLUSION_TYPES).tolist()
     return {
         "rows": rows,
@@ -412,6 +457,27 @@ def evaluate_model(
     )
 
 
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and :func:`torch.inference_mode` inside; the model's previous mode after.
+
+    Example:
+        >>> layer = nn.Dropout().train()
+        >>> with evaluation_mode(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def occlusion_type_names() -> tuple[str, ...]:
     """Names of the 9 occlusion types in type order: ``"none"``, ``"half_top"``, ...,
     ``"quarter_right"``.
@@ -429,15 +495,22 @@ def occlusion_type_names() -> tuple[str, ...]:
 
 
 def _row(name: str, bank_seconds: float | None, metrics: RankMetrics) -> dict:
-    """One table row: the named ranks, mAP, mINP and the whole CMC as Python floats."""
+    """One table row: the named ranks, mAP, mINP, their 95 % bootstrap intervals over the valid
+    queries, the whole CMC and the per-query first-match ranks and APs (for paired tests)."""
+    valid = metrics.first_match > 0
+    per_query = metrics.to_dict(per_query=True)
     return {
         "name": name,
         **{f"R{k}": float(metrics.cmc[k - 1]) for k in REPORTED_RANKS},
         "mAP": metrics.mAP,
         "mINP": metrics.mINP,
+        "R1_ci95": list(bootstrap_interval((metrics.first_match[valid] == 1).double())),
+        "mAP_ci95": list(bootstrap_interval(metrics.ap[valid])),
         "num_valid_queries": metrics.num_valid_queries,
         "bank_seconds": bank_seconds,
         "cmc": metrics.cmc.tolist(),
+        "first_match": per_query["first_match"],
+        "ap": per_query["ap"],
     }
 
 
@@ -464,21 +537,16 @@ def _map_batches(
     autocast = nullcontext() if amp is None else torch.autocast(device.type, AMP_DTYPES[amp])
     outputs: list[list[Tensor]] = []
     pids, camids = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast:
-            for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
-                images, batch_pids, batch_camids = _unpack(batch)
-                results = forward(images.to(device, non_blocking=True))
-                if not outputs:
-                    outputs = [[] for _ in results]
-                for chunks, result in zip(outputs, results, strict=True):
-                    chunks.append(result.float().cpu())
-                pids.append(torch.as_tensor(batch_pids).long())
-                camids.append(torch.as_tensor(batch_camids).long())
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), autocast:
+        for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
+            images, batch_pids, batch_camids = _unpack(batch)
+            results = forward(images.to(device, non_blocking=True))
+            if not outputs:
+                outputs = [[] for _ in results]
+            for chunks, result in zip(outputs, results, strict=True):
+                chunks.append(result.float().cpu())
+            pids.append(torch.as_tensor(batch_pids).long())
+            camids.append(torch.as_tensor(batch_camids).long())
     if not pids:
         raise ValueError("the loader yielded no batch; check that its item list is not empty")
     return outputs, torch.cat(pids), torch.cat(camids)

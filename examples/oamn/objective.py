@@ -12,12 +12,14 @@ holistic images only, and ``L_mask``, ``L_score`` and the grouping are skipped.
 
 Gradient routing:
 
-* ``"paper"`` (default): every term reaches every parameter it depends on. ``L_score`` reaches
-  only the grader because the model feeds the grader ``g.detach()``.
-* ``"official"``: the authors' code stepped two optimisers, one for ``L_mask`` over the mask
-  module only, and discarded the mask losses' gradients into the encoder ``E^I``. Here, in one
-  backward, the mask losses read ``f.detach()`` (``L_mask1`` as ``(f - f^p).detach() * m^p``,
-  ``L_mask2`` on ``m * f.detach()``), so they reach the mask module and not ``E^I``; with
+* ``"paper"``: every term reaches every parameter it depends on. ``L_score`` reaches only the
+  grader because the model feeds the grader a detached input.
+* ``"official"`` (default; with the scale-invariant mask losses the ``"paper"`` routing
+  collapses the features, docs/AWARENESS.md): the authors' code stepped two optimisers, one for
+  ``L_mask`` over the mask module only, and discarded the mask losses' gradients into the
+  encoder ``E^I``. Here, in one backward, the mask losses read ``f.detach()`` (``L_mask1`` as
+  ``(f - f^p).detach() * m^p``, ``L_mask2`` on ``m * f.detach()``), so they reach the mask
+  module and not ``E^I``; with
   :func:`~examples.oamn.config.build_model`'s ``detach_mask_input``, the mask module also sees
   ``f.detach()``, so ``E^I`` learns only through ``g = m * f``, as in their code. Not reproduced:
   the two sequential updates (their second step saw parameters the first had just changed) and
@@ -44,7 +46,7 @@ from oamn.losses import (
 )
 from oamn.occlusion_aug import LOCATIONS
 
-from .config import ROUTINGS, TrainConfig
+from .config import MASK_LOSS_SCALES, ROUTINGS, TrainConfig
 
 __all__ = ["ModelOutput", "OAMNObjective", "ObjectiveResult"]
 
@@ -83,7 +85,7 @@ class OAMNObjective:
     r"""The OAMN loss: ``L1 + L2`` of a batch of views, with a switch per term.
 
     The fields have the names and defaults of :class:`~examples.oamn.config.TrainConfig`'s (the
-    paper's values); :meth:`from_config` copies them.
+    paper's values but for the occlusion-awareness remedies); :meth:`from_config` copies them.
 
     Args:
         lambda_mask, lambda_triplet, lambda_id, lambda_score: ``lambda_1`` to ``lambda_4``.
@@ -93,8 +95,13 @@ class OAMNObjective:
         margin: triplet margin; distances are plain Euclidean on un-normalised ``h``.
         label_smoothing: of the identity cross-entropy.
         mask_reduction: ``"mean"`` or ``"batchmean"``, see ``oamn.losses.mask_consistency_loss``.
-        grader_convention: ``"paper"`` or ``"official"``, see ``oamn.losses.grader_targets``.
+        grader_convention: ``"paper"``, ``"official"`` or ``"distribution"``, see
+            ``oamn.losses.grader_targets``.
         routing: ``"paper"`` or ``"official"``, see the module docstring.
+        mask_loss_scale: ``"paper"`` (the mask losses as printed, homogeneous of degree 2 in the
+            mask) or ``"invariant"`` (their scale-normalised forms: ``normalize=True`` for
+            ``L_mask1``, the holistic masks as ``m_holistic`` for ``L_mask2``; see
+            ``oamn.losses.mask``).
 
     ``L_mask2`` pairs top with bottom and left with right; with a location set that lacks one
     pair (Table 3's ``{t, b}``) only the complete pairs count (an incomplete pair is passed to
@@ -115,7 +122,7 @@ class OAMNObjective:
         ['id', 'loss', 'mask1', 'mask2', 'score', 'triplet']
     """
 
-    lambda_mask: float = 5.0
+    lambda_mask: float = 1.0
     lambda_triplet: float = 0.5
     lambda_id: float = 1.0
     lambda_score: float = 1.0
@@ -130,11 +137,16 @@ class OAMNObjective:
     label_smoothing: float = 0.0
     mask_reduction: str = "mean"
     grader_convention: str = "paper"
-    routing: str = "paper"
+    routing: str = "official"
+    mask_loss_scale: str = "invariant"
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
+        if self.mask_loss_scale not in MASK_LOSS_SCALES:
+            raise ValueError(
+                f"mask_loss_scale must be one of {MASK_LOSS_SCALES}, got {self.mask_loss_scale!r}"
+            )
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> OAMNObjective:
@@ -204,10 +216,14 @@ class OAMNObjective:
             g = m * f
         else:
             g = output.g.float()
+        invariant = self.mask_loss_scale == "invariant"
+        m_holistic = m[:batch] if invariant else None
         terms = [
             (
                 "mask1",
-                mask_consistency_loss(f[:batch], f[batch:], m[batch:], self.mask_reduction),
+                mask_consistency_loss(
+                    f[:batch], f[batch:], m[batch:], self.mask_reduction, normalize=invariant
+                ),
                 self.mask_alpha1,
             )
         ]
@@ -221,7 +237,9 @@ class OAMNObjective:
                 for name in LOCATIONS[1:]
             ]
             is_half = area[batch : 2 * batch] == 0.5
-            mask2 = mask_complement_loss(holistic, *copies, is_half, self.mask_reduction)
+            mask2 = mask_complement_loss(
+                holistic, *copies, is_half, self.mask_reduction, m_holistic=m_holistic
+            )
             terms.append(("mask2", mask2, self.mask_alpha2))
         return terms
 

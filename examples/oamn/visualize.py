@@ -39,6 +39,7 @@ __all__ = [
     "match_kinds",
     "ranked_indices",
     "save_attention_maps",
+    "save_awareness_figure",
     "save_figures",
     "save_ranked_lists",
 ]
@@ -347,6 +348,70 @@ def save_figures(
         save_attention_maps(query_images, masks, folder / "attention.png", titles=captions)
     )
     return written
+
+
+def save_awareness_figure(awareness: dict, path: str | Path) -> Path:
+    r"""Draw an :func:`~examples.oamn.awareness.awareness_report` as one PNG.
+
+    Left: the mask's occluded-band / visible ratio per occlusion type (1: the mask ignores the
+    occlusion, dashed; the target 0.5, dotted), for the augmentation's bands on the test images
+    and, on a synthetic benchmark, for the queries' real occluders. Right: the grader's
+    confusion matrix (rows: true type, columns: predicted; each row normalised) for each source.
+
+    Args:
+        awareness: the report dict (``"augmented"``, optionally ``"synthetic_queries"``).
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    sources = {"augmented": "augmentation bands", "synthetic_queries": "real occluders"}
+    present = [key for key in sources if key in awareness]
+    names = occlusion_type_names()[1:]
+    figure = Figure(figsize=(4.2 + 3.4 * len(present), 3.6), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(1, 1 + len(present), width_ratios=[1.3] + [1.0] * len(present))
+    bars = figure.add_subplot(grid[0, 0])
+    width = 0.8 / len(present)
+    for offset, key in enumerate(present):
+        types = awareness[key]["mask"]["types"]
+        ratios = [(types.get(name) or {}).get("band_to_visible") for name in names]
+        positions = [i + (offset - (len(present) - 1) / 2) * width for i in range(len(names))]
+        values = [float("nan") if r is None else r for r in ratios]
+        bars.bar(positions, values, width=width, label=sources[key])
+    bars.axhline(1.0, color="#555555", linestyle="--", linewidth=0.8)
+    bars.axhline(0.5, color="#d73027", linestyle=":", linewidth=0.8)
+    bars.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=6)
+    bars.set_ylabel("mask: band mean / visible mean", fontsize=7)
+    bars.set_title("does the mask drop the occluded band?", fontsize=8)
+    bars.legend(fontsize=6)
+    all_names = occlusion_type_names()
+    for column, key in enumerate(present, start=1):
+        grader = awareness[key]["grader"]
+        counts = torch.tensor(grader["confusion"], dtype=torch.float32)
+        shares = counts / counts.sum(1, keepdim=True).clamp_min(1)
+        axes = figure.add_subplot(grid[0, column])
+        axes.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+        labels = [n.replace("half_", "h ").replace("quarter_", "q ") for n in all_names]
+        axes.set_xticks(range(len(labels)), labels, fontsize=5, rotation=90)
+        axes.set_yticks(range(len(labels)), labels, fontsize=5)
+        axes.set_xlabel("predicted", fontsize=7)
+        axes.set_ylabel("true", fontsize=7)
+        accuracy = grader["location_accuracy"], grader["type_accuracy"]
+        axes.set_title(
+            f"grader, {sources[key]}\nlocation {_percent(accuracy[0])}, type "
+            f"{_percent(accuracy[1])}",
+            fontsize=7,
+        )
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.2, top=0.88, wspace=0.35)
+    return _save(figure, path)
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f} %"
 
 
 def _grid(rows: int, cols: int) -> tuple[object, list[list[Axes]]]:

@@ -9,7 +9,12 @@ if every gallery image were occluded in a way only the bank's "half top" slice u
 * unified with the "mask_swap" bank, whose type 1 (half top) un-rolls the gallery colour: a
   query of type 1 ranks perfectly. Blue queries (identity 3) are graded "none" (type 0), so
   they keep their plain ranking: :data:`UNIFIED`;
-* the "feature" bank is the plain features under every type: the plain figures again.
+* the "feature" and "band" banks are the plain features under every type: the plain figures
+  again;
+* two-sided (the queries' own banks, built by the same ``gallery_bank``): under the
+  "mask_swap" bank's type 1 a half-top query is rolled back too (``e_{p-2}``), the un-rolled
+  colour of the previous identity, just as its plain colour is that identity's rolled one: the
+  same distances as without unification, so the plain figures for every bank.
 
 Gallery layout (in this order): each identity in cameras 2 then 3; one query per identity in
 camera 1. Plain distances: query 1 (red) is at 0 from identity 3 (rolled blue = red), then
@@ -69,12 +74,15 @@ class ColourModel(nn.Module):
         std = torch.tensor(IMAGENET_STD, device=images.device)
         return (images.mean((2, 3)) * std + mean).round()
 
+    def scores(self, images: Tensor) -> Tensor:
+        """``(N, 4)`` grader scores: uniform (type 0) for blue images, else half top."""
+        blue = self.colours(images)[:, 2:] == 1
+        half_top = torch.tensor(HALF_TOP_SCORES, device=images.device).expand(len(images), 4)
+        return torch.where(blue, torch.full_like(half_top, 0.25), half_top)
+
     def extract(self, images: Tensor) -> tuple[Tensor, Tensor]:
         self.batch_sizes.append(len(images))
-        features = self.colours(images)
-        blue = features[:, 2:] == 1
-        half_top = torch.tensor(HALF_TOP_SCORES, device=images.device).expand(len(images), 4)
-        return features, torch.where(blue, torch.full_like(half_top, 0.25), half_top)
+        return self.colours(images), self.scores(images)
 
     def gallery_bank(self, images: Tensor, strategy: str, image_fill: Tensor) -> Tensor:
         self.fills.append(image_fill)
@@ -85,8 +93,9 @@ class ColourModel(nn.Module):
         return bank
 
     def forward(self, images: Tensor) -> SimpleNamespace:
+        """OAMN's forward outputs that the attention figure and the awareness read."""
         masks = F.avg_pool2d(images[:, :1], 4).sigmoid()
-        return SimpleNamespace(m=masks)
+        return SimpleNamespace(m=masks, grader_scores=self.scores(images))
 
 
 def market_name(pid: int, camera: int, frame: int) -> str:

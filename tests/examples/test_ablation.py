@@ -25,8 +25,24 @@ def test_ablation_writes_every_row_and_resumes(tiny_market: Path, tmp_path: Path
         row = written["runs"][run]["evaluation"]["rows"][key]
         assert 0.0 <= row["R1"] <= row["R5"] <= 1.0
     full_rows = written["runs"]["full"]["evaluation"]["rows"]
-    assert set(full_rows) == {"plain", "unified_mask_swap", "unified_feature"}
-    assert "unified_mask_swap" not in written["runs"]["baseline"]["evaluation"]["rows"]
+    # Each bank one- and two-sided, under the grader's and the located types.
+    assert set(full_rows) == {
+        "plain",
+        *(
+            f"unified_{strategy}{side}{types}"
+            for strategy in ("mask_swap", "feature")
+            for side in ("", "_two_sided")
+            for types in ("", "_located")
+        ),
+    }
+    assert list(written["runs"]["baseline"]["evaluation"]["rows"]) == ["plain"]
+    assert set(written["runs"]["grouped"]["evaluation"]["rows"]) == {
+        "plain",
+        "unified_mask_swap",
+        "unified_mask_swap_two_sided",
+        "unified_mask_swap_located",
+        "unified_mask_swap_two_sided_located",
+    }
     baseline = json.loads((tmp_path / "baseline" / "config.json").read_text())
     assert (baseline["occlusion"], baseline["mask_module"]) == (False, False)
     assert "--no-occlusion" in written["runs"]["baseline"]["command"]

@@ -16,15 +16,22 @@ from examples.oamn.checkpoint import load_checkpoint
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import load_dataset
 from examples.oamn.synthetic import COMPLETE_MARKER
+from tests.examples.helpers_eval import HEIGHT, UNIFIED, WIDTH, ColourModel, write_colour_market
 
 METRICS = ("R1", "R5", "R10", "mAP", "mINP")
 #: (model, queries, setting) of every row on the synthetic benchmark, in table order.
+#: OAMN's unified rows: one- and two-sided, under the grader's, the located and the manifest's
+#: true types.
 SYNTHETIC_ROWS = [
     ("baseline", "occluded", "no unification"),
     ("baseline", "holistic", "no unification"),
     ("OAMN", "occluded", "no unification"),
-    ("OAMN", "occluded", "unified, mask swap bank"),
-    ("OAMN", "occluded", "unified, feature bank"),
+    *(
+        ("OAMN", "occluded", f"unified, {bank} bank{sides}{types}")
+        for bank in ("mask swap", "feature")
+        for types in ("", ", located types", ", true types")
+        for sides in ("", ", two-sided")
+    ),
     ("OAMN", "holistic", "no unification"),
 ]
 
@@ -47,6 +54,14 @@ def test_quick_run_writes_results_figure_and_checkpoints(quick_run):
     # 4 query rows and the bars: taller than wide would mean a missing block of columns.
     assert figure.width > 1000
     assert figure.height > 800
+    assert Image.open(output / "awareness.png").format == "PNG"
+    assert written["figures"] == [str(output / "demo.png"), str(output / "awareness.png")]
+    # OAMN's awareness only (the baseline has no mask), with the synthetic queries' occluders.
+    assert list(written["awareness"]) == ["oamn"]
+    assert list(written["awareness"]["oamn"]) == ["augmented", "synthetic_queries"]
+    queries = written["awareness"]["oamn"]["synthetic_queries"]
+    assert queries["grader"]["count"] == written["dataset"]["num_query"]
+    assert queries["grader"]["occluded_count"] == written["dataset"]["num_query"]
     for name in demo.MODELS:
         state = load_checkpoint(output / name / "checkpoint_last.pt")
         assert state["epoch"] == 1
@@ -104,15 +119,51 @@ def test_real_layout_has_no_holistic_rows(tiny_market, tmp_path):
     result = demo.main(
         ["--quick", "--data-root", str(tiny_market), "--output-dir", str(tmp_path), "--no-progress"]
     )
-    # The default strategies: the feature bank only.
+    # The default strategies: the band bank only, one- and two-sided, under the grader's and
+    # the located types; no manifest, so no true-type rows and the awareness of the
+    # augmentation bands only.
+    assert demo.DEFAULT_STRATEGIES == ("band",)
     assert [(r["model"], r["queries"], r["setting"]) for r in result["rows"]] == [
         ("baseline", "occluded", "no unification"),
         ("OAMN", "occluded", "no unification"),
-        ("OAMN", "occluded", "unified, feature bank"),
+        ("OAMN", "occluded", "unified, band bank"),
+        ("OAMN", "occluded", "unified, band bank, two-sided"),
+        ("OAMN", "occluded", "unified, band bank, located types"),
+        ("OAMN", "occluded", "unified, band bank, two-sided, located types"),
     ]
     assert "data" not in result["seconds"]
     assert not (tmp_path / "data").exists()
     assert (tmp_path / "demo.png").is_file()
+    assert (tmp_path / "awareness.png").is_file()
+    assert list(result["awareness"]["oamn"]) == ["augmented"]
+
+
+def test_evaluate_models_returns_rows_features_and_awareness(tmp_path):
+    dataset = load_dataset("market1501", write_colour_market(tmp_path / "colour"))
+    models = {"baseline": ColourModel(), "oamn": ColourModel()}
+    size = {"height": HEIGHT, "width": WIDTH, "device": "cpu"}
+    rows, features, awareness = demo.evaluate_models(
+        models, dataset, **size, strategies=("mask_swap",), progress=False
+    )
+    assert [(r["model"], r["queries"], r["setting"]) for r in rows] == [
+        ("baseline", "occluded", "no unification"),
+        ("OAMN", "occluded", "no unification"),
+        ("OAMN", "occluded", "unified, mask swap bank"),
+        ("OAMN", "occluded", "unified, mask swap bank, two-sided"),
+        ("OAMN", "occluded", "unified, mask swap bank, located types"),
+        ("OAMN", "occluded", "unified, mask swap bank, two-sided, located types"),
+    ]
+    assert rows[2]["mAP"] == pytest.approx(UNIFIED["mAP"], abs=1e-12)
+    assert rows[4]["mAP"] == pytest.approx(1.0, abs=1e-12)  # every query located half top
+    assert all(row["num_valid_queries"] == 3 for row in rows)
+    assert list(features) == ["baseline", "oamn"]
+    assert features["baseline"].banks == {}
+    assert features["baseline"].query_banks == {}
+    assert list(features["oamn"].banks) == list(features["oamn"].query_banks) == ["mask_swap"]
+    # The awareness of OAMN only, on the 3 queries (no manifest: the augmentation bands only).
+    assert list(awareness) == ["oamn"]
+    assert list(awareness["oamn"]) == ["augmented"]
+    assert awareness["oamn"]["augmented"]["images"] == 3
 
 
 def test_demo_configs_keep_the_demo_settings():

@@ -76,7 +76,14 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys) -> None:
     paths = ["--checkpoint", str(checkpoint), "--output", str(output), "--figures", str(figures)]
     evaluate.main([*paths, *options])
     printed = capsys.readouterr().out
-    for name in ("no unification", "unified, mask swap bank", "unified, feature bank"):
+    for name in (
+        "no unification",
+        "unified, mask swap bank",
+        "unified, feature bank",
+        "unified, band bank",
+        "unified, band bank, two-sided",
+        "awareness (augmented): mask mean",
+    ):
         assert name in printed
     result = json.loads(output.read_text())
     assert result["dataset"]["name"] == "market1501"
@@ -86,7 +93,17 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys) -> None:
     libraries = {"python", "torch", "torchvision", "kornia", "einops", "numpy", "oamn"}
     assert set(result["versions"]) >= libraries
     assert result["command"].startswith("python -m examples.oamn.evaluate --checkpoint")
-    assert list(result["rows"]) == ["plain", "unified_mask_swap", "unified_feature"]
+    # Every strategy one- and two-sided, under the grader's and the located types; no
+    # true-type rows without a synthetic manifest.
+    assert list(result["rows"]) == [
+        "plain",
+        *(
+            f"unified_{strategy}{side}{types}"
+            for strategy in ("mask_swap", "feature", "band")
+            for types in ("", "_located")
+            for side in ("", "_two_sided")
+        ),
+    ]
     for row in result["rows"].values():
         assert 0.0 <= row["mINP"] <= row["mAP"] <= 1.0
         assert row["R1"] <= row["R5"] <= row["R10"] <= 1.0
@@ -94,9 +111,17 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys) -> None:
     assert sum(result["query_types"].values()) == 6
     for difference in result["bank_type0_max_abs_diff"].values():
         assert difference < 1e-4  # bank type 0 is the plain gallery feature
+    assert list(result["awareness"]) == ["augmented"]  # no synthetic manifest
+    augmented = result["awareness"]["augmented"]
+    assert augmented["images"] == 6
+    assert augmented["grader"]["count"] == 5 * 6
+    assert augmented["grader"]["occluded_count"] == 4 * 6
+    assert result["seconds"]["awareness"] > 0
     assert sorted(Path(p).name for p in result["figures"]) == [
         "attention.png",
+        "awareness.png",
         "ranked_plain.png",
+        "ranked_unified_band.png",
         "ranked_unified_feature.png",
         "ranked_unified_mask_swap.png",
     ]
@@ -152,17 +177,76 @@ def test_stand_in_model_gives_the_hand_computed_table(monkeypatch, tmp_path, cap
     fake.write_bytes(b"")
     result = evaluate.main(["--checkpoint", str(fake), "--device", "cpu", "--no-progress"])
     table = capsys.readouterr().out
-    assert "unified, mask swap bank   66.7  100.0  100.0" in table
-    assert "no unification             0.0  100.0  100.0" in table
+    # The setting column is as wide as the longest name.
+    width = max(len(row["name"]) for row in result["rows"].values())
+    assert width == len("unified, mask swap bank, two-sided, located types")
+    assert f"{'unified, mask swap bank':<{width}}   66.7  100.0  100.0" in table
+    assert f"{'no unification':<{width}}    0.0  100.0  100.0" in table
+    assert f"{'unified, mask swap bank, two-sided':<{width}}    0.0  100.0  100.0" in table
+    assert f"{'unified, mask swap bank, located types':<{width}}  100.0  100.0  100.0" in table
     assert "query types: none 1, half top 2" in table
+    # Every occluded copy looks half top to ColourModel's grader (only the blue query, whose
+    # copies are no longer blue, is graded none): the top copies have the right location.
+    assert re.search(
+        r"awareness \(augmented\): mask mean 0\.\d{3}, band / visible \d\.\d{3}; grader "
+        r"location 25\.0 %, type \d+\.\d %, none 33\.3 %",
+        table,
+    )
     for key, expected in (
         ("plain", PLAIN),
         ("unified_mask_swap", UNIFIED),
+        ("unified_mask_swap_two_sided", PLAIN),
         ("unified_feature", PLAIN),
+        ("unified_feature_two_sided", PLAIN),
+        ("unified_band", PLAIN),
+        ("unified_band_two_sided", PLAIN),
+        ("unified_mask_swap_located", {"mAP": 1.0}),  # every query located half top
+        ("unified_mask_swap_two_sided_located", PLAIN),
+        ("unified_band_located", PLAIN),
     ):
         assert result["rows"][key]["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
+    # 3 banks x one-/two-sided x grader's/located types; the colour market has no manifest:
+    # no true-type rows.
+    assert len(result["rows"]) == 1 + 3 * 2 * 2
+    assert list(result["awareness"]) == ["augmented"]
+    assert result["awareness"]["augmented"]["seed"] == 0
+    assert result["awareness"]["augmented"]["images"] == 3
     # Default output: beside the checkpoint, named after the dataset.
     assert json.loads((tmp_path / "metrics_market1501.json").read_text())["rows"]
+
+
+def test_no_two_sided_no_awareness_and_the_seed(monkeypatch, tmp_path, capsys) -> None:
+    root = write_colour_market(tmp_path / "colour")
+    config = TrainConfig(
+        dataset="market1501", data_root=str(root), height=HEIGHT, width=WIDTH, workers=0
+    )
+    monkeypatch.setattr(evaluate, "load_model", lambda path, device: (ColourModel(), config))
+    fake = tmp_path / "checkpoint.pt"
+    fake.write_bytes(b"")
+    common = ["--checkpoint", str(fake), "--device", "cpu", "--no-progress"]
+    bare = evaluate.main([*common, "--no-two-sided", "--no-awareness"])
+    assert list(bare["rows"]) == [
+        "plain",
+        *(
+            f"unified_{s}{types}"
+            for s in ("mask_swap", "feature", "band")
+            for types in ("", "_located")
+        ),
+    ]
+    assert "awareness" not in bare
+    assert "awareness" not in bare["seconds"]
+    assert not any(key.endswith("_query") for key in bare["seconds"])  # no query bank built
+    assert "awareness (" not in capsys.readouterr().out
+    seeded = evaluate.main([*common, "--strategies", "band", "--awareness-seed", "3"])
+    assert list(seeded["rows"]) == [
+        "plain",
+        "unified_band",
+        "unified_band_two_sided",
+        "unified_band_located",
+        "unified_band_two_sided_located",
+    ]
+    assert seeded["awareness"]["augmented"]["seed"] == 3
+    assert "awareness (augmented)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from examples.oamn.awareness import grader_statistics, mask_band_statistics
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
 from examples.oamn.inference import extract_for_evaluation
 from examples.oamn.visualize import (
@@ -16,6 +17,7 @@ from examples.oamn.visualize import (
     match_kinds,
     ranked_indices,
     save_attention_maps,
+    save_awareness_figure,
     save_figures,
     save_ranked_lists,
 )
@@ -144,11 +146,12 @@ def test_save_figures_for_each_row(tmp_path) -> None:
         "ranked_plain.png",
         "ranked_unified_mask_swap.png",
         "ranked_unified_feature.png",
+        "ranked_unified_band.png",
         "attention.png",
     ]
-    for path in paths[:3]:
+    for path in paths[:4]:
         assert read_png(path) == pytest.approx((5 * 0.9 * DPI, 2 * 1.9 * DPI), abs=2)
-    assert read_png(paths[3]) == pytest.approx((2 * 0.9 * DPI, 2 * 1.9 * DPI), abs=2)
+    assert read_png(paths[4]) == pytest.approx((2 * 0.9 * DPI, 2 * 1.9 * DPI), abs=2)
     with pytest.raises(ValueError, match="pass the evaluated items"):
         save_figures(
             model,
@@ -160,3 +163,42 @@ def test_save_figures_for_each_row(tmp_path) -> None:
             width=WIDTH,
             device="cpu",
         )
+
+
+def awareness_part(band_value: float, predicted: list[int]) -> dict:
+    """One source of an awareness report, built by hand: a none, a half-top and a quarter-left
+    image whose masks are ``band_value`` in their band and 1 elsewhere (the other 6 types
+    absent), and the grader's ``predicted`` types for them."""
+    masks = torch.ones(3, 1, 8, 4)
+    masks[1, :, :4] = band_value
+    masks[2, :, :, :1] = band_value
+    location, area = torch.tensor([0, 1, 3]), torch.tensor([0.0, 0.5, 0.25])
+    return {
+        "mask": mask_band_statistics(masks, location, area),
+        "grader": grader_statistics(torch.tensor(predicted), torch.tensor([0, 1, 7])),
+    }
+
+
+def test_awareness_figure_of_the_augmented_bands(tmp_path) -> None:
+    report = {"augmented": {"images": 1, "seed": 0, **awareness_part(0.25, [0, 1, 3])}}
+    assert report["augmented"]["mask"]["types"]["half_top"]["band_to_visible"] == 0.25
+    path = save_awareness_figure(report, tmp_path / "sub" / "awareness.png")
+    assert path == tmp_path / "sub" / "awareness.png"
+    # One bar chart and one confusion matrix: (4.2 + 3.4) x 3.6 inches.
+    assert read_png(path) == pytest.approx((7.6 * DPI, 3.6 * DPI), abs=2)
+
+
+def test_awareness_figure_with_the_real_occluders(tmp_path) -> None:
+    # A grader without occluded images has no location accuracy ("-" in the title).
+    no_occluded = {
+        "mask": awareness_part(1.0, [0, 0, 0])["mask"],
+        "grader": grader_statistics(torch.tensor([0, 2]), torch.tensor([0, 0])),
+    }
+    assert no_occluded["grader"]["location_accuracy"] is None
+    report = {
+        "augmented": {"images": 1, "seed": 0, **awareness_part(0.5, [1, 5, 7])},
+        "synthetic_queries": no_occluded,
+    }
+    path = save_awareness_figure(report, tmp_path / "awareness.png")
+    # A second confusion matrix: 3.4 inches wider.
+    assert read_png(path) == pytest.approx(((4.2 + 2 * 3.4) * DPI, 3.6 * DPI), abs=2)

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from examples.oamn.inference import FeatureSet, extract_features, extract_gallery_bank
-from examples.oamn.model import OAMN
+from examples.oamn.model import BANK_STRATEGIES, OAMN
 from tests.conftest import DEVICES
 
 NUM_IMAGES = 7
@@ -59,7 +59,7 @@ def test_features_equal_one_extract_in_loader_order(
     assert len(result) == NUM_IMAGES
 
 
-@pytest.mark.parametrize("strategy", ["mask_swap", "feature"])
+@pytest.mark.parametrize("strategy", BANK_STRATEGIES)
 def test_bank_equals_one_gallery_bank_call(tiny_oamn, strategy) -> None:
     loader, images = make_loader(3)
     fill = torch.tensor([-2.0, -1.5, -1.0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from examples.oamn.inference import (
     metrics_report,
     occlusion_type_names,
 )
+from oamn.reid_eval import evaluate_unified
 from tests.examples.helpers_eval import (
     COLOUR_INPUT,
     HALF_TOP_SCORES,
@@ -53,7 +56,21 @@ def colour_features() -> EvaluationFeatures:
     mask_swap = rolled.expand(9, -1, -1).clone()
     mask_swap[1] = unrolled
     banks = {"mask_swap": mask_swap, "feature": rolled.expand(9, -1, -1)}
-    return EvaluationFeatures(query, gallery, banks, {"mask_swap": 2.5, "feature": 0.5})
+    return EvaluationFeatures(query, gallery, banks, seconds={"mask_swap": 2.5, "feature": 0.5})
+
+
+def two_sided_features() -> EvaluationFeatures:
+    """colour_features with the queries' "mask_swap" bank ColourModel gives (type 1 rolls the
+    colour back), and no query bank for "feature"."""
+    features = colour_features()
+    plain = features.query.features
+    query_bank = plain.expand(9, -1, -1).clone()
+    query_bank[1] = plain.roll(-1, dims=1)
+    return dataclasses.replace(features, query_banks={"mask_swap": query_bank})
+
+
+#: All three queries graded half top (type 1), where ColourModel grades the blue one "none".
+TRUE_TYPES = torch.tensor([1, 1, 1])
 
 
 def assert_metrics(row: dict, expected: dict) -> None:
@@ -64,16 +81,124 @@ def assert_metrics(row: dict, expected: dict) -> None:
 def test_hand_computed_rows() -> None:
     report = metrics_report(colour_features())
     rows = report["rows"]
-    assert list(rows) == ["plain", "unified_mask_swap", "unified_feature"]
+    assert list(rows) == [
+        "plain",
+        "unified_mask_swap",
+        "unified_mask_swap_located",
+        "unified_feature",
+        "unified_feature_located",
+    ]
     assert_metrics(rows["plain"], PLAIN)
     assert_metrics(rows["unified_mask_swap"], UNIFIED)
     assert_metrics(rows["unified_feature"], PLAIN)
+    # Located: every query at its largest score, the top column (the blue query's uniform
+    # scores tie there), as a half band: all of type 1, where the un-rolled gallery is perfect.
+    assert rows["unified_mask_swap_located"]["name"] == "unified, mask swap bank, located types"
+    assert_metrics(rows["unified_mask_swap_located"], dict.fromkeys(METRICS, 1.0))
+    assert_metrics(rows["unified_feature_located"], PLAIN)
     assert rows["plain"]["bank_seconds"] is None
     assert rows["unified_mask_swap"]["bank_seconds"] == 2.5
     assert rows["unified_feature"]["name"] == "unified, feature bank"
     assert rows["plain"]["num_valid_queries"] == 3
     assert len(rows["plain"]["cmc"]) == 50
     assert rows["plain"]["cmc"][:6] == pytest.approx([0, 0, 2 / 3, 2 / 3, 1, 1])
+
+
+def test_two_sided_and_true_type_rows() -> None:
+    report = metrics_report(two_sided_features(), true_types=TRUE_TYPES)
+    rows = report["rows"]
+    # Per bank: one-sided, two-sided (only with a query bank), then both under the located
+    # and under the true types.
+    assert list(rows) == [
+        "plain",
+        "unified_mask_swap",
+        "unified_mask_swap_two_sided",
+        "unified_mask_swap_located",
+        "unified_mask_swap_two_sided_located",
+        "unified_mask_swap_true",
+        "unified_mask_swap_two_sided_true",
+        "unified_feature",
+        "unified_feature_located",
+        "unified_feature_true",
+    ]
+    assert [row["name"] for row in rows.values()] == [
+        "no unification",
+        "unified, mask swap bank",
+        "unified, mask swap bank, two-sided",
+        "unified, mask swap bank, located types",
+        "unified, mask swap bank, two-sided, located types",
+        "unified, mask swap bank, true types",
+        "unified, mask swap bank, two-sided, true types",
+        "unified, feature bank",
+        "unified, feature bank, located types",
+        "unified, feature bank, true types",
+    ]
+    # Without the located rows, the same keys less those.
+    focused = metrics_report(two_sided_features(), true_types=TRUE_TYPES, located=False)
+    assert list(focused["rows"]) == [key for key in rows if not key.endswith("_located")]
+    assert_metrics(rows["plain"], PLAIN)
+    assert_metrics(rows["unified_mask_swap"], UNIFIED)
+    # Two-sided, the half-top queries are rolled back too: the plain distances (helpers_eval).
+    assert_metrics(rows["unified_mask_swap_two_sided"], PLAIN)
+    # True types: the blue query is half top too, and the un-rolled gallery matches it first.
+    assert_metrics(rows["unified_mask_swap_true"], dict.fromkeys(METRICS, 1.0))
+    # ... two-sided it becomes green (identity 2's colour): ranks 5, 6 as without unification.
+    assert_metrics(rows["unified_mask_swap_two_sided_true"], PLAIN)
+    # The located types are those true types here (test_hand_computed_rows).
+    assert_metrics(rows["unified_mask_swap_located"], dict.fromkeys(METRICS, 1.0))
+    assert_metrics(rows["unified_mask_swap_two_sided_located"], PLAIN)
+    assert_metrics(rows["unified_feature"], PLAIN)
+    assert_metrics(rows["unified_feature_true"], PLAIN)
+    # Every unified row times its gallery bank; the predicted types are still the reported ones.
+    assert {rows[k]["bank_seconds"] for k in rows if k.startswith("unified_mask_swap")} == {2.5}
+    assert {rows[k]["bank_seconds"] for k in rows if k.startswith("unified_feature")} == {0.5}
+    assert report["query_types"]["half_top"] == 2
+    assert report["query_types"]["none"] == 1
+
+
+def test_two_sided_and_true_type_rows_equal_evaluate_unified() -> None:
+    features = two_sided_features()
+    query, gallery = features.query, features.gallery
+    labels = (query.pids, gallery.pids, query.camids, gallery.camids)
+    predicted = torch.tensor([1, 1, 0])  # ColourModel's grades (HALF_TOP_SCORES, uniform)
+    bank, query_bank = features.banks["mask_swap"], features.query_banks["mask_swap"]
+    rows = metrics_report(features, true_types=TRUE_TYPES)["rows"]
+    for key, queries, types in (
+        ("unified_mask_swap", query.features, predicted),
+        ("unified_mask_swap_two_sided", query_bank, predicted),
+        ("unified_mask_swap_true", query.features, TRUE_TYPES),
+        ("unified_mask_swap_two_sided_true", query_bank, TRUE_TYPES),
+        ("unified_feature_true", query.features, TRUE_TYPES),
+    ):
+        strategy = "feature" if "feature" in key else "mask_swap"
+        expected = evaluate_unified(queries, types, features.banks[strategy], *labels)
+        assert rows[key]["mAP"] == pytest.approx(expected.mAP, abs=1e-12), key
+        assert rows[key]["mINP"] == pytest.approx(expected.mINP, abs=1e-12), key
+        assert rows[key]["cmc"] == pytest.approx(expected.cmc.tolist(), abs=1e-12), key
+        assert rows[key]["ap"] == pytest.approx(expected.ap.tolist(), abs=1e-12), key
+    # The two-sided row takes each query's own feature under its type: query_bank[types, i].
+    own = query_bank[predicted, torch.arange(3)]
+    expected = evaluate_unified(own, predicted, bank, *labels)
+    assert rows["unified_mask_swap_two_sided"]["ap"] == pytest.approx(expected.ap.tolist())
+
+
+def test_no_two_sided_or_true_rows_unless_given() -> None:
+    plain = metrics_report(colour_features(), true_types=None, located=False)["rows"]
+    assert list(plain) == ["plain", "unified_mask_swap", "unified_feature"]
+    without_types = metrics_report(two_sided_features(), located=False)["rows"]
+    assert list(without_types) == [
+        "plain",
+        "unified_mask_swap",
+        "unified_mask_swap_two_sided",
+        "unified_feature",
+    ]
+    assert not any(key.endswith("_true") for key in without_types)
+    # Without banks there is nothing to unify, whatever the true types.
+    no_banks = dataclasses.replace(colour_features(), banks={})
+    assert list(metrics_report(no_banks, true_types=TRUE_TYPES)["rows"]) == ["plain"]
+    # The located rows need no query bank, and come without the two-sided ones.
+    located = metrics_report(colour_features())["rows"]
+    assert not any(key.endswith(("_two_sided", "_two_sided_located")) for key in located)
 
 
 def test_query_types_and_bank_check() -> None:
@@ -93,6 +218,8 @@ def test_type_thresholds_are_passed_on() -> None:
     assert report["query_types"]["none"] == 3
     assert_metrics(report["rows"]["unified_mask_swap"], PLAIN)
     assert report["settings"]["thresholds"] == [0.95, 0.99]
+    # The located types ignore the thresholds: every query still half top there.
+    assert_metrics(report["rows"]["unified_mask_swap_located"], dict.fromkeys(METRICS, 1.0))
     # At 0.5 <= 0.9 < 0.95 they are quarter-top (type 5): the bank's slice 5 is the plain one.
     quarter = metrics_report(colour_features(), thresholds=(0.5, 0.95))
     assert quarter["query_types"]["quarter_top"] == 2
@@ -159,11 +286,30 @@ def test_evaluate_model_end_to_end(colour_market) -> None:
     assert sum(model.batch_sizes) == 3 + 6
     # Each bank got the normalised black as its box fill.
     black = torch.tensor([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)])
-    assert len(model.fills) == 2 * 2  # two batches of the 6 gallery images, two strategies
+    # Per strategy (three): two batches of the 6 gallery images and one of the 3 queries.
+    assert len(model.fills) == 3 * (2 + 1)
     for fill in model.fills:
         torch.testing.assert_close(fill, black)
-    assert set(report["seconds"]) == {"query", "gallery", "mask_swap", "feature"}
+    assert set(report["seconds"]) == {
+        "query", "gallery", "mask_swap", "feature", "band",
+        "mask_swap_query", "feature_query", "band_query",
+    }  # fmt: skip
     assert report["rows"]["unified_feature"]["bank_seconds"] == report["seconds"]["feature"]
+    # The default strategies, each one- and two-sided, under the grader's then the located
+    # types (see helpers_eval and test_hand_computed_rows for the figures).
+    assert list(report["rows"]) == [
+        "plain",
+        *(
+            f"unified_{s}{side}{types}"
+            for s in ("mask_swap", "feature", "band")
+            for types in ("", "_located")
+            for side in ("", "_two_sided")
+        ),
+    ]
+    assert_metrics(report["rows"]["unified_mask_swap_located"], dict.fromkeys(METRICS, 1.0))
+    for key, row in report["rows"].items():
+        if key not in ("unified_mask_swap", "unified_mask_swap_located"):
+            assert_metrics(row, PLAIN)
 
 
 @pytest.mark.parametrize(
@@ -171,10 +317,21 @@ def test_evaluate_model_end_to_end(colour_market) -> None:
     [
         ({"unify": False}, ["plain"]),
         ({"strategies": ()}, ["plain"]),
-        ({"strategies": ("feature",)}, ["plain", "unified_feature"]),
+        ({"strategies": ("feature",)}, ["plain", "unified_feature", "unified_feature_two_sided"]),
+        ({"strategies": ("feature",), "two_sided": False}, ["plain", "unified_feature"]),
         (
-            {"strategies": ("feature", "mask_swap")},
+            {"strategies": ("feature", "mask_swap"), "two_sided": False},
             ["plain", "unified_feature", "unified_mask_swap"],
+        ),
+        (
+            {"strategies": ("band", "mask_swap")},
+            [
+                "plain",
+                "unified_band",
+                "unified_band_two_sided",
+                "unified_mask_swap",
+                "unified_mask_swap_two_sided",
+            ],
         ),
     ],
 )
@@ -187,7 +344,26 @@ def test_strategy_selection(colour_market, kwargs, rows) -> None:
         **COLOUR_INPUT,
         **kwargs,
     )
-    assert list(metrics_report(features)["rows"]) == rows
+    assert list(metrics_report(features, located=False)["rows"]) == rows
+    two_sided = [r.removeprefix("unified_") for r in rows if r.endswith("_two_sided")]
+    assert list(features.query_banks) == [r.removesuffix("_two_sided") for r in two_sided]
+    for bank in features.query_banks.values():
+        assert bank.shape == (9, 3, 3)  # 9 types x 3 queries x 3 colour features
+
+
+def test_query_banks_are_the_queries_banks(colour_market) -> None:
+    features = extract_for_evaluation(
+        ColourModel(),
+        colour_market.query,
+        colour_market.gallery,
+        batch_size=8,
+        strategies=("mask_swap",),
+        **COLOUR_INPUT,
+    )
+    expected = two_sided_features()  # built by hand from ColourModel's bank
+    torch.testing.assert_close(features.query_banks["mask_swap"], expected.query_banks["mask_swap"])
+    torch.testing.assert_close(features.banks["mask_swap"], expected.banks["mask_swap"])
+    assert set(features.seconds) == {"query", "gallery", "mask_swap", "mask_swap_query"}
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def test_outputs_follow_the_architecture() -> None:
             pooled = pool(model.encoder_high(m * f), dim=(2, 3))
             embedding = model.neck(pooled)
             logits = model.classifier(F.relu(embedding))
-            grader = model.grader(torch.mean(m * f, dim=(2, 3))).softmax(1)
+            grader = model.grader[2](model.grader[1](torch.mean(m * f, dim=(2, 3)))).softmax(1)
         assert bool(((out.m > 0) & (out.m < 1)).all())
         for name, expected in [
             ("f", f),
@@ -76,10 +76,10 @@ def test_outputs_follow_the_architecture() -> None:
 
 def test_head_initialisation() -> None:
     model = OAMN(40, "resnet18", input_size=(256, 128))
-    for linear in (model.classifier, model.grader[1]):
+    for linear in (model.classifier, model.grader[2]):
         assert torch.count_nonzero(linear.bias) == 0
         assert 0.0008 < float(linear.weight.detach().std()) < 0.0012
-    for norm in (model.neck, model.grader[0]):
+    for norm in (model.neck, model.grader[1]):
         assert torch.equal(norm.weight, torch.ones_like(norm.weight))
 
 
@@ -143,7 +143,7 @@ def test_grader_input_is_detached() -> None:
     out = model(images(4))
     mask_params = model.parameter_groups()["mask"]
     grads = torch.autograd.grad(
-        (out.grader_scores[:, 0]).sum(), [*mask_params, model.grader[1].weight], allow_unused=True
+        (out.grader_scores[:, 0]).sum(), [*mask_params, model.grader[2].weight], allow_unused=True
     )
     assert all(g is None for g in grads[:-1])
     assert float(grads[-1].abs().max()) > 0

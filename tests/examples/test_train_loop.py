@@ -95,8 +95,23 @@ def _fixed_batch(tiny_market):
     return images, pids
 
 
-def test_losses_decrease_on_a_fixed_batch(tiny_market, tmp_path) -> None:
-    config = tiny_config(tiny_market, tmp_path, dropout=0.0, warmup_epochs=0, lr=0.05)
+PAPER_SETTING = {
+    "mask_loss_scale": "paper",
+    "lambda_mask": 5.0,
+    "grader": "pooled",
+    "routing": "paper",
+}
+
+
+@pytest.mark.parametrize(
+    ("setting", "bound"),
+    # The scale-invariant mask losses cannot be lowered by shrinking the mask, so the total
+    # falls less in 8 steps than with the paper's losses (docs/AWARENESS.md).
+    [(PAPER_SETTING, 0.25), ({}, 0.7)],
+    ids=["paper", "defaults"],
+)
+def test_losses_decrease_on_a_fixed_batch(tiny_market, tmp_path, setting, bound) -> None:
+    config = tiny_config(tiny_market, tmp_path, dropout=0.0, warmup_epochs=0, lr=0.05, **setting)
     images, pids = _fixed_batch(tiny_market)
     torch.manual_seed(0)
     model = build_model(config, num_classes=6)
@@ -116,7 +131,7 @@ def test_losses_decrease_on_a_fixed_batch(tiny_market, tmp_path) -> None:
         for _ in range(8)
     ]
     first, last = history[0], history[-1]
-    assert last["loss"] < 0.25 * first["loss"]
+    assert last["loss"] < bound * first["loss"]
     for name in ("id", "triplet", "mask1", "mask2", "score"):
         assert last[name] < first[name], name
 

@@ -67,18 +67,24 @@ def _forward(views, seed=0, detach_mask_input=False):
     return model, model(views.images)
 
 
-def test_components_equal_the_losses_package() -> None:
+@pytest.mark.parametrize("mask_loss_scale", ["paper", "invariant"])
+def test_components_equal_the_losses_package(mask_loss_scale: str) -> None:
     views = _views()
     _, out = _forward(views)
-    result = OAMNObjective(**WEIGHTS)(out, PIDS, views.location, views.area)
+    objective = OAMNObjective(**WEIGHTS, mask_loss_scale=mask_loss_scale)
+    result = objective(out, PIDS, views.location, views.area)
     labels, batch = PIDS.repeat(5), len(PIDS)
     g = [out.g[v * batch : (v + 1) * batch] for v in range(5)]
     is_half = views.area[batch : 2 * batch] == 0.5
+    invariant = mask_loss_scale == "invariant"
+    m_holistic = out.m[:batch] if invariant else None
     expected = {
         "id": F.cross_entropy(out.logits, labels),
         "triplet": grouped_triplet_loss(out.pooled, labels, views.location, margin=0.5),
-        "mask1": mask_consistency_loss(out.f[:batch], out.f[batch:], out.m[batch:]),
-        "mask2": mask_complement_loss(*g, is_half),
+        "mask1": mask_consistency_loss(
+            out.f[:batch], out.f[batch:], out.m[batch:], normalize=invariant
+        ),
+        "mask2": mask_complement_loss(*g, is_half, m_holistic=m_holistic),
         "score": grader_loss(out.grader_scores, views.location, views.area),
     }
     assert set(result.components) == {*expected, "loss"}
@@ -138,7 +144,7 @@ def test_baseline_batch_is_the_holistic_images_only() -> None:
 def test_location_subset_keeps_only_the_complete_pair() -> None:
     views = _views(locations=("top", "bottom"))
     _, out = _forward(views)
-    result = OAMNObjective()(out, PIDS, views.location, views.area)
+    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views.location, views.area)
     batch = len(PIDS)
     g, g_top, g_bottom = (out.g[v * batch : (v + 1) * batch] for v in range(3))
     half = views.area[batch : 2 * batch] == 0.5
@@ -151,7 +157,7 @@ def test_an_incomplete_pair_adds_nothing_to_mask2() -> None:
     """Top without bottom: L_mask2 is the left/right term alone (no ``g_top - g`` residual)."""
     views = _views(locations=("top", "left", "right"))
     _, out = _forward(views)
-    result = OAMNObjective()(out, PIDS, views.location, views.area)
+    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views.location, views.area)
     batch = len(PIDS)
     g, _, g_left, g_right = (out.g[v * batch : (v + 1) * batch] for v in range(4))
     half = views.area[batch : 2 * batch] == 0.5

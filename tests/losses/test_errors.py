@@ -213,7 +213,8 @@ def test_bad_grader_target_inputs() -> None:
 
 
 def test_bad_grader_convention() -> None:
-    with pytest.raises(ValueError, match=r"convention must be one of \('paper', 'official'\)"):
+    choices = r"\('paper', 'official', 'distribution'\)"
+    with pytest.raises(ValueError, match=rf"convention must be one of {choices}"):
         grader_loss(SCORES, [0, 1, 2], [0, 0.5, 0.5], convention="Paper")
     with pytest.raises(ValueError, match="convention must be one of"):
         GraderLoss("official ")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from oamn.losses import GraderLoss, grader_loss, grader_targets
+from oamn.reid_eval import predict_occlusion_type
 from tests.conftest import DEVICES
 
 NAN = math.nan
@@ -159,3 +160,165 @@ def test_module_matches_the_function() -> None:
         == grader_loss(scores, LOCATION, AREA, "official").item()
     )
     assert "convention='official'" in repr(module)
+
+
+# --- The "distribution" convention: the paper's targets moved onto the simplex, fitted by KL. ---
+
+DISTRIBUTION = torch.tensor(
+    [
+        [0.25, 0.25, 0.25, 0.25],
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+        [0.625, 0.125, 0.125, 0.125],
+        [0.125, 0.625, 0.125, 0.125],
+        [0.125, 0.125, 0.625, 0.125],
+        [0.125, 0.125, 0.125, 0.625],
+    ]
+)
+
+
+def test_distribution_targets_by_hand() -> None:
+    targets = grader_targets(LOCATION, AREA, "distribution")
+    assert targets.dtype == torch.float32
+    assert torch.equal(targets, DISTRIBUTION)  # all exact binary fractions
+    torch.testing.assert_close(targets.sum(1), torch.ones(9), rtol=0, atol=0)
+    assert grader_targets([3], [0.25], convention="distribution").tolist() == [
+        [0.125, 0.125, 0.625, 0.125]
+    ]
+
+
+def project_onto_simplex(point: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of a vector onto the probability simplex (sort-based)."""
+    ordered = point.sort(descending=True).values
+    cumulative = ordered.cumsum(0) - 1
+    index = torch.arange(1, len(point) + 1, dtype=point.dtype)
+    support = int((ordered - cumulative / index > 0).sum())
+    return (point - cumulative[support - 1] / support).clamp_min(0)
+
+
+def test_distribution_targets_minimise_the_paper_error_over_the_simplex() -> None:
+    paper = grader_targets(LOCATION, AREA).double()
+    targets = grader_targets(LOCATION, AREA, "distribution").double()
+    generator = torch.Generator().manual_seed(0)
+    for row in range(9):
+        # Projected gradient descent on ||s - paper_row||^2 from random starts on the simplex.
+        for _ in range(3):
+            s = torch.rand(4, generator=generator, dtype=torch.float64)
+            s /= s.sum()
+            for _ in range(200):
+                s = project_onto_simplex(s - 0.25 * 2 * (s - paper[row]))
+            torch.testing.assert_close(s, targets[row], atol=1e-12, rtol=0)
+        # KKT: the gradient 2 (t - paper) is one constant (the multiplier of sum = 1) over the
+        # support of t, and no smaller outside it (where t_k = 0, a multiplier mu_k >= 0).
+        gradient = 2 * (targets[row] - paper[row])
+        support = targets[row] > 0
+        multiplier = gradient[support]
+        torch.testing.assert_close(multiplier, multiplier[:1].expand_as(multiplier))
+        assert bool((gradient[~support] >= multiplier[0] - 1e-12).all())
+        # No other point of the simplex does better.
+        for _ in range(50):
+            other = torch.rand(4, generator=generator, dtype=torch.float64)
+            other /= other.sum()
+            assert (other - paper[row]).square().sum() >= (targets[row] - paper[row]).square().sum()
+
+
+def test_eq_8_reads_each_distribution_target_as_its_own_type() -> None:
+    targets = grader_targets(LOCATION, AREA, "distribution")
+    # Rows in occlusion-type order 0..8: none, half t/b/l/r, quarter t/b/l/r.
+    assert predict_occlusion_type(targets, thresholds=(0.5, 0.75)).tolist() == list(range(9))
+
+
+def distribution_reference(scores, targets) -> float:
+    """Mean over rows of sum_k t_k (log t_k - log s_k), 0 log 0 = 0, scores floored at 1e-12."""
+    total = 0.0
+    for score_row, target_row in zip(scores.tolist(), targets.tolist(), strict=True):
+        for s, t in zip(score_row, target_row, strict=True):
+            if t > 0:
+                total += t * (math.log(t) - math.log(max(s, 1e-12)))
+    return total / len(scores)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distribution_loss_equals_the_kl_reference(seed) -> None:
+    scores = random_scores(10 + seed, 9)
+    loss = grader_loss(scores, LOCATION, AREA, "distribution")
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(distribution_reference(scores, DISTRIBUTION), rel=1e-12)
+    assert loss.item() > 0
+
+
+def test_distribution_loss_by_hand() -> None:
+    # A holistic row at uniform scores (0), a top half row at 0.7 (-log 0.7), and a left quarter
+    # row at (0.1, 0.1, 0.7, 0.1): 0.625 log(0.625 / 0.7) + 3 * 0.125 log(0.125 / 0.1).
+    scores = torch.tensor(
+        [[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1]], dtype=torch.float64
+    )
+    expected = (
+        0.0 - math.log(0.7) + 0.625 * math.log(0.625 / 0.7) + 3 * 0.125 * math.log(0.125 / 0.1)
+    ) / 3
+    loss = grader_loss(scores, [0, 1, 3], [0.0, 0.5, 0.25], convention="distribution")
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_distribution_loss_is_zero_at_the_targets_and_positive_elsewhere() -> None:
+    assert grader_loss(DISTRIBUTION, LOCATION, AREA, "distribution").item() == 0.0
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        nudged = (DISTRIBUTION + 0.05 * torch.rand(9, 4, generator=generator)).double()
+        nudged /= nudged.sum(1, keepdim=True)
+        assert grader_loss(nudged, LOCATION, AREA, "distribution").item() > 0
+    # Each row scored with another type's target (all 9 differ) costs something.
+    for row in range(9):
+        other = DISTRIBUTION[(row + 1) % 9][None]
+        loss = grader_loss(other, LOCATION[row : row + 1], AREA[row : row + 1], "distribution")
+        assert loss.item() > 0
+
+
+def test_distribution_loss_is_finite_for_a_saturated_one_hot_row() -> None:
+    scores = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 3, dtype=torch.float64, requires_grad=True)
+    # A holistic, a bottom half and a top quarter row: zero scores hit the 1e-12 floor.
+    loss = grader_loss(scores, [0, 2, 1], [0.0, 0.5, 0.25], convention="distribution")
+    assert math.isfinite(loss.item())
+    expected = (
+        0.25 * math.log(0.25)
+        + 3 * 0.25 * (math.log(0.25) - math.log(1e-12))
+        + (0.0 - math.log(1e-12))
+        + 3 * 0.125 * (math.log(0.125) - math.log(1e-12))
+        + 0.625 * math.log(0.625)
+    ) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    loss.backward()
+    assert bool(scores.grad.isfinite().all())
+    # A one-hot row on its own half target costs nothing.
+    assert grader_loss(scores.detach()[:1], [1], [0.5], convention="distribution").item() == 0.0
+
+
+def test_distribution_gradcheck() -> None:
+    scores = random_scores(15, 9).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda s: grader_loss(s, LOCATION, AREA, "distribution"), (scores,)
+    )
+
+
+def test_distribution_module_form() -> None:
+    scores = random_scores(16, 9)
+    module = GraderLoss("distribution")
+    assert module.convention == "distribution"
+    assert "convention='distribution'" in repr(module)
+    assert (
+        module(scores, LOCATION, AREA).item()
+        == grader_loss(scores, LOCATION, AREA, "distribution").item()
+    )
+    assert module(DISTRIBUTION, LOCATION, AREA).item() == 0.0
+
+
+def test_bad_convention_lists_the_three_choices() -> None:
+    choices = r"convention must be one of \('paper', 'official', 'distribution'\), got 'kl'"
+    with pytest.raises(ValueError, match=choices):
+        grader_targets(LOCATION, AREA, "kl")
+    with pytest.raises(ValueError, match=choices):
+        grader_loss(random_scores(0, 9), LOCATION, AREA, "kl")
+    with pytest.raises(ValueError, match=choices):
+        GraderLoss("kl")

@@ -239,3 +239,45 @@ def test_does_not_modify_or_need_gradients() -> None:
     assert not m.ap.requires_grad
     assert torch.equal(distmat.detach(), before)
     assert torch.signbit(distmat.detach()[0, 1])
+
+
+def test_first_match_by_hand() -> None:
+    # test_hand_computed_protocol's problem: query 0's valid ranking g1, g3, g4, g5 has its first
+    # match at rank 2, query 1 has no valid match, query 2's first item g1 is a match.
+    distmat = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [5, 0, 1, 2, 3, 4]], dtype=float)
+    labels = (np.array([1, 2, 0]), np.array([1, 0, -1, 1, 2, 1]))
+    cams = (np.array([0, 1, 0]), np.array([0, 1, 1, 1, 1, 2]))
+    m = evaluate_rank(distmat, labels[0], labels[1], cams[0], cams[1], 5)
+    assert m.first_match.dtype == torch.int64
+    assert m.first_match.tolist() == [2, 0, 1]
+    # Ranks count after junk removal: without junk identities g2 (id -1) is a negative, and
+    # query 0's first match (g3) moves to rank 3.
+    m = evaluate_rank(distmat, labels[0], labels[1], cams[0], cams[1], 5, junk_pids=())
+    assert m.first_match.tolist() == [3, 0, 1]
+    # Beyond max_rank, still the true rank.
+    distmat, q_pids, g_pids = single_query([0, 0, 0, 0, 1])
+    m = evaluate_rank(distmat, q_pids, g_pids, np.zeros(1, int), np.ones(5, int), max_rank=2)
+    assert m.first_match.tolist() == [5]
+    torch.testing.assert_close(m.cmc, torch.zeros(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", range(0, 120, 9))
+def test_first_match_agrees_with_the_cmc_and_the_reference(seed: int) -> None:
+    distmat, q_pids, g_pids, q_cams, g_cams = reference_case(seed)
+    max_rank = 1 + seed % 30
+    ref = reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, max_rank)
+    if ref.num_valid == 0:
+        return
+    m = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank)
+    first = m.first_match
+    assert first.shape == (len(q_pids),)
+    assert first.dtype == torch.int64
+    expected = [int(ranks[0]) if len(ranks) else 0 for ranks in ref.ranks]
+    assert first.tolist() == expected
+    valid = ~m.ap.isnan()
+    assert torch.equal(first > 0, valid)  # 0 exactly for the invalid queries
+    assert int(valid.sum()) == m.num_valid_queries
+    hits = first[valid]
+    assert float((hits == 1).double().mean()) == m.cmc[0].item()
+    for k in range(1, max_rank + 1):
+        assert float((hits <= k).double().mean()) == m.cmc[k - 1].item()

@@ -124,3 +124,40 @@ def test_lists_give_the_numpy_results(container) -> None:
     )
     scores = [[0.1, 0.8, 0.05, 0.05], [0.4, 0.4, 0.1, 0.1]]
     assert predict_occlusion_type(container(scores)).tolist() == [2, 0]
+
+
+def test_to_dict_per_query_gives_the_first_matches() -> None:
+    distmat = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [5, 0, 1, 2, 3, 4]], dtype=float)
+    g_pids, g_cams = np.array([1, 0, -1, 1, 2, 1]), np.array([0, 1, 1, 1, 1, 2])
+    m = evaluate_rank(distmat, np.array([1, 2, 0]), g_pids, np.array([0, 1, 0]), g_cams, 5)
+    assert "first_match" not in m.to_dict()
+    full = m.to_dict(per_query=True)
+    assert full["first_match"] == [2, 0, 1]
+    assert all(type(rank) is int for rank in full["first_match"])
+    assert full["ap"][1] is None  # the query with first match 0 is the skipped one
+    assert json.loads(json.dumps(full, allow_nan=False)) == full
+    # Metrics built by hand without first matches leave the key out.
+    assert market_sized(5).first_match is None
+    assert "first_match" not in market_sized(5).to_dict(per_query=True)
+
+
+def test_feature_and_unified_evaluations_fill_the_first_matches() -> None:
+    q_feats, g_feats, q_pids, g_pids, q_cams, g_cams = labelled_problem(3)
+    labels = (q_pids, g_pids, q_cams, g_cams)
+    expected = evaluate_rank(pairwise_distance(q_feats, g_feats), *labels, 10).first_match
+    assert (expected == 0).any()  # a non-trivial case: skipped queries,
+    assert (expected > 1).any()  # and first matches below the top
+    for chunk_size in (1, 5, 100):
+        got = evaluate_features(q_feats, g_feats, *labels, max_rank=10, chunk_size=chunk_size)
+        assert torch.equal(got.first_match, expected)
+    # Unified: each query ranked against its type's slice of the bank.
+    bank = np.stack([g_feats, g_feats[::-1] * 2.0, -g_feats])
+    types = np.arange(12) % 3
+    unified = evaluate_unified(q_feats, types, bank, *labels, max_rank=10, chunk_size=4)
+    assert unified.first_match.shape == (12,)
+    for t in range(3):
+        alone = evaluate_rank(pairwise_distance(q_feats, bank[t]), *labels, 10).first_match
+        assert torch.equal(unified.first_match[types == t], alone[types == t])
+    valid = unified.first_match > 0
+    assert torch.equal(valid, ~unified.ap.isnan())
+    assert float((unified.first_match[valid] == 1).double().mean()) == unified.cmc[0].item()

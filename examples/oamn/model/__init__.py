@@ -3,11 +3,13 @@
 :class:`OAMN` (forward to an :class:`OAMNOutput`, ``extract`` for test features, ``gallery_bank``
 for occlusion unification), the backbone split (:mod:`.backbones`), ImageNet weights from a
 local file or a torchvision weight enum (:func:`resolve_backbone_weights`,
-:func:`load_backbone_weights`) and the gallery-bank strategies (:mod:`.bank`).
+:func:`load_backbone_weights`), the occlusion graders (:mod:`.grader`) and the bank strategies
+(:mod:`.bank`).
 """
 
 from .backbones import BACKBONES, STAGES, BackboneSplit, build_torchvision_model, split_backbone
 from .bank import BANK_STRATEGIES, occlusion_bank
+from .grader import GRADERS, build_grader
 from .oamn import OAMN, POOLINGS, OAMNOutput
 from .weights import CLASSIFIER_PREFIXES, load_backbone_weights, resolve_backbone_weights
 
@@ -15,11 +17,13 @@ __all__ = [
     "BACKBONES",
     "BANK_STRATEGIES",
     "CLASSIFIER_PREFIXES",
+    "GRADERS",
     "OAMN",
     "POOLINGS",
     "STAGES",
     "BackboneSplit",
     "OAMNOutput",
+    "build_grader",
     "build_torchvision_model",
     "load_backbone_weights",
     "occlusion_bank",

@@ -1,16 +1,24 @@
 """The gallery bank of occlusion unification (METHOD §5): one feature per occlusion type.
 
-Each gallery image gets a feature under each of the 9 occlusion types (0 none, 1-4 half
+Each image (gallery, and for the two-sided unification the query too) gets a feature under each
+of the 9 occlusion types (0 none, 1-4 half
 top/bottom/left/right, 5-8 quarter top/bottom/left/right; ``oamn.occlusion_aug``'s convention), so a
 query predicted to be occluded in type ``t`` is compared with every gallery item in type ``t``.
-Type ``t``'s feature is ``embed(f * m_t)``: the clean E^I features ``f`` weighted by the mask the
-model gives to an occluded version of the image. The strategies differ in how that version is
-made:
+The strategies:
 
-* ``"mask_swap"`` (the authors'): the image with the band filled by a constant (a black box),
-  through E^I: ``m_t = mask(E^I(occlude(x, t)))``. Cost per image: 9 E^I + 9 E^II passes.
-* ``"feature"`` (cheaper): the band zeroed on ``f`` itself, ``m_t = mask(occlude(f, t, 0))``,
-  at ``f``'s resolution (``oamn.occlusion_aug.band_mask`` rounding). Cost: 1 E^I + 9 E^II passes.
+* ``"mask_swap"`` (the authors'): ``embed(f * m_t)``, the clean E^I features ``f`` weighted by the
+  mask of the image with the band filled by a constant (a black box):
+  ``m_t = mask(E^I(occlude(x, t)))``. Cost per image: 9 E^I + 9 E^II passes.
+* ``"feature"``: ``embed(f * m_t)`` with the band zeroed on ``f`` itself,
+  ``m_t = mask(occlude(f, t, 0))``. Cost: 1 E^I + 9 E^II passes.
+* ``"band"``: the band removed from the attentive features themselves,
+  ``embed(occlude(m * f, t, 0))``: what the band shows cannot reach the feature, whatever the mask
+  learnt, and a model without a mask gets ``embed(occlude(f, t, 0))``. Cost: 1 E^I + 9 E^II passes.
+
+The two swap strategies keep the band's *features* and only change the mask, so they remove the
+band only as far as the mask learnt to drop occluded positions (a mask that never saw a black box
+or a zeroed ``f`` in training reads them as it pleases); ``"band"`` removes it exactly. The bands
+are taken at ``f``'s resolution with ``oamn.occlusion_aug.band_mask``'s rounding.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from oamn.occlusion_aug import NUM_OCCLUSION_TYPES, location_and_area, occlude
 
 __all__ = ["BANK_STRATEGIES", "occlusion_bank"]
 
-#: Gallery-bank strategies: the authors' image-level "mask swap", and feature-level occlusion.
-BANK_STRATEGIES: tuple[str, ...] = ("mask_swap", "feature")
+#: Bank strategies: the authors' image-level "mask swap", the feature-level mask swap, and the
+#: band removed from the attentive features.
+BANK_STRATEGIES: tuple[str, ...] = ("mask_swap", "feature", "band")
 
 
 def occlusion_bank(
@@ -48,7 +57,8 @@ def occlusion_bank(
         images: ``(N, 3, H, W)`` normalised images, ``N >= 1``.
         encode: E^I, images to features ``f`` ``(N, C, h, w)``.
         attend: the mask module, ``f``-shaped features to the mask ``(N, 1, h, w)``; ``None`` for
-            a model without mask: every type then gets the unoccluded feature.
+            a model without mask: the swap strategies then give every type the unoccluded
+            feature, ``"band"`` removes the band from ``f``.
         embed: ``g = m * f`` to the ``(N, D)`` embedding (E^II, pooling, BN neck).
         strategy: one of :data:`BANK_STRATEGIES`.
         image_fill: ``"mask_swap"`` only: the value written into the band of the images, a
@@ -67,18 +77,24 @@ def occlusion_bank(
     if strategy not in BANK_STRATEGIES:
         raise ValueError(f"strategy must be one of {BANK_STRATEGIES}, got {strategy!r}")
     f = encode(images)
-    if attend is None:
+    if attend is None and strategy != "band":
         return F.normalize(embed(f), dim=1).expand(NUM_OCCLUSION_TYPES, -1, -1).clone()
-    clean = F.normalize(embed(attend(f) * f), dim=1)
+    g = f if attend is None else attend(f) * f
+    clean = F.normalize(embed(g), dim=1)
     bank = clean.new_empty((NUM_OCCLUSION_TYPES, *clean.shape))
     bank[0] = clean
     count = images.shape[0]
     locations, areas = location_and_area(torch.arange(1, NUM_OCCLUSION_TYPES, device=f.device))
     for occlusion, (location, area) in enumerate(zip(locations, areas, strict=True), start=1):
         location, area = location.expand(count), area.expand(count)
-        if strategy == "mask_swap":
-            occluded = encode(occlude(images, location, area, image_fill))
+        if strategy == "band":
+            occluded_g = occlude(g, location, area, 0.0)
         else:
-            occluded = occlude(f, location, area, 0.0)
-        bank[occlusion] = F.normalize(embed(attend(occluded) * f), dim=1)
+            swapped = (
+                encode(occlude(images, location, area, image_fill))
+                if strategy == "mask_swap"
+                else occlude(f, location, area, 0.0)
+            )
+            occluded_g = attend(swapped) * f
+        bank[occlusion] = F.normalize(embed(occluded_g), dim=1)
     return bank

@@ -14,6 +14,7 @@ from oamn.attention import AttentionMask, RGASpatial
 
 from .backbones import build_torchvision_model, split_backbone
 from .bank import occlusion_bank
+from .grader import FEATURE_GRADERS, build_grader
 from .weights import load_backbone_weights, resolve_backbone_weights
 
 __all__ = ["OAMN", "POOLINGS", "OAMNOutput"]
@@ -21,7 +22,6 @@ __all__ = ["OAMN", "POOLINGS", "OAMNOutput"]
 #: Global pooling of E^II's output: the paper's max pooling, or average pooling.
 POOLINGS: tuple[str, ...] = ("max", "avg")
 
-_NUM_LOCATIONS = 4  # grader columns: top, bottom, left, right
 _HEAD_INIT_STD = 0.001
 
 
@@ -37,7 +37,8 @@ class OAMNOutput:
         embedding: ``(N, D)`` BN-neck output; L2-normalised, it is the test feature.
         logits: ``(N, num_classes)`` identity logits.
         grader_scores: ``(N, 4)`` softmax occlusion scores, columns top, bottom, left, right
-            (``oamn.losses``' order), computed from ``g.detach()``.
+            (``oamn.losses``' order), computed from ``g.detach()`` (``f.detach()`` for the
+            ``"feature_profiles"`` grader; see :mod:`examples.oamn.model.grader`).
     """
 
     f: Tensor
@@ -55,9 +56,11 @@ class OAMN(nn.Module):
     ``f = E^I(x)``, ``m = RGASpatial(f)``, ``g = m * f`` (paper §3.2); the head pools ``E^II(g)``
     (max or average) into ``h`` (``pooled``, the triplet feature), then ``BatchNorm1d`` (the
     ``embedding``, the test feature once L2-normalised) -> ReLU -> Dropout -> ``Linear`` (the
-    identity ``logits``). The grader scores the occlusion from ``GAP(g.detach())`` ->
-    ``BatchNorm1d(C)`` -> ``Linear(C, 4)`` -> softmax, columns top, bottom, left, right, so no
-    gradient of the grader reaches the encoder (METHOD §4).
+    identity ``logits``). The grader scores the occlusion from a summary of ``g.detach()`` ->
+    ``BatchNorm1d`` -> ``Linear(., 4)`` -> softmax, columns top, bottom, left, right, so no
+    gradient of the grader reaches the encoder (METHOD §4); the summary is the authors' global
+    average pool (``grader="pooled"``) or scale-free row and column profiles (``"profiles"``,
+    see :mod:`examples.oamn.model.grader`).
 
     New layers: the BatchNorms start at weight 1 and bias 0, the two ``Linear`` layers (grader
     and classifier) at weights ``N(0, 0.001^2)`` and bias 0 (the usual ReID classifier
@@ -72,7 +75,8 @@ class OAMN(nn.Module):
             channels). After ``"layer4"`` E^II is the identity.
         last_stride: 2 (the paper) or 1: the stride of ``layer4``.
         input_size: ``(H, W)`` of the images. The mask module relates the fixed ``h*w`` positions
-            of ``f``, so a model with a mask accepts only that size.
+            of ``f`` and the profile graders read them, so a model with either accepts only that
+            size.
         weights: ImageNet weights of ``backbone`` (the ``fc`` or ``classifier`` keys are
             ignored): a path to a local torchvision state dict; a torchvision weight enum member
             of the backbone (``torchvision.models.ResNet50_Weights.IMAGENET1K_V2``); or its name
@@ -92,12 +96,15 @@ class OAMN(nn.Module):
         mask_down_ratio: RGA-S's ``down_ratio``; ``None`` (default): automatic, 8 unless even
             ``mask_spatial_reduction=1`` leaves too few relations. Given values are kept; ones
             that leave the mask no channel raise a ``ValueError`` with values that work.
+        grader: ``"pooled"`` (the authors', the default), ``"profiles"``, ``"profiles_mlp"`` or
+            ``"feature_profiles"`` (reads ``f``); see :mod:`examples.oamn.model.grader`.
 
     Attributes:
         encoder_low: E^I (``nn.Sequential`` of torchvision modules).
         encoder_high: E^II (empty after ``layer4``).
         mask: ``AttentionMask(RGASpatial(C, (h, w)))``, or ``None`` without a mask.
-        grader: ``Sequential(BatchNorm1d(C), Linear(C, 4))``, applied to ``GAP(g.detach())``.
+        grader: ``Sequential(summary, BatchNorm1d, Linear(., 4))`` applied to ``g.detach()``
+            (:func:`~examples.oamn.model.grader.build_grader`).
         neck: ``BatchNorm1d(D)``.
         classifier: ``Linear(D, num_classes)``.
         mask_channels: ``C``, channels of ``f``.
@@ -132,6 +139,7 @@ class OAMN(nn.Module):
         detach_mask_input: bool = False,
         mask_spatial_reduction: int | None = None,
         mask_down_ratio: int | None = None,
+        grader: str = "pooled",
     ) -> None:
         super().__init__()
         _check_arguments(num_classes, input_size, pooling, dropout, use_mask)
@@ -157,13 +165,13 @@ class OAMN(nn.Module):
             if use_mask
             else None
         )
-        self.grader = nn.Sequential(
-            nn.BatchNorm1d(self.mask_channels), nn.Linear(self.mask_channels, _NUM_LOCATIONS)
-        )
+        self.grader = build_grader(grader, self.mask_channels, self.feature_size)
+        self.grader_reads_positions = grader != "pooled"
+        self.grader_reads_features = grader in FEATURE_GRADERS
         self.neck = nn.BatchNorm1d(self.feature_dim)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
-        for linear in (self.grader[1], self.classifier):
+        for linear in (self.grader[-1], self.classifier):
             nn.init.normal_(linear.weight, std=_HEAD_INIT_STD)
             nn.init.zeros_(linear.bias)
 
@@ -218,7 +226,7 @@ class OAMN(nn.Module):
         pooled = self._pool(self.encoder_high(g))
         embedding = self.neck(pooled)
         logits = self.classifier(self.dropout(F.relu(embedding)))
-        return OAMNOutput(f, m, g, pooled, embedding, logits, self._grade(g))
+        return OAMNOutput(f, m, g, pooled, embedding, logits, self._grade(f, g))
 
     @torch.inference_mode()
     def extract(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,26 +242,28 @@ class OAMN(nn.Module):
         self._check_eval("extract")
         f = self._encode(images)
         g = f if self.mask is None else self.mask(f)[0]
-        return F.normalize(self._embed(g), dim=1), self._grade(g)
+        return F.normalize(self._embed(g), dim=1), self._grade(f, g)
 
     @torch.inference_mode()
     def gallery_bank(
         self, images: Tensor, strategy: str = "mask_swap", image_fill: float | Tensor = 0.0
     ) -> Tensor:
-        r"""Features of gallery images under each of the 9 occlusion types (METHOD §5).
+        r"""Features of images under each of the 9 occlusion types (METHOD §5).
 
-        Type ``t`` (0 none, 1-4 half top/bottom/left/right, 5-8 quarter) gets
-        ``normalize(embed(f * m_t))``: the clean features weighted by the mask of an occluded
-        version, image-level (``"mask_swap"``, the authors': the band filled with
-        ``image_fill``, 9 E^I passes) or feature-level (``"feature"``: the band of ``f`` zeroed,
-        one E^I pass); see :mod:`examples.oamn.model.bank`. The types run one after another on
-        the whole batch: the peak memory is about one :meth:`extract` of ``images`` plus ``f``
-        and the result. Row 0 equals :meth:`extract`'s features exactly. Without a mask every
-        row is the unoccluded feature. Call ``model.eval()`` first.
+        Type ``t`` (0 none, 1-4 half top/bottom/left/right, 5-8 quarter) gets, by ``strategy``
+        (see :mod:`examples.oamn.model.bank`): ``normalize(embed(f * m_t))``, the clean features
+        weighted by the mask of an occluded version, image-level (``"mask_swap"``, the authors':
+        the band filled with ``image_fill``, 9 E^I passes) or feature-level (``"feature"``: the
+        band of ``f`` zeroed, one E^I pass); or ``normalize(embed(occlude(m * f, t, 0)))``, the
+        band removed from the attentive features (``"band"``, one E^I pass). The types run one
+        after another on the whole batch: the peak memory is about one :meth:`extract` of
+        ``images`` plus ``f`` and the result. Row 0 equals :meth:`extract`'s features exactly.
+        Without a mask the swap strategies give every row the unoccluded feature. Call
+        ``model.eval()`` first.
 
         Args:
             images: as for :meth:`forward`.
-            strategy: ``"mask_swap"`` or ``"feature"``.
+            strategy: ``"mask_swap"``, ``"feature"`` or ``"band"``.
             image_fill: the band's value for ``"mask_swap"``: a number or a ``(3,)`` tensor, e.g.
                 ``-mean / std`` (black in normalised images).
 
@@ -293,8 +303,8 @@ class OAMN(nn.Module):
             return features.amax(dim=(2, 3))
         return features.mean(dim=(2, 3))
 
-    def _grade(self, g: Tensor) -> Tensor:
-        return self.grader(g.detach().mean(dim=(2, 3))).softmax(dim=1)
+    def _grade(self, f: Tensor, g: Tensor) -> Tensor:
+        return self.grader((f if self.grader_reads_features else g).detach()).softmax(dim=1)
 
     def _check_images(self, images: Tensor) -> None:
         if not isinstance(images, Tensor):
@@ -317,12 +327,13 @@ class OAMN(nn.Module):
                 f"them or run under torch.autocast"
             )
         size = tuple(images.shape[2:])
-        if self.mask is not None and size != self.input_size:
+        if size != self.input_size and (self.mask is not None or self.grader_reads_positions):
+            part = "mask module relates" if self.mask is not None else "grader reads profiles of"
             raise ValueError(
                 f"images are {size[0]}x{size[1]} (H x W) but this OAMN was built with "
-                f"input_size={self.input_size}: its mask module relates the fixed "
-                f"{self.feature_size} positions of E^I's features. Resize the images to "
-                f"{self.input_size} or build the model with input_size={size}"
+                f"input_size={self.input_size}: its {part} the fixed {self.feature_size} "
+                f"positions of E^I's features. Resize the images to {self.input_size} or build "
+                f"the model with input_size={size}"
             )
 
     def _check_eval(self, method: str) -> None:

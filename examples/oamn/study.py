@@ -1,0 +1,556 @@
+r"""The occlusion-awareness study: model variants x seeds, trained alike, measured alike.
+
+    python -m examples.oamn.study --output-dir runs/study --seeds 0,1,2 \
+        [--variants baseline,paper,invariant_losses,profile_grader,remedies] \
+        [--data-root DIR --dataset NAME] [--strategies band,feature] [--threads N] \
+        [any training option, e.g. --epochs 10 --val-ids 20]
+
+Without ``--data-root`` every seed generates its own synthetic benchmark
+(:func:`examples.oamn.synthetic.generate_synthetic_reid` with that seed, cached under
+``--data-cache``) and the training settings start from the demo's (:data:`examples.oamn.demo.
+DEMO_SETTINGS`); with it, from :class:`~examples.oamn.config.TrainConfig`'s defaults. Training
+options given here replace them for every run; each variant then sets its own switches
+(:data:`VARIANTS`) and each run its ``--seed``. Every run trains into
+``OUTPUT_DIR/<variant>/seed<k>`` (a finished run is reused, not retrained) and is evaluated by
+:func:`examples.oamn.evaluation.evaluation_report`: the plain, unified (one- and two-sided, with
+the grader's and, on the synthetic benchmark, the true types) rows and the occlusion awareness.
+With ``--val-ids`` the awareness is also measured on the held-out training identities
+(``"validation"``), the only numbers the defaults may be chosen on.
+
+Writes ``evaluation.json`` per run, then ``results.json`` (every run, and per variant the mean,
+sample standard deviation and count over seeds of each summary number) and ``results.md`` (the
+tables), after every run, so an interrupted study keeps what finished; re-running it continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .awareness import awareness_report
+from .checkpoint import load_model
+from .config import TrainConfig, config_parser
+from .data import load_dataset, split_validation
+from .demo import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
+from .distributed import resolve_device
+from .evaluate import library_versions, parse_strategies
+from .evaluation import evaluation_report
+from .intervals import paired_difference_interval
+from .synthetic import generate_synthetic_reid
+from .train import train
+
+__all__ = [
+    "EXPLORATORY_VARIANTS",
+    "GAINS",
+    "SUMMARY",
+    "VARIANTS",
+    "build_parser",
+    "format_intervals",
+    "format_markdown",
+    "main",
+    "summarise",
+]
+
+#: Each variant's switches (TrainConfig fields) on top of the shared settings.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": BASELINE_SWITCHES,
+    # The paper: its mask losses, one backward through everything, the authors' grader.
+    "paper": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "pooled",
+        "routing": "paper",
+    },
+    # The authors' code: as the paper, but the mask losses train the mask module only.
+    "authors": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "pooled",
+        "routing": "official",
+    },
+    # Each remedy alone on the authors' setting, then all together (the new defaults).
+    "invariant_losses": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 5.0,
+        "grader": "pooled",
+        "routing": "official",
+    },
+    "invariant_losses_light": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 1.0,
+        "grader": "pooled",
+        "routing": "official",
+    },
+    "feature_grader": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "feature_profiles",
+        "routing": "official",
+    },
+    "remedies": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 1.0,
+        "grader": "feature_profiles",
+        "routing": "official",
+    },
+}
+
+#: Variants tried on the way to the defaults (docs/AWARENESS.md, "what was tried"); run them by
+#: name with ``--variants``. Every one uses the paper's ``lambda_1 = 5`` unless it says otherwise.
+EXPLORATORY_VARIANTS: dict[str, dict[str, Any]] = {
+    # The scale-invariant losses through the encoder: the features collapse (R1 near 0).
+    "invariant_paper_routing": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 5.0,
+        "grader": "pooled",
+        "routing": "paper",
+    },
+    "profile_grader": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "profiles",
+        "routing": "official",
+    },
+    "profile_grader_kl": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "profiles",
+        "grader_convention": "distribution",
+        "routing": "official",
+    },
+    "feature_grader_kl": {
+        "mask_loss_scale": "paper",
+        "lambda_mask": 5.0,
+        "grader": "feature_profiles",
+        "grader_convention": "distribution",
+        "routing": "official",
+    },
+    "invariant_profiles": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 5.0,
+        "grader": "profiles",
+        "routing": "official",
+    },
+    "invariant_profiles_mlp": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 5.0,
+        "grader": "profiles_mlp",
+        "routing": "official",
+    },
+    "invariant_feature_grader_kl": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 5.0,
+        "grader": "feature_profiles",
+        "grader_convention": "distribution",
+        "routing": "official",
+    },
+    "remedies_kl": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 1.0,
+        "grader": "feature_profiles",
+        "grader_convention": "distribution",
+        "routing": "official",
+    },
+}
+
+#: The summary numbers per run: name -> path of keys into the run's evaluation report.
+SUMMARY: dict[str, tuple[str, ...]] = {
+    "R1 plain": ("rows", "plain", "R1"),
+    "mAP plain": ("rows", "plain", "mAP"),
+    "R1 band": ("rows", "unified_band", "R1"),
+    "R1 band two-sided": ("rows", "unified_band_two_sided", "R1"),
+    "R1 band true types": ("rows", "unified_band_true", "R1"),
+    "R1 band two-sided true types": ("rows", "unified_band_two_sided_true", "R1"),
+    "R1 band two-sided located": ("rows", "unified_band_two_sided_located", "R1"),
+    "mAP band two-sided": ("rows", "unified_band_two_sided", "mAP"),
+    "R1 feature": ("rows", "unified_feature", "R1"),
+    "R1 mask swap": ("rows", "unified_mask_swap", "R1"),
+    "mask mean": ("awareness", "augmented", "mask", "all", "mask_mean"),
+    "band/visible (augmented)": (
+        "awareness",
+        "augmented",
+        "mask",
+        "occluded",
+        "band_to_visible",
+    ),
+    "band/visible (real occluders)": (
+        "awareness",
+        "synthetic_queries",
+        "mask",
+        "occluded",
+        "band_to_visible",
+    ),
+    "grader location (augmented)": ("awareness", "augmented", "grader", "location_accuracy"),
+    "grader argmax location (augmented)": (
+        "awareness",
+        "augmented",
+        "grader",
+        "argmax_location_accuracy",
+    ),
+    "grader type (augmented)": ("awareness", "augmented", "grader", "type_accuracy"),
+    "grader none (augmented)": ("awareness", "augmented", "grader", "none_accuracy"),
+    "grader location (real occluders)": (
+        "awareness",
+        "synthetic_queries",
+        "grader",
+        "location_accuracy",
+    ),
+    "grader argmax location (real occluders)": (
+        "awareness",
+        "synthetic_queries",
+        "grader",
+        "argmax_location_accuracy",
+    ),
+    "grader type (real occluders)": (
+        "awareness",
+        "synthetic_queries",
+        "grader",
+        "type_accuracy",
+    ),
+    "val band/visible": ("validation", "augmented", "mask", "occluded", "band_to_visible"),
+    "val grader location": ("validation", "augmented", "grader", "location_accuracy"),
+    "val grader type": ("validation", "augmented", "grader", "type_accuracy"),
+    "val mAP": ("validation", "val_mAP"),
+}
+
+
+#: Unification gains per run: name -> the unified row whose R1 is compared with the plain row's.
+GAINS: dict[str, str] = {
+    "gain band": "unified_band",
+    "gain band two-sided": "unified_band_two_sided",
+    "gain band true types": "unified_band_true",
+    "gain band two-sided true types": "unified_band_two_sided_true",
+    "gain band two-sided located": "unified_band_two_sided_located",
+    "gain feature": "unified_feature",
+    "gain mask swap": "unified_mask_swap",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The study's own options; every other option goes to the training runs."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.oamn.study",
+        description="Train and evaluate OAMN variants over seeds and measure their occlusion "
+        "awareness. Options not listed here are training options shared by every run.",
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/study"))
+    parser.add_argument("--seeds", type=_int_list, default=(0, 1, 2), help="comma list")
+    parser.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=tuple(VARIANTS),
+        help=f"comma list of {', '.join(VARIANTS)} (default: these) or of "
+        f"{', '.join(EXPLORATORY_VARIANTS)}",
+    )
+    parser.add_argument(
+        "--data-root", type=Path, help="a real dataset (default: the synthetic benchmark)"
+    )
+    parser.add_argument("--dataset", default="market1501", help="the real dataset's layout")
+    parser.add_argument(
+        "--data-cache",
+        type=Path,
+        help="folder of the generated synthetic benchmarks (default: OUTPUT_DIR/data)",
+    )
+    parser.add_argument(
+        "--strategies",
+        type=parse_strategies,
+        default=("band", "feature"),
+        help="bank strategies of the unified rows (default: band,feature)",
+    )
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="train and evaluate nothing: summarise the evaluation.json files already in "
+        "OUTPUT_DIR (e.g. runs made in parallel, one process per seed)",
+    )
+    parser.add_argument("--eval-batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train what is missing, evaluate, write ``results.json`` and ``results.md``."""
+    parser = build_parser()
+    args, train_options = parser.parse_known_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    given = vars(config_parser().parse_args(train_options))
+    base = ({} if args.data_root else dict(DEMO_SETTINGS)) | {"dataset": args.dataset} | given
+    out: Path = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    command = sys.argv[1:] if argv is None else list(argv)
+    results: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", "examples.oamn.study", *command]),
+        "settings": base,
+        "torch_threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "versions": library_versions(),
+        "runs": {},
+    }
+    if args.collect:
+        for variant in args.variants:
+            for seed in args.seeds:
+                cached = out / variant / f"seed{seed}" / "evaluation.json"
+                if cached.is_file():
+                    report = json.loads(cached.read_text())
+                    results["runs"].setdefault(variant, {})[str(seed)] = report
+        _write(results, out)
+        return results
+    for seed in args.seeds:
+        data_root = args.data_root or generate_synthetic_reid(
+            args.data_cache or out / "data", seed=seed, height=base["height"], width=base["width"]
+        )
+        dataset = load_dataset(base["dataset"], data_root)
+        for variant in args.variants:
+            run_dir = out / variant / f"seed{seed}"
+            config = TrainConfig.from_dict(
+                {
+                    **base,
+                    **{**VARIANTS, **EXPLORATORY_VARIANTS}[variant],
+                    "seed": seed,
+                    "data_root": str(data_root),
+                    "output_dir": str(run_dir),
+                }
+            )
+            report = _run(config, dataset, data_root, args)
+            results["runs"].setdefault(variant, {})[str(seed)] = report
+            _write(results, out)
+    return results
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    """``results.json`` without the per-query lists (each run's ``evaluation.json`` keeps
+    them) and ``results.md``."""
+    results["summary"] = summarise(results["runs"])
+    slim = {
+        **results,
+        "runs": {v: {s: _slim(r) for s, r in runs.items()} for v, runs in results["runs"].items()},
+    }
+    (out / "results.json").write_text(json.dumps(slim, indent=1) + "\n")
+    tables = [format_markdown(results["summary"]), format_intervals(results["runs"])]
+    (out / "results.md").write_text("\n\n".join(tables) + "\n")
+
+
+def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace) -> dict:
+    """Train (or reuse) one run and evaluate it (or read its cached ``evaluation.json``)."""
+    run_dir = Path(config.output_dir)
+    cached = run_dir / "evaluation.json"
+    checkpoint = run_dir / "checkpoint_last.pt"
+    if not trained_checkpoint(checkpoint, config):
+        print(f"training {run_dir}", file=sys.stderr, flush=True)
+        train(config)
+    elif cached.is_file():
+        return json.loads(cached.read_text())
+    history = json.loads((run_dir / "log.json").read_text())
+    device = resolve_device(config.device)
+    model, _ = load_model(checkpoint, device)
+    options = {
+        "height": config.height,
+        "width": config.width,
+        "device": device,
+        "batch_size": args.eval_batch_size,
+        "workers": config.workers,
+        "progress": config.progress,
+    }
+    report, _ = evaluation_report(
+        model, dataset.query, dataset.gallery, data_root, strategies=args.strategies, **options
+    )
+    for row in report["rows"].values():
+        row.pop("cmc")
+    report["train_seconds"] = round(sum(record["seconds"] for record in history), 1)
+    if config.val_ids:
+        report["validation"] = _validation(model, config, dataset, options)
+    cached.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _validation(model, config: TrainConfig, dataset, options: dict) -> dict:
+    """Awareness on the held-out training identities' images, and their last validation mAP."""
+    count = int(config.val_ids) if config.val_ids >= 1 else config.val_ids  # as training does
+    _, val_query, val_gallery = split_validation(dataset.train, count, config.seed)
+    items = (*val_query, *val_gallery)
+    scores = torch.zeros(len(items), 4)  # unused without a manifest
+    report, _ = awareness_report(model, items, scores, None, **options)
+    history = json.loads((Path(config.output_dir) / "log.json").read_text())
+    validated = [record for record in history if "val_mAP" in record]
+    return {**report, "val_mAP": validated[-1]["val_mAP"] if validated else None}
+
+
+def summarise(runs: Mapping[str, Mapping[str, dict]]) -> dict[str, dict[str, dict]]:
+    r"""Per variant and summary number (:data:`SUMMARY`, then the R1 gains of :data:`GAINS`,
+    computed per seed): mean, sample sd, count and the values over seeds.
+
+    Example:
+        >>> runs = {"v": {"0": {"rows": {"plain": {"R1": 0.5}}},
+        ...               "1": {"rows": {"plain": {"R1": 0.7}}}}}
+        >>> summarise(runs)["v"]["R1 plain"]
+        {'mean': 0.6, 'sd': 0.1414, 'n': 2, 'values': [0.5, 0.7]}
+    """
+    summary = {}
+    for variant, seeds in runs.items():
+        reports = list(seeds.values())
+        columns = {
+            name: [_lookup(report, path) for report in reports] for name, path in SUMMARY.items()
+        }
+        for name, row in GAINS.items():
+            columns[name] = [_gain(report, row) for report in reports]
+        numbers = {}
+        for name, column in columns.items():
+            values = [value for value in column if value is not None]
+            if values:
+                numbers[name] = _statistics(values)
+        summary[variant] = numbers
+    return summary
+
+
+def _gain(report: dict, row: str) -> float | None:
+    """R1 of ``row`` minus R1 without unification, or ``None`` if either is missing."""
+    unified, plain = _lookup(report, ("rows", row, "R1")), _lookup(report, ("rows", "plain", "R1"))
+    return None if unified is None or plain is None else unified - plain
+
+
+def _statistics(values: list[float]) -> dict:
+    mean = sum(values) / len(values)
+    spread = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        if len(values) > 1
+        else None
+    )
+    return {
+        "mean": round(mean, 4),
+        "sd": None if spread is None else round(spread, 4),
+        "n": len(values),
+        "values": [round(v, 4) for v in values],
+    }
+
+
+def format_markdown(summary: Mapping[str, Mapping[str, dict]]) -> str:
+    """The summary as a markdown table: one row per number, one column per variant (mean ± sd;
+    R1, mAP and accuracies in %).
+
+    Example:
+        >>> print(format_markdown({"v": {"R1 plain": {"mean": 0.6, "sd": 0.1, "n": 2}}}))
+        | number | v |
+        |---|---|
+        | R1 plain | 60.0 ± 10.0 (2) |
+    """
+    variants = list(summary)
+    names = [name for name in (*SUMMARY, *GAINS) if any(name in summary[v] for v in variants)]
+    lines = ["| number | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for name in names:
+        scale = 1 if "band/visible" in name or name == "mask mean" else 100
+        cells = []
+        for variant in variants:
+            entry = summary[variant].get(name)
+            if entry is None:
+                cells.append("-")
+                continue
+            sd = (
+                ""
+                if entry["sd"] is None
+                else f" ± {scale * entry['sd']:.{3 if scale == 1 else 1}f}"
+            )
+            cells.append(f"{scale * entry['mean']:.{3 if scale == 1 else 1}f}{sd} ({entry['n']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_intervals(runs: Mapping[str, Mapping[str, dict]]) -> str:
+    r"""Each run's rows with 95 % bootstrap intervals over the queries, as a markdown table.
+
+    Per run (variant and seed) and row: R1 and mAP with their intervals, and the R1 gain over
+    the run's own row without unification and over the baseline's (same seed), each a paired
+    bootstrap over the same queries (:func:`~examples.oamn.intervals.paired_difference_interval`).
+    Rows without per-query ranks are left out.
+
+    Example:
+        >>> row = {"name": "no unification", "R1": 0.5, "mAP": 0.4, "R1_ci95": [0.3, 0.7],
+        ...        "mAP_ci95": [0.2, 0.6], "first_match": [1, 2, 1, 3]}
+        >>> print(format_intervals({"v": {"0": {"rows": {"plain": row}}}}).splitlines()[2])
+        | v | 0 | no unification | 50.0 [30.0, 70.0] | 40.0 [20.0, 60.0] | - | - |
+    """
+    lines = [
+        "| variant | seed | row | R1 [95 % CI] | mAP [95 % CI] | R1 gain over no unification "
+        "| R1 gain over the baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, seeds in runs.items():
+        for seed, report in seeds.items():
+            rows = report.get("rows", {})
+            plain = _hits(rows.get("plain"))
+            baseline = _hits(runs.get("baseline", {}).get(seed, {}).get("rows", {}).get("plain"))
+            for key, row in rows.items():
+                hits = _hits(row)
+                if hits is None:
+                    continue
+                over_plain = _paired(plain, hits) if key != "plain" else "-"
+                over_baseline = _paired(baseline, hits) if variant != "baseline" else "-"
+                lines.append(
+                    f"| {variant} | {seed} | {row['name']} | {_with_interval(row, 'R1')} | "
+                    f"{_with_interval(row, 'mAP')} | {over_plain} | {over_baseline} |"
+                )
+    return "\n".join(lines)
+
+
+def _hits(row: dict | None) -> torch.Tensor | None:
+    """Rank-1 hits (0/1) of the valid queries of a row, or ``None`` without per-query ranks."""
+    if row is None or "first_match" not in row:
+        return None
+    first = torch.tensor(row["first_match"])
+    return (first[first > 0] == 1).double()
+
+
+def _paired(first: torch.Tensor | None, second: torch.Tensor) -> str:
+    if first is None or first.shape != second.shape:
+        return "-"
+    gain, low, high = paired_difference_interval(first, second)
+    return f"{100 * gain:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def _with_interval(row: dict, metric: str) -> str:
+    low, high = row[f"{metric}_ci95"]
+    return f"{100 * row[metric]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _slim(report: dict) -> dict:
+    rows = {
+        key: {k: v for k, v in row.items() if k not in ("first_match", "ap", "cmc")}
+        for key, row in report.get("rows", {}).items()
+    }
+    return {**report, "rows": rows}
+
+
+def _lookup(report: dict, path: tuple[str, ...]) -> float | None:
+    value: Any = report
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _variant_list(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    known = {**VARIANTS, **EXPLORATORY_VARIANTS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variants {unknown}; choose from {list(known)}")
+    return names
+
+
+if __name__ == "__main__":
+    main()
