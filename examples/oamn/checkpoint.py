@@ -75,6 +75,12 @@ def save_checkpoint(
     partial.replace(path)
 
 
+#: Settings added after checkpoints were first written, with the behaviour those checkpoints
+#: were trained with: a stored configuration without them means these values, not today's
+#: defaults (docs/AWARENESS.md changed the defaults).
+_FIELDS_BEFORE_THEY_EXISTED: dict[str, Any] = {"grader": "pooled", "mask_loss_scale": "paper"}
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -85,7 +91,9 @@ def load_checkpoint(
         map_location: where its tensors go (default: the CPU).
 
     Returns:
-        The dict described in the module docstring.
+        The dict described in the module docstring. A configuration written before the
+        ``grader`` and ``mask_loss_scale`` settings existed gets the values it was trained with
+        (``"pooled"``, ``"paper"``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -104,6 +112,8 @@ def load_checkpoint(
             f"{path} is not an OAMN training checkpoint (missing keys {missing}); write one "
             "with python -m examples.oamn.train"
         )
+    if isinstance(state["config"], dict):
+        state["config"] = {**_FIELDS_BEFORE_THEY_EXISTED, **state["config"]}
     return state
 
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from examples.oamn.checkpoint import load_checkpoint, load_model
+from examples.oamn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from examples.oamn.config import TrainConfig, build_model
 from examples.oamn.data import ImageDataset, build_train_loader, load_dataset
 from examples.oamn.data import test_transform as eval_transform
@@ -262,3 +262,33 @@ def test_augmentation_settings_reach_the_loader(tiny_market, tmp_path) -> None:
     for index in range(len(train_set)):
         mirrored, *_ = train_set[(index, index)]
         assert torch.equal(mirrored, test_set[index][0].flip(-1))
+
+
+def test_a_checkpoint_from_before_the_grader_setting_loads_as_it_was_trained(
+    tiny_market, tmp_path
+) -> None:
+    """A stored configuration without ``grader`` / ``mask_loss_scale`` (written before they
+    existed) means the pooled grader and the paper's losses, not today's defaults."""
+    config = tiny_config(tiny_market, tmp_path, grader="pooled", mask_loss_scale="paper")
+    model = build_model(config, num_classes=6)
+    optimizer = build_optimizer(model.parameter_groups(), config)
+    path = tmp_path / "old.pt"
+    save_checkpoint(
+        path,
+        model=model,
+        optimizer=optimizer,
+        epoch=1,
+        config=config,
+        num_classes=6,
+        rng_state={},
+        history=[],
+    )
+    state = torch.load(path, weights_only=True)
+    for key in ("grader", "mask_loss_scale"):
+        del state["config"][key]
+    torch.save(state, path)
+    loaded, loaded_config = load_model(path)
+    assert (loaded_config.grader, loaded_config.mask_loss_scale) == ("pooled", "paper")
+    assert isinstance(loaded.grader[1], torch.nn.BatchNorm1d)
+    assert loaded.grader[1].num_features == loaded.mask_channels
+    assert load_checkpoint(path)["config"]["grader"] == "pooled"
