@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,14 +40,14 @@ import torch
 from .awareness import awareness_report
 from .checkpoint import load_model
 from .config import TrainConfig, config_parser
-from .data import load_dataset, split_validation
+from .data import load_dataset
 from .demo import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .distributed import resolve_device
 from .evaluate import library_versions, parse_strategies
 from .evaluation import evaluation_report
 from .intervals import paired_difference_interval
 from .synthetic import generate_synthetic_reid
-from .train import train
+from .train import train, training_split
 
 __all__ = [
     "EXPLORATORY_VARIANTS",
@@ -376,8 +376,7 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
 
 def _validation(model, config: TrainConfig, dataset, options: dict) -> dict:
     """Awareness on the held-out training identities' images, and their last validation mAP."""
-    count = int(config.val_ids) if config.val_ids >= 1 else config.val_ids  # as training does
-    _, val_query, val_gallery = split_validation(dataset.train, count, config.seed)
+    _, val_query, val_gallery = training_split(dataset.train, config)
     items = (*val_query, *val_gallery)
     scores = torch.zeros(len(items), 4)  # unused without a manifest
     report, _ = awareness_report(model, items, scores, None, **options)
@@ -420,15 +419,9 @@ def _gain(report: dict, row: str) -> float | None:
 
 
 def _statistics(values: list[float]) -> dict:
-    mean = sum(values) / len(values)
-    spread = (
-        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-        if len(values) > 1
-        else None
-    )
     return {
-        "mean": round(mean, 4),
-        "sd": None if spread is None else round(spread, 4),
+        "mean": round(statistics.mean(values), 4),
+        "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
         "n": len(values),
         "values": [round(v, 4) for v in values],
     }
@@ -448,19 +441,9 @@ def format_markdown(summary: Mapping[str, Mapping[str, dict]]) -> str:
     names = [name for name in (*SUMMARY, *GAINS) if any(name in summary[v] for v in variants)]
     lines = ["| number | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
     for name in names:
-        scale = 1 if "band/visible" in name or name == "mask mean" else 100
-        cells = []
-        for variant in variants:
-            entry = summary[variant].get(name)
-            if entry is None:
-                cells.append("-")
-                continue
-            sd = (
-                ""
-                if entry["sd"] is None
-                else f" ± {scale * entry['sd']:.{3 if scale == 1 else 1}f}"
-            )
-            cells.append(f"{scale * entry['mean']:.{3 if scale == 1 else 1}f}{sd} ({entry['n']})")
+        # Ratios as they are (3 decimals); R1, mAP, accuracies and gains in % (1 decimal).
+        ratio = "band/visible" in name or name == "mask mean"
+        cells = [_cell(summary[variant].get(name), ratio) for variant in variants]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -520,6 +503,14 @@ def _paired(first: torch.Tensor | None, second: torch.Tensor) -> str:
 def _with_interval(row: dict, metric: str) -> str:
     low, high = row[f"{metric}_ci95"]
     return f"{100 * row[metric]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _cell(entry: dict | None, ratio: bool) -> str:
+    if entry is None:
+        return "-"
+    scale, digits = (1, 3) if ratio else (100, 1)
+    sd = "" if entry["sd"] is None else f" ± {scale * entry['sd']:.{digits}f}"
+    return f"{scale * entry['mean']:.{digits}f}{sd} ({entry['n']})"
 
 
 def _slim(report: dict) -> dict:

@@ -68,7 +68,7 @@ from .inference import extract_features
 from .objective import OAMNObjective
 from .schedule import build_optimizer, set_learning_rates
 
-__all__ = ["Trainer", "main", "train", "training_step"]
+__all__ = ["Trainer", "main", "train", "training_split", "training_step"]
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Steps between updates of the progress bar's loss values (each update waits for the device).
@@ -110,7 +110,7 @@ class Trainer:
         self.device = context.device
         _check_runnable(config, self.device)
         dataset = load_dataset(config.dataset, config.data_root)
-        train_items, val_query, val_gallery = _split(dataset.train, config)
+        train_items, val_query, val_gallery = training_split(dataset.train, config)
         self.num_classes = len({item.pid for item in train_items})
         self.loader = build_train_loader(
             train_items,
@@ -383,7 +383,10 @@ def _check_runnable(config: TrainConfig, device: torch.device) -> None:
         )
 
 
-def _split(train_items, config: TrainConfig):
+def training_split(train_items, config: TrainConfig):
+    """``(train_rest, val_query, val_gallery)``: the identities ``config.val_ids`` holds out for
+    validation (:func:`~examples.oamn.data.split_validation`; a count ``>= 1`` or a fraction),
+    or all of ``train_items`` and no validation split."""
     if not config.val_ids:
         return train_items, (), ()
     count = config.val_ids
