@@ -1,11 +1,17 @@
 """Time and peak memory of reid_eval beside np.argsort of the same distance matrix.
 
     python benchmarks/bench_reid_eval.py [--repeats 3] [--dim 2048] [--datasets market,duke]
+    python benchmarks/bench_reid_eval.py --large  # 3,368 x 500,000 gallery, D = 256
 
 Synthetic data at the sizes of Market-1501 (3,368 queries x 15,913 gallery images, 751
 identities plus 2,798 distractors of identity 0, 6 cameras) and Occluded-Duke (2,210 x 17,661,
 1,110 identities, 8 cameras). Features are float32, an identity centre plus noise of a
-per-image scale, so the distances have a realistic structure (the mAP is printed).
+per-image scale, so the distances have a realistic structure. Three distance matrices per size:
+
+* easy: a good model (mAP about 0.87): few items rank before a query's last match;
+* hard: a weak or occluded model (mAP about 0.2): most of the gallery ranks before it;
+* ties: the hard distances quantised to 20 integer levels (like Hamming distances), so that
+  nearly every match ties with hundreds of items.
 
 Each step runs ``--repeats`` times, interleaved with its yardstick; the table gives the median
 time. "peak MiB" is the largest growth of the process's resident memory during one call, beyond
@@ -19,12 +25,17 @@ Checks: evaluate_rank / evaluate_features must give the same CMC, mAP and mINP a
 reference (a full stable np.argsort of each row, junk removed, the textbook formulas), and
 evaluate_unified the same as the authors' way of ranking (all 9 full distance matrices, then
 each query's row from its type's matrix) scored by that reference.
+
+``--large``: Market-1501's queries and gallery plus 484,087 distractors (Market-1501-500k's
+setting), D = 256: ``evaluate_features`` with its progress line, its time and peak memory
+growth (the distance matrix alone would take 6.7 GB).
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -58,8 +69,17 @@ class DatasetSize:
 
 SIZES = {
     "market": DatasetSize("Market-1501", 3368, 15913, 750, 1, 2798, 6, 1.6, 0.3),
-    "duke": DatasetSize("Occluded-Duke", 2210, 17661, 519, 591, 0, 8, 2.0, 0.15),
+    "duke": DatasetSize("Occluded-Duke", 2210, 17661, 519, 591, 0, 8, 1.6, 0.3),
 }
+
+#: The hard matrices' noise and least visible share (mAP about 0.2 at D = 2048).
+HARD = {"noise": 2.6, "visible": 0.15}
+
+#: Integer levels of the tie-heavy matrices.
+TIE_LEVELS = 20
+
+#: Market-1501-500k: the Market gallery plus this many distractors.
+LARGE_GALLERY = 500_000
 
 
 def make_dataset(size: DatasetSize, dim: int, seed: int = 0):
@@ -190,16 +210,16 @@ def run_interleaved(steps: dict[str, Callable[[], object]], repeats: int, peak: 
     return {name: (results[name], statistics.median(times[name]), peaks[name]) for name in steps}
 
 
-def check(name: str, metrics, reference) -> str:
+def verdict(metrics, reference) -> str:
+    """How far ``metrics`` are from the reference's ``(cmc, mAP, mINP)``."""
     cmc, mean_ap, mean_inp = reference
-    d_cmc = float(np.abs(metrics.cmc.cpu().numpy() - cmc).max())
+    d_cmc = float(np.abs(metrics.cmc.cpu().numpy() - cmc[: metrics.cmc.numel()]).max())
     d_ap, d_inp = abs(metrics.mAP - mean_ap), abs(metrics.mINP - mean_inp)
     # 1e-12: the same ranks, the means summed in another order; 1e-9: a few swaps deep in the
     # ranking between distances equal but for their last bits.
     worst = max(d_cmc, d_ap, d_inp)
-    verdict = "identical" if worst < 1e-12 else "equal to 1e-9" if worst < 1e-9 else "DIFFERENT"
-    deltas = f"max |dCMC| {d_cmc:.1e}, |dmAP| {d_ap:.1e}, |dmINP| {d_inp:.1e}"
-    return f"  {name}: {verdict} to the reference ({deltas})"
+    word = "identical" if worst < 1e-12 else "equal to 1e-9" if worst < 1e-9 else "DIFFERENT"
+    return f"{word} (max |dCMC| {d_cmc:.1e}, |dmAP| {d_ap:.1e}, |dmINP| {d_inp:.1e})"
 
 
 ARGSORT = "np.argsort(distmat, axis=1)"
@@ -210,12 +230,45 @@ REFERENCE = "reference: stable argsort + metrics"
 AUTHORS = f"authors' way: {NUM_TYPES} full matrices"
 
 
-def bench(size: DatasetSize, args, device: torch.device, peak: PeakMemory) -> None:
+def tie_heavy(distmat: torch.Tensor) -> torch.Tensor:
+    """``distmat`` quantised to :data:`TIE_LEVELS` integer levels (float32)."""
+    return torch.floor(distmat / distmat.max() * (TIE_LEVELS - 1e-3))
+
+
+def bench_ranking(size: DatasetSize, args, device: torch.device, peak: PeakMemory) -> None:
+    """evaluate_rank beside np.argsort on the easy, hard and tie-heavy matrices of one size."""
+    print(f"\n{size.name} size: {size.num_query} x {size.num_gallery}, D={args.dim}")
+    header = f"{'matrix':<6} {'mAP':>5} {'before':>7} {'argsort s':>10} {'evaluate_rank s':>16}"
+    print(f"{header} {'ratio':>6} {'peak MiB':>9}  to the reference")
+    easy = make_dataset(size, args.dim)
+    hard = make_dataset(dataclasses.replace(size, **HARD), args.dim)
+    matrices = {}
+    for name, (q_feats, g_feats, labels) in {"easy": easy, "hard": hard}.items():
+        matrices[name] = (pairwise_distance(q_feats.to(device), g_feats.to(device)), labels)
+    matrices["ties"] = (tie_heavy(matrices["hard"][0]), hard[2])
+    for name, (distmat, labels) in matrices.items():
+        labels = tuple(a.to(device) for a in labels)
+        distmat_np = distmat.cpu().numpy()
+        steps = {
+            ARGSORT: lambda array=distmat_np: np.argsort(array, axis=1),
+            RANK: lambda matrix=distmat, labels=labels: evaluate_rank(matrix, *labels),
+        }
+        results = run_interleaved(steps, args.repeats, peak, device)
+        metrics, seconds, mib = results[RANK]
+        argsort_seconds = results[ARGSORT][1]
+        reference = reference_metrics(distmat_np, labels)
+        print(
+            f"{name:<6} {metrics.mAP:5.3f} {ranked_fraction(distmat, labels):7.1%} "
+            f"{argsort_seconds:10.3f} {seconds:16.3f} {seconds / argsort_seconds:5.2f}x "
+            f"{mib:9.0f}  {verdict(metrics, reference)}"
+        )
+
+
+def bench_features(size: DatasetSize, args, device: torch.device, peak: PeakMemory) -> None:
     q_feats, g_feats, labels = make_dataset(size, args.dim)
     q_feats, g_feats = q_feats.to(device), g_feats.to(device)
     labels = tuple(a.to(device) for a in labels)
-    distmat = pairwise_distance(q_feats, g_feats)
-    distmat_np = distmat.cpu().numpy()
+    distmat_np = pairwise_distance(q_feats, g_feats).cpu().numpy()
     bank = gallery_bank(g_feats)
     types = np.random.default_rng(1).integers(0, NUM_TYPES, size.num_query)
     types = torch.from_numpy(types).to(device)
@@ -226,39 +279,44 @@ def bench(size: DatasetSize, args, device: torch.device, peak: PeakMemory) -> No
         matrices = torch.stack([pairwise_distance(q_feats, bank[t]) for t in range(NUM_TYPES)])
         return matrices[types, torch.arange(size.num_query, device=device)].cpu().numpy()
 
-    ranking = {
-        ARGSORT: lambda: np.argsort(distmat_np, axis=1),
-        RANK: lambda: evaluate_rank(distmat, *labels),
-    }
     features = {
         FEATURES: lambda: evaluate_features(q_feats, g_feats, *labels, chunk_size=chunk),
         UNIFIED: lambda: evaluate_unified(q_feats, types, bank, *labels, chunk_size=chunk),
     }
-    once = {REFERENCE: lambda: reference_metrics(distmat_np, labels), AUTHORS: authors_unified}
     results = {
-        **run_interleaved(ranking, args.repeats, peak, device),
         **run_interleaved(features, args.repeats, peak, device),
-        **run_interleaved(once, 1, peak, device),
+        **run_interleaved({AUTHORS: authors_unified}, 1, peak, device),
     }
-
-    metrics = results[RANK][0]
     print(
-        f"\n{size.name} size: {size.num_query} x {size.num_gallery}, "
-        f"{size.query_ids + size.gallery_only_ids} ids, {size.cameras} cameras, D={args.dim} "
-        f"float32, chunk_size {chunk}; synthetic mAP {metrics.mAP:.3f}, rank-1 "
-        f"{float(metrics.cmc[0]):.3f}, mINP {metrics.mINP:.3f}; evaluate_rank sorts "
-        f"{ranked_fraction(distmat, labels):.1%} of the matrix"
+        f"\n{size.name} size from features, D={args.dim} float32, chunk_size {chunk} "
+        f"(the easy data)"
     )
-    print(f"{'step':<40} {'time s':>8} {'ratio':>19} {'peak MiB':>9}")
+    print(f"{'step':<40} {'time s':>8} {'ratio':>22} {'peak MiB':>9}")
     for name, (_, seconds, mib) in results.items():
-        base = ARGSORT if name in ranking else FEATURES
-        ratio = f"{seconds / results[base][1]:.2f}x {base.split('(')[0]}"
-        print(f"{name:<40} {seconds:8.3f} {ratio:>19} {mib:9.0f}")
-    reference = results[REFERENCE][0]
-    print(check(RANK, metrics, reference))
-    print(check(FEATURES, results[FEATURES][0], reference))
+        ratio = f"{seconds / results[FEATURES][1]:.2f}x {FEATURES}"
+        print(f"{name:<40} {seconds:8.3f} {ratio:>22} {mib:9.0f}")
+    reference = reference_metrics(distmat_np, labels)
+    print(f"  {FEATURES}: {verdict(results[FEATURES][0], reference)} to the reference")
     authors = reference_metrics(results[AUTHORS][0], labels)
-    print(check(f"{UNIFIED} vs the authors' way", results[UNIFIED][0], authors))
+    print(f"  {UNIFIED}: {verdict(results[UNIFIED][0], authors)} to the authors' way")
+
+
+def bench_large_gallery(args, device: torch.device, peak: PeakMemory) -> None:
+    """evaluate_features against Market-1501 plus distractors up to LARGE_GALLERY images."""
+    market = SIZES["market"]
+    distractors = LARGE_GALLERY - market.num_gallery + market.distractors
+    size = dataclasses.replace(market, num_gallery=LARGE_GALLERY, distractors=distractors)
+    q_feats, g_feats, labels = make_dataset(size, args.large_dim)
+    q_feats, g_feats = q_feats.to(device), g_feats.to(device)
+    labels = tuple(a.to(device) for a in labels)
+    print(
+        f"\nLarge gallery: {size.num_query:,} queries x {size.num_gallery:,} gallery images "
+        f"({distractors:,} distractors), D={args.large_dim} float32; the distance matrix would "
+        f"take {size.num_query * size.num_gallery * 4 / 1e9:.1f} GB"
+    )
+    call = lambda: evaluate_features(q_feats, g_feats, *labels, progress=True)  # noqa: E731
+    (metrics, seconds), mib = peak(lambda: timed(call, device))
+    print(f"evaluate_features: {seconds:.1f} s, peak memory growth {mib:,.0f} MiB; {metrics}")
 
 
 def main() -> None:
@@ -268,6 +326,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=256)
     parser.add_argument("--datasets", default="market,duke", help="comma-separated: market,duke")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--large", action="store_true", help="only the 500,000-image gallery")
+    parser.add_argument("--large-dim", type=int, default=256)
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
@@ -276,8 +336,13 @@ def main() -> None:
         f"median of {args.repeats} interleaved runs"
     )
     peak = PeakMemory(device)
+    if args.large:
+        bench_large_gallery(args, device, peak)
+        return
     for key in args.datasets.split(","):
-        bench(SIZES[key], args, device, peak)
+        bench_ranking(SIZES[key], args, device, peak)
+    for key in args.datasets.split(","):
+        bench_features(SIZES[key], args, device, peak)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,17 @@ def check_no_nan(tensor: Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN; remove or replace them before evaluating")
 
 
+def check_finite(tensor: Tensor, name: str) -> None:
+    """Raise a ValueError naming ``name`` if floating ``tensor`` holds a NaN or an ``±inf``."""
+    if not tensor.numel():
+        return
+    lowest, highest = torch.aminmax(tensor)  # one pass; NaN propagates to both
+    if bool(torch.isfinite(lowest) & torch.isfinite(highest)):
+        return
+    found = "NaN" if bool(highest.isnan()) else "inf" if bool(highest.isinf()) else "-inf"
+    raise ValueError(f"{name} contains {found}; remove or replace them before evaluating")
+
+
 def to_labels(value: object, name: str, length: int, device: torch.device) -> Tensor:
     """``value`` as an int64 ``(length,)`` tensor on ``device`` (identities or camera ids)."""
     tensor = to_tensor(value, name, device)

@@ -7,7 +7,9 @@ Distances are computed for a chunk of queries at a time and ranked at once (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -32,6 +34,7 @@ def evaluate_features(
     ap: str = "step",
     *,
     junk_pids: Sequence[int] = (-1,),
+    progress: bool | Callable[[int, int], None] = False,
 ) -> RankMetrics:
     r"""CMC, mAP and mINP from features, computing the distances chunk by chunk of queries.
 
@@ -56,6 +59,9 @@ def evaluate_features(
         ap: ``"step"`` (default) or ``"trapezoid"``, see :func:`~oamn.reid_eval.evaluate_rank`.
         junk_pids: gallery identities removed for every query, see
             :func:`~oamn.reid_eval.evaluate_rank`.
+        progress: ``True`` writes the queries ranked so far and the elapsed time on one line of
+            standard error, updated after each chunk; a callable is called instead as
+            ``progress(done, total)`` (for a progress bar of your own). ``False``: silent.
 
     Returns:
         The metrics, see :class:`~oamn.reid_eval.RankMetrics`; tensors on the features' device.
@@ -73,7 +79,17 @@ def evaluate_features(
     labels = (q_pids, g_pids, q_camids, g_camids)
     groups = [(all_queries, gallery)]
     return _evaluate_groups(
-        queries, groups, gallery.shape[0], labels, metric, max_rank, chunk_size, ap, junk_pids
+        queries,
+        groups,
+        "g_feats",
+        gallery.shape[0],
+        labels,
+        metric,
+        max_rank,
+        chunk_size,
+        ap,
+        junk_pids,
+        progress,
     )
 
 
@@ -91,6 +107,7 @@ def evaluate_unified(
     ap: str = "step",
     *,
     junk_pids: Sequence[int] = (-1,),
+    progress: bool | Callable[[int, int], None] = False,
 ) -> RankMetrics:
     r"""Occlusion-unified evaluation: each query against the gallery occluded like itself.
 
@@ -125,6 +142,8 @@ def evaluate_unified(
         chunk_size: queries whose distances are held at once, see :func:`evaluate_features`.
         ap: ``"step"`` (default) or ``"trapezoid"``.
         junk_pids: gallery identities removed for every query.
+        progress: ``True`` (a line on standard error) or ``progress(done, total)``, see
+            :func:`evaluate_features`.
 
     Returns:
         The metrics, see :class:`~oamn.reid_eval.RankMetrics`, per query in the input order.
@@ -146,7 +165,17 @@ def evaluate_unified(
     groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
     labels = (q_pids, g_pids, q_camids, g_camids)
     return _evaluate_groups(
-        queries, groups, bank.shape[1], labels, metric, max_rank, chunk_size, ap, junk_pids
+        queries,
+        groups,
+        "g_bank",
+        bank.shape[1],
+        labels,
+        metric,
+        max_rank,
+        chunk_size,
+        ap,
+        junk_pids,
+        progress,
     )
 
 
@@ -183,6 +212,7 @@ def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int) -> Tensor:
 def _evaluate_groups(
     queries: Tensor,
     groups: Sequence[tuple[Tensor, Tensor]],
+    gallery_name: str,
     num_gallery: int,
     labels: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike],
     metric: str,
@@ -190,6 +220,7 @@ def _evaluate_groups(
     chunk_size: int,
     ap: str,
     junk_pids: Sequence[int],
+    progress: bool | Callable[[int, int], None],
 ) -> RankMetrics:
     """Rank each group ``(query indices, (G, D) gallery features)`` and merge in query order."""
     q_pid, q_cam, gallery_labels = check_labels(
@@ -198,12 +229,43 @@ def _evaluate_groups(
     metric = check_choice(metric, "metric", METRICS)
     max_rank = check_positive_int(max_rank, "max_rank")
     chunk = -(-check_positive_int(chunk_size, "chunk_size") // ROW_BLOCK) * ROW_BLOCK
-    metrics = MetricsAccumulator(queries.shape[0], queries.device, check_choice(ap, "ap", AP_KINDS))
+    ap = check_choice(ap, "ap", AP_KINDS)
+    report = progress_reporter(progress, queries.shape[0])
+    metrics = MetricsAccumulator(queries.shape[0], num_gallery, queries.device, ap)
+    done = 0
     with torch.no_grad():
         for query_index, gallery in groups:
-            prepared = PreparedGallery.build(gallery, metric)
+            prepared = PreparedGallery.build(gallery, metric, gallery_name)
             for start in range(0, query_index.numel(), chunk):
                 index = query_index[start : start + chunk]
                 distances = prepared.distances(queries[index])
                 metrics.rank(distances, index, q_pid[index], q_cam[index], gallery_labels)
+                del distances  # before the next chunk's: one (chunk, G) matrix at a time
+                done += index.numel()
+                report(done)
     return metrics.result(max_rank)
+
+
+def progress_reporter(
+    progress: bool | Callable[[int, int], None], total: int
+) -> Callable[[int], None]:
+    """``report(done)`` for ``total`` queries: nothing, a line on standard error, or the user's
+    callable ``progress(done, total)``."""
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool or a callable(done, total), got {progress!r}")
+    if not progress:
+        return lambda done: None
+    start = time.perf_counter()
+
+    def write(done: int) -> None:
+        seconds = time.perf_counter() - start
+        end = "\n" if done >= total else ""
+        sys.stderr.write(
+            f"\rreid_eval: {done:,}/{total:,} queries ranked ({done / total:.0%}), "
+            f"{seconds:.1f} s{end}"
+        )
+        sys.stderr.flush()
+
+    return write

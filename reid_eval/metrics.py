@@ -5,7 +5,8 @@ gallery items):
 
 * CMC: ``cmc[k] = 1`` if ``r_1 <= k + 1``, else ``0`` (first hit), averaged over the queries.
   A query with fewer valid gallery items than ``max_rank`` keeps ``1`` after its hit, since
-  ``r_1`` is at most that number: the curve is "padded with its last value".
+  ``r_1`` is at most that number: the curve is "padded with its last value". It has
+  ``min(max_rank, G)`` values: at rank ``G`` every valid query has had its first hit.
 * AP, ``"step"`` (torchreid, fast-reid, the usual mAP): ``mean_k k / r_k``.
 * AP, ``"trapezoid"`` (open-reid's ``auc(recall, precision)``, the OAMN authors' number): the
   trapezoid area under the precision-recall curve, which starts at (recall 0, precision 1):
@@ -20,7 +21,9 @@ Queries without any valid match are skipped, and counted (``num_valid_queries``)
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +65,9 @@ class RankMetrics:
     plain Python values for JSON.
 
     Attributes:
-        cmc: ``(max_rank,)`` float64, ``cmc[k]`` = fraction of the valid queries whose first
-            valid match is within the top ``k + 1``; ``cmc[0]`` is rank-1 accuracy.
+        cmc: ``(min(max_rank, G),)`` float64, ``cmc[k]`` = fraction of the valid queries
+            whose first valid match is within the top ``k + 1``; ``cmc[0]`` is rank-1
+            accuracy.
         mAP: mean of ``ap`` over the valid queries.
         mINP: mean of ``inp`` over the valid queries.
         ap: ``(Q,)`` float64 average precision of each query (the ``ap=`` formula); NaN for a
@@ -168,11 +172,13 @@ class MetricsAccumulator:
 
     Args:
         num_queries: ``Q``.
+        num_gallery: ``G``.
         device: where the per-query tensors live.
         ap: one of :data:`AP_KINDS`.
     """
 
-    def __init__(self, num_queries: int, device: torch.device, ap: str) -> None:
+    def __init__(self, num_queries: int, num_gallery: int, device: torch.device, ap: str) -> None:
+        self.num_gallery = num_gallery
         self.trapezoid = ap == "trapezoid"
         self.first_hit = torch.zeros(num_queries, dtype=torch.int64, device=device)
         self.ap = torch.full((num_queries,), torch.nan, dtype=torch.float64, device=device)
@@ -187,12 +193,35 @@ class MetricsAccumulator:
         gallery: GalleryLabels,
     ) -> None:
         """Rank and record the queries ``query_index`` (``(C,)`` int64) of ``(C, G)`` distances,
-        a few rows at a time (bounded working memory); ``q_pids`` / ``q_camids`` are theirs."""
+        a few rows at a time (bounded working memory); ``q_pids`` / ``q_camids`` are theirs.
+
+        On the CPU, ``torch.get_num_threads()`` steps run at once: numpy's sorts and comparisons,
+        which do most of the work there, are single-threaded but release the GIL.
+        """
         rows_per_step = max(1, _ENTRIES_PER_STEP // distances.shape[1])
-        for start in range(0, distances.shape[0], rows_per_step):
-            rows = slice(start, start + rows_per_step)
-            ranks = rank_matches(distances[rows], q_pids[rows], q_camids[rows], gallery)
-            self._add(query_index[rows], ranks)
+        steps = [
+            slice(start, start + rows_per_step)
+            for start in range(0, distances.shape[0], rows_per_step)
+        ]
+
+        def rank_step(rows: slice) -> MatchRanks:
+            return rank_matches(distances[rows], q_pids[rows], q_camids[rows], gallery)
+
+        workers = min(torch.get_num_threads(), len(steps))
+        if distances.device.type != "cpu" or workers < 2:
+            for rows in steps:
+                self._add(query_index[rows], rank_step(rows))
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            # A window of `workers` steps in flight keeps the working memory bounded.
+            pending = deque()
+            for rows in steps:
+                pending.append((rows, pool.submit(rank_step, rows)))
+                if len(pending) >= workers:
+                    done, future = pending.popleft()
+                    self._add(query_index[done], future.result())
+            for done, future in pending:
+                self._add(query_index[done], future.result())
 
     def _add(self, query_index: Tensor, ranks: MatchRanks) -> None:
         """Record the queries ``query_index``, ranked as ``ranks``."""
@@ -214,7 +243,9 @@ class MetricsAccumulator:
         self.inp[query_index] = torch.where(valid, counts.double() / last_rank, torch.nan)
 
     def result(self, max_rank: int) -> RankMetrics:
-        """The metrics over the valid queries; a ValueError if there is none."""
+        """The metrics over the valid queries, with a CMC of ``min(max_rank, G)`` ranks (every
+        valid query has its first hit within ``G``); a ValueError if there is no valid query."""
+        max_rank = min(max_rank, self.num_gallery)
         valid = self.first_hit > 0
         num_valid = int(valid.sum())
         if num_valid == 0:
@@ -252,7 +283,7 @@ def evaluate_rank(
     The first six arguments are those of torchreid's ``evaluate_rank``, in its order, but this
     is not a drop-in replacement: it returns a :class:`RankMetrics` (``m.cmc``, ``m.mAP``,
     ``m.mINP``) instead of torchreid's ``(cmc, mAP)`` tuple, drops identity ``-1`` by default
-    (``junk_pids``), always gives ``max_rank`` CMC values, and has no ``use_metric_cuhk03``.
+    (``junk_pids``), and has no ``use_metric_cuhk03``.
     :func:`evaluate_rank_torchreid` takes torchreid's arguments and returns its tuple.
     Protocol and formulas: see the module docstrings of :mod:`oamn.reid_eval.ranking` and
     :mod:`oamn.reid_eval.metrics`. The ranks are those of a stable sort of each row after junk
@@ -266,7 +297,8 @@ def evaluate_rank(
         g_pids: ``(G,)`` integer gallery identities.
         q_camids: ``(Q,)`` integer query camera ids.
         g_camids: ``(G,)`` integer gallery camera ids.
-        max_rank: length of the CMC curve, ``>= 1`` (may exceed ``G``).
+        max_rank: length of the CMC curve, ``>= 1``; a larger value than ``G`` gives ``G``
+            values (the curve is 1 from there).
         ap: ``"step"`` (default; torchreid / fast-reid) or ``"trapezoid"`` (open-reid, the
             OAMN authors' number, lower).
         junk_pids: gallery identities removed for every query, like same-camera matches.
@@ -301,7 +333,8 @@ def evaluate_rank(
         distances.device, num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids, junk_pids
     )
     max_rank = check_positive_int(max_rank, "max_rank")
-    metrics = MetricsAccumulator(num_queries, distances.device, check_choice(ap, "ap", AP_KINDS))
+    ap = check_choice(ap, "ap", AP_KINDS)
+    metrics = MetricsAccumulator(num_queries, num_gallery, distances.device, ap)
     with torch.no_grad():
         all_queries = torch.arange(num_queries, device=distances.device)
         metrics.rank(distances, all_queries, q_pid, q_cam, gallery)

@@ -25,10 +25,14 @@ def rank_kwargs(**changes):
     return {"distmat": DISTMAT, **LABELS, **changes}
 
 
-def with_nan(array: np.ndarray, index) -> np.ndarray:
+def with_value(array: np.ndarray, index, value: float) -> np.ndarray:
     array = array.copy()
-    array[index] = np.nan
+    array[index] = value
     return array
+
+
+def with_nan(array: np.ndarray, index) -> np.ndarray:
+    return with_value(array, index, np.nan)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +116,10 @@ G_FEATS = np.eye(G, 4, dtype=np.float32)
         (Q_FEATS.astype(np.int64), G_FEATS, TypeError, "q_feats must be a floating"),
         (with_nan(Q_FEATS, (1, 2)), G_FEATS, ValueError, "q_feats contains NaN"),
         (Q_FEATS, with_nan(G_FEATS, (4, 3)), ValueError, "g_feats contains NaN"),
+        (with_value(Q_FEATS, (0, 1), np.inf), G_FEATS, ValueError, "q_feats contains inf"),
+        (Q_FEATS, with_value(G_FEATS, (2, 0), -np.inf), ValueError, "g_feats contains -inf"),
+        (Q_FEATS[:, :0], G_FEATS[:, :0], ValueError, r"no feature dimensions \(D = 0\)"),
+        (Q_FEATS * 1e20, G_FEATS, ValueError, "distances between q_feats and g_feats overflow"),
         (Q_FEATS, "gallery", TypeError, "g_feats must be a torch.Tensor, a numpy array or a list"),
         (Q_FEATS.tolist(), G_FEATS, TypeError, r"g_feats is torch\.float32 but q_feats is .*64"),
         ([[1.0, 0.0], [0.5]], G_FEATS, ValueError, "q_feats is a ragged list"),
@@ -143,6 +151,12 @@ def test_evaluate_features_rejects(kwargs, error, match) -> None:
         evaluate_features(Q_FEATS, G_FEATS, **{**LABELS, **kwargs})
 
 
+@pytest.mark.parametrize("progress", [1, "yes", None])
+def test_progress_must_be_a_flag_or_a_callable(progress) -> None:
+    with pytest.raises(TypeError, match="progress must be a bool or a callable"):
+        evaluate_features(Q_FEATS, G_FEATS, **LABELS, progress=progress)
+
+
 def test_features_on_another_device_are_rejected() -> None:
     with pytest.raises(ValueError, match="g_feats is on meta"):
         evaluate_features(torch.from_numpy(Q_FEATS), torch.empty(G, 4, device="meta"), **LABELS)
@@ -162,6 +176,13 @@ BANK = np.stack([G_FEATS, G_FEATS[::-1].copy()])
         (np.zeros(3, dtype=int), G_FEATS, ValueError, r"g_bank must have shape \(T, G, D\)"),
         (np.zeros(3, dtype=int), BANK[..., :2], ValueError, "feature size D = 4"),
         (np.zeros(3, dtype=int), with_nan(BANK, (1, 0, 0)), ValueError, "g_bank contains NaN"),
+        (
+            np.zeros(3, dtype=int),
+            with_value(BANK, (1, 0, 0), np.inf),
+            ValueError,
+            "g_bank contains inf",
+        ),
+        (np.zeros(3, dtype=int), BANK * 1e20, ValueError, "between q_feats and g_bank overflow"),
     ],
 )
 def test_evaluate_unified_rejects(q_types, bank, error, match) -> None:

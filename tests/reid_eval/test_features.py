@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import oamn.reid_eval.metrics
+import oamn.reid_eval.ranking
 from oamn.reid_eval import METRICS, evaluate_features, evaluate_rank, pairwise_distance
 from oamn.reid_eval.distances import ROW_BLOCK
 from tests.conftest import DEVICES
@@ -120,3 +123,47 @@ def test_identity_structure_is_found() -> None:
     assert m.mAP == 1.0
     assert m.mINP == 1.0
     assert torch.all(m.cmc == 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_features_are_compared_in_float32(dtype: torch.dtype) -> None:
+    # Norms of about 300 in D = 2048: the squared norms (9e4) overflow float16 (max 65504),
+    # which once turned every distance into inf and rank-1 from 1.0 into chance.
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(40, 2048, generator=generator) * 6.6
+    g_feats = (centres + 0.3 * torch.randn(40, 2048, generator=generator)).to(dtype)
+    q_feats = (centres + 0.3 * torch.randn(40, 2048, generator=generator)).to(dtype)
+    assert float(q_feats.float().norm(dim=1).min()) > 256
+    ids, q_cams, g_cams = torch.arange(40), torch.zeros(40), torch.ones(40)
+    distances = pairwise_distance(q_feats, g_feats)
+    assert distances.dtype == torch.float32
+    torch.testing.assert_close(distances, pairwise_distance(q_feats.float(), g_feats.float()))
+    for metric in METRICS:
+        m = evaluate_features(q_feats, g_feats, ids, ids, q_cams.long(), g_cams.long(), metric)
+        assert m.cmc[0].item() == 1.0
+        assert m.mAP == 1.0
+
+
+def test_progress_reports_every_chunk(capsys) -> None:
+    q, g, *labels = features_case(3, num_q=600)
+    calls = []
+    evaluate_features(q, g, *labels, chunk_size=256, progress=lambda *args: calls.append(args))
+    assert calls == [(256, 600), (512, 600), (600, 600)]
+    evaluate_features(q, g, *labels, progress=True)
+    line = capsys.readouterr().err.split("\r")[-1]
+    assert line.startswith("reid_eval: 600/600 queries ranked (100%), ")
+    assert line.endswith(" s\n")
+
+
+def test_no_torch_warning_for_a_transposed_matrix(monkeypatch) -> None:
+    # A transposed (non-contiguous) matrix once reached torch.searchsorted as non-contiguous
+    # sorted rows, which makes torch warn about a copy on every call.
+    monkeypatch.setattr(oamn.reid_eval.ranking, "NUMPY_ON_CPU", False)
+    monkeypatch.setattr(oamn.reid_eval.ranking, "DENSE_FRACTION", -1.0)  # sort every row
+    q, g, q_pids, g_pids, q_cams, g_cams = features_case(4)
+    transposed = pairwise_distance(g, q).T
+    assert not transposed.is_contiguous()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = evaluate_rank(transposed, q_pids, g_pids, q_cams, g_cams)
+    assert_same_metrics(m, evaluate_rank(transposed.contiguous(), q_pids, g_pids, q_cams, g_cams))

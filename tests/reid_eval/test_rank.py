@@ -17,16 +17,25 @@ from .reference import random_labels, reference_metrics, relevance_metrics
 
 @pytest.fixture(
     autouse=True,
-    params=[("numpy", "keys"), ("numpy", "row sort"), ("torch", "keys"), ("torch", "row sort")],
+    params=[
+        (kernels, path)
+        for kernels in ("numpy", "torch")
+        for path in ("keys", "row sort", "counting")
+    ],
     ids=lambda p: "-".join(p),
 )
 def ranking_path(request, monkeypatch) -> tuple[str, str]:
     """Run every test through each way reid_eval.ranking can count the items before a match:
-    numpy's CPU kernels or the torch code of other devices, and the candidates' sorted keys
-    or the sorted rows (chosen by the fraction of candidates, forced here)."""
+    numpy's CPU kernels or the torch code of other devices, and the candidates' sorted keys,
+    the sorted rows, or the histogram of integer distances (chosen by the fraction of
+    candidates and the distances, forced here; counting applies where the distances are
+    integers, the row sort elsewhere)."""
     kernels, path = request.param
     monkeypatch.setattr(oamn.reid_eval.ranking, "NUMPY_ON_CPU", kernels == "numpy")
     monkeypatch.setattr(oamn.reid_eval.ranking, "DENSE_FRACTION", 2.0 if path == "keys" else -1.0)
+    levels = oamn.reid_eval.ranking.MAX_COUNTED_LEVELS if path == "counting" else 0
+    monkeypatch.setattr(oamn.reid_eval.ranking, "MAX_COUNTED_LEVELS", levels)
+    monkeypatch.setattr(oamn.reid_eval.ranking, "_COUNTING_BLOCK", 4)  # several blocks a row
     return request.param
 
 
@@ -103,10 +112,11 @@ def test_ties_keep_gallery_order(dtype) -> None:
     assert signed.ap.item() == m.ap.item()
 
 
-def test_cmc_is_padded_after_the_last_gallery_item() -> None:
-    distmat, q_pids, g_pids = single_query([0, 1])
-    m = evaluate_rank(distmat, q_pids, g_pids, np.zeros(1, int), np.ones(2, int), max_rank=6)
-    torch.testing.assert_close(m.cmc, torch.tensor([0.0, 1, 1, 1, 1, 1], dtype=torch.float64))
+def test_cmc_is_padded_after_the_last_valid_item_and_stops_at_the_gallery_size() -> None:
+    distmat, q_pids, g_pids = single_query([0, 1, 1, 0])
+    g_cams = np.array([1, 1, 0, 1])  # the third item is same-camera junk: 3 valid items
+    m = evaluate_rank(distmat, q_pids, g_pids, np.zeros(1, int), g_cams, max_rank=6)
+    torch.testing.assert_close(m.cmc, torch.tensor([0.0, 1, 1, 1], dtype=torch.float64))
 
 
 def reference_case(seed: int) -> tuple[np.ndarray, ...]:
@@ -129,7 +139,9 @@ def reference_case(seed: int) -> tuple[np.ndarray, ...]:
 
 def assert_matches_reference(m: RankMetrics, ref, trapezoid: bool = False) -> None:
     assert m.num_valid_queries == ref.num_valid
-    np.testing.assert_allclose(m.cmc.cpu().numpy(), ref.cmc, rtol=1e-12)
+    # The CMC stops at G (at most the reference's max_rank), where it has reached 1.
+    np.testing.assert_allclose(m.cmc.cpu().numpy(), ref.cmc[: m.cmc.numel()], rtol=1e-12)
+    np.testing.assert_array_equal(ref.cmc[m.cmc.numel() :], 1.0)
     expected_ap = ref.trapezoid_ap if trapezoid else ref.ap
     np.testing.assert_allclose(m.ap.cpu().numpy(), expected_ap, rtol=1e-12)
     np.testing.assert_allclose(m.inp.cpu().numpy(), ref.inp, rtol=1e-12)
@@ -177,6 +189,24 @@ def test_market_sized_ties_against_reference(monkeypatch) -> None:
     distmat = rng.integers(0, 20, (60, 3000)).astype(np.float32)
     ref = reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50)
     assert_matches_reference(evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams), ref)
+
+
+@pytest.mark.parametrize("offset", [-1000.0, 0.0, 7.0])
+def test_integer_distances_far_from_zero(offset: float) -> None:
+    # Hamming-like distances of a wide range around an offset: more levels than columns per
+    # block, several blocks a row, negative and positive lowest levels.
+    rng = np.random.default_rng(int(offset) % 97)
+    q_pids, g_pids, q_cams, g_cams = random_labels(rng, 30, 400, 12, 4)
+    distmat = (offset + rng.integers(0, 65, (30, 400))).astype(np.float32)
+    ref = reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50)
+    assert_matches_reference(evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams), ref)
+
+
+def test_max_rank_beyond_the_gallery_is_sized_by_the_gallery() -> None:
+    distmat, q_pids, g_pids, q_cams, g_cams = reference_case(4)
+    m = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=10**12)
+    assert m.cmc.numel() == distmat.shape[1]
+    assert float(m.cmc[-1]) == 1.0
 
 
 def test_row_steps_do_not_change_the_result(monkeypatch) -> None:
@@ -279,5 +309,6 @@ def test_first_match_agrees_with_the_cmc_and_the_reference(seed: int) -> None:
     assert int(valid.sum()) == m.num_valid_queries
     hits = first[valid]
     assert float((hits == 1).double().mean()) == m.cmc[0].item()
-    for k in range(1, max_rank + 1):
+    assert m.cmc.numel() == min(max_rank, distmat.shape[1])
+    for k in range(1, m.cmc.numel() + 1):
         assert float((hits <= k).double().mean()) == m.cmc[k - 1].item()
