@@ -10,8 +10,8 @@ per-image scale, so the distances have a realistic structure. Three distance mat
 
 * easy: a good model (mAP about 0.87): few items rank before a query's last match;
 * hard: a weak or occluded model (mAP about 0.2): most of the gallery ranks before it;
-* ties: the hard distances quantised to 20 integer levels (like Hamming distances), so that
-  nearly every match ties with hundreds of items.
+* ties: the hard distances quantised to 20 integer levels of equal frequency (like Hamming
+  distances), so that every match ties with hundreds of items.
 
 Each step runs ``--repeats`` times, interleaved with its yardstick; the table gives the median
 time. "peak MiB" is the largest growth of the process's resident memory during one call, beyond
@@ -231,8 +231,11 @@ AUTHORS = f"authors' way: {NUM_TYPES} full matrices"
 
 
 def tie_heavy(distmat: torch.Tensor) -> torch.Tensor:
-    """``distmat`` quantised to :data:`TIE_LEVELS` integer levels (float32)."""
-    return torch.floor(distmat / distmat.max() * (TIE_LEVELS - 1e-3))
+    """``distmat`` quantised to :data:`TIE_LEVELS` integer levels of equal frequency (float32),
+    so that each level holds a twentieth of every row, as uniform random levels would."""
+    sample = distmat.flatten()[:: max(1, distmat.numel() // 1_000_000)].float()
+    edges = torch.quantile(sample, torch.linspace(0, 1, TIE_LEVELS + 1)[1:-1].to(sample))
+    return torch.bucketize(distmat, edges.to(distmat.dtype)).to(torch.float32)
 
 
 def bench_ranking(size: DatasetSize, args, device: torch.device, peak: PeakMemory) -> None:

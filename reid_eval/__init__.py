@@ -7,6 +7,7 @@ the items that sort before a query's last true match are ranked.
 
 from .distances import METRICS, pairwise_distance
 from .features import evaluate_features, evaluate_unified
+from .k_reciprocal import rerank
 from .metrics import AP_KINDS, RankMetrics, evaluate_rank, evaluate_rank_torchreid
 from .occlusion_type import BOUNDARIES, SCORE_LOCATIONS, predict_occlusion_type
 
@@ -22,4 +23,5 @@ __all__ = [
     "evaluate_unified",
     "pairwise_distance",
     "predict_occlusion_type",
+    "rerank",
 ]

@@ -107,6 +107,15 @@ def check_positive_int(value: object, name: str) -> int:
     return value
 
 
+def check_fraction(value: object, name: str) -> float:
+    """``value`` as a float if it is a finite number in ``[0, 1]`` (bools excluded)."""
+    if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_flag(value: object, name: str) -> bool:
     """``value`` if it is a bool, else a TypeError (catches options passed in the wrong place)."""
     if not isinstance(value, bool):

@@ -76,19 +76,19 @@ class PreparedGallery:
         for start in range(0, q_feats.shape[0], ROW_BLOCK):
             rows = slice(start, start + ROW_BLOCK)
             block = _at_least_float32(q_feats[rows]).clone(memory_format=torch.contiguous_format)
+            torch.mm(block, self.features.T, out=out[rows])
             q_squared_norms = _squared_norms(block)[:, None]
-            if self.metric == "cosine":
-                torch.mm(block, self.features.T, out=out[rows])
-                out[rows].div_(q_squared_norms.sqrt().clamp_min_(_EPS))
-                out[rows].div_(self.squared_norms.sqrt().clamp_min_(_EPS))
-                out[rows].neg_().add_(1.0)
-                continue
-            torch.addmm(self.squared_norms, block, self.features.T, alpha=-2.0, out=out[rows])
-            out[rows].add_(q_squared_norms).clamp_min_(0.0)
-            if self.metric == "euclidean":
-                out[rows].sqrt_()
+            _distances_from_dots(out[rows], q_squared_norms, self.squared_norms, self.metric)
         self._check_finite(out)
         return out
+
+    def pair_distances(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """``(P,)`` distances between the gallery items ``rows[p]`` and ``cols[p]`` (``(P,)``
+        int64 each), by the formulas of :meth:`distances` (equal to its entries up to the
+        rounding of the dot products)."""
+        norms = self.squared_norms[0]
+        dots = (self.features[rows] * self.features[cols]).sum(1)
+        return _distances_from_dots(dots, norms[rows], norms[cols], self.metric)
 
     def _check_finite(self, distances: Tensor) -> None:
         """Raise if finite features gave a non-finite distance (float overflow)."""
@@ -102,6 +102,19 @@ class PreparedGallery:
             f"{distances.dtype} (features of very large norm); scale or L2-normalise the "
             "features first"
         )
+
+
+def _distances_from_dots(
+    dots: Tensor, row_squared_norms: Tensor, col_squared_norms: Tensor, metric: str
+) -> Tensor:
+    """``metric``'s distances from the dot products of feature rows and their squared norms
+    (broadcast to ``dots``), computed in ``dots``' memory, which is returned."""
+    if metric == "cosine":
+        dots.div_(row_squared_norms.sqrt().clamp_min(_EPS))
+        dots.div_(col_squared_norms.sqrt().clamp_min(_EPS))
+        return dots.neg_().add_(1.0)
+    dots.mul_(-2.0).add_(col_squared_norms).add_(row_squared_norms).clamp_min_(0.0)
+    return dots.sqrt_() if metric == "euclidean" else dots
 
 
 def _at_least_float32(features: Tensor) -> Tensor:

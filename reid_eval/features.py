@@ -160,8 +160,7 @@ def evaluate_unified(
         >>> evaluate_unified(q_bank, torch.tensor([0, 1]), bank, ids, ids, cams, cams + 1).ap
         tensor([1., 1.], dtype=torch.float64)
     """
-    queries, bank = _unified_queries(q_feats, q_types, g_bank)
-    types = to_labels(q_types, "q_types", queries.shape[0], queries.device)
+    queries, bank, types = unified_queries(q_feats, q_types, g_bank, "g_bank")
     groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
     labels = (q_pids, g_pids, q_camids, g_camids)
     return _evaluate_groups(
@@ -179,31 +178,33 @@ def evaluate_unified(
     )
 
 
-def _unified_queries(
-    q_feats: ArrayLike, q_types: ArrayLike, g_bank: ArrayLike
-) -> tuple[Tensor, Tensor]:
-    """Checked ``(Q, D)`` query features (each under its type when given a bank) and ``g_bank``."""
+def unified_queries(
+    q_feats: ArrayLike, q_types: ArrayLike, g_bank: ArrayLike, g_name: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Checked ``(Q, D)`` query features (each under its type when given a query bank), the
+    ``(T, G, D)`` gallery bank (argument ``g_name``) and the ``(Q,)`` int64 types."""
     given = to_tensor(q_feats, "q_feats")
     if given.ndim != 3:
-        queries, bank = check_feature_pair(given, g_bank, "g_bank", "(T, G, D)")
-        _check_types(q_types, queries, bank.shape[0])
-        return queries, bank
-    flat, bank = check_feature_pair(given.flatten(0, 1), g_bank, "g_bank", "(T, G, D)")
+        queries, bank = check_feature_pair(given, g_bank, g_name, "(T, G, D)")
+        return queries, bank, _check_types(q_types, queries, bank.shape[0], g_name)
+    flat, bank = check_feature_pair(given.flatten(0, 1), g_bank, g_name, "(T, G, D)")
     if given.shape[0] != bank.shape[0]:
         raise ValueError(
-            f"q_feats as a query bank must have g_bank's {bank.shape[0]} types first, got shape "
-            f"{tuple(given.shape)}; pass (Q, D) features for the one-sided unification"
+            f"q_feats as a query bank must have {g_name}'s {bank.shape[0]} types first, got "
+            f"shape {tuple(given.shape)}; pass (Q, D) features for the one-sided unification"
         )
     q_bank = flat.view(given.shape)
-    types = _check_types(q_types, q_bank[0], bank.shape[0])
-    return q_bank[types, torch.arange(q_bank.shape[1], device=q_bank.device)], bank
+    types = _check_types(q_types, q_bank[0], bank.shape[0], g_name)
+    queries = q_bank[types, torch.arange(q_bank.shape[1], device=q_bank.device)]
+    return queries, bank, types
 
 
-def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int) -> Tensor:
+def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int, g_name: str) -> Tensor:
+    """``q_types`` as ``(Q,)`` int64 types in ``[0, num_types)``, else a clear error."""
     types = to_labels(q_types, "q_types", queries.shape[0], queries.device)
     if bool(((types < 0) | (types >= num_types)).any()):
         raise ValueError(
-            f"q_types must be in [0, {num_types}) to index g_bank's first dimension, got "
+            f"q_types must be in [0, {num_types}) to index {g_name}'s first dimension, got "
             f"values from {int(types.min())} to {int(types.max())}"
         )
     return types

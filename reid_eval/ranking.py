@@ -58,7 +58,7 @@ MAX_COUNTED_LEVELS = 1024
 
 #: Least columns per block of the counting path: its histogram has ``G / width * levels`` bins
 #: a row, and each match compares up to ``width`` items of its own block.
-_COUNTING_BLOCK = 256
+_COUNTING_BLOCK = 128
 
 #: Use numpy for the comparisons, nonzero and sorts of CPU tensors. ``False`` runs the torch
 #: code of other devices instead (the tests run both).

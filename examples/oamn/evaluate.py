@@ -3,14 +3,16 @@ r"""Evaluate a trained OAMN checkpoint, with and without occlusion unification.
     python -m examples.oamn.evaluate --checkpoint runs/market/checkpoint_best.pt \
         [--dataset market1501 --data-root DIR] [--output metrics.json] [--figures DIR] \
         [--strategies mask_swap,feature,band] [--no-two-sided] [--no-awareness] \
-        [--batch-size 128] [--workers 4] [--device cuda]
+        [--rerank [20,6,0.3]] [--batch-size 128] [--workers 4] [--device cuda]
 
 The dataset, its root and the input size default to those of the checkpoint's training config.
 Prints R1/R5/R10/mAP/mINP (in %) for the rows of :func:`examples.oamn.evaluation.
 evaluation_report`: no unification, then per bank strategy (the authors' "mask swap", the
 feature-level swap, the band removal) the unified rows, one-sided and two-sided, and on the
 synthetic benchmark also under the queries' true types; with the time each bank took to build
-and the queries' predicted occlusion types. Then the occlusion awareness
+and the queries' predicted occlusion types. ``--rerank`` adds k-reciprocal re-ranked rows
+(:func:`oamn.reid_eval.rerank`, within each query's type for the unified rows). Then the
+occlusion awareness
 (:mod:`examples.oamn.awareness`): the mask's band / visible ratio and the grader's accuracy.
 Writes the same as JSON (fractions in [0, 1]) with the command, the config, the dataset sizes
 and the library versions. ``--figures`` adds PNGs of ranked lists, attention maps and the
@@ -40,6 +42,9 @@ from .model import BANK_STRATEGIES
 __all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
 
 _TABLE_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+
+#: ``--rerank`` without a value: the k1, k2, lambda of Zhong et al. (CVPR 2017).
+DEFAULT_RERANK = (20, 6, 0.3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="grader thresholds' boundary convention (METHOD.md §4)",
     )
     parser.add_argument(
+        "--rerank",
+        nargs="?",
+        const=DEFAULT_RERANK,
+        type=parse_rerank,
+        metavar="K1,K2,LAMBDA",
+        help="add k-reciprocal re-ranked rows (Zhong et al. 2017; within each query's type for "
+        "the unified rows); the value defaults to 20,6,0.3 (default: no re-ranking)",
+    )
+    parser.add_argument(
         "--num-figures",
         type=int,
         default=6,
@@ -131,6 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
+
+
+def parse_rerank(text: str) -> tuple[int, int, float]:
+    """``"20,6,0.3"`` -> ``(20, 6, 0.3)``: k-reciprocal re-ranking's ``k1, k2, lambda_value``.
+
+    Raises:
+        argparse.ArgumentTypeError: not three comma-separated numbers, ``k1`` or ``k2`` not an
+            integer ``>= 1``, or ``lambda_value`` outside ``[0, 1]``.
+
+    Example:
+        >>> parse_rerank("20,6,0.3"), parse_rerank(" 10, 3, 0 ")
+        ((20, 6, 0.3), (10, 3, 0.0))
+    """
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        k1, k2, lambda_value = int(parts[0]), int(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        k1 = k2 = lambda_value = None
+    if len(parts) != 3 or k1 is None or k1 < 1 or k2 < 1 or not 0 <= lambda_value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected K1,K2,LAMBDA with integers K1, K2 >= 1 and LAMBDA in [0, 1], "
+            "e.g. 20,6,0.3"
+        )
+    return k1, k2, lambda_value
 
 
 def parse_strategies(text: str) -> tuple[str, ...]:
@@ -246,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         amp=args.amp,
         ap=args.ap,
         boundary=args.boundary,
+        rerank=args.rerank,
         progress=not args.no_progress,
     )
     print(

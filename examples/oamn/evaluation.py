@@ -41,6 +41,7 @@ def evaluation_report(
     ap: str = "step",
     thresholds: tuple[float, float] = (0.5, 0.75),
     boundary: str = "paper",
+    rerank: tuple[int, int, float] | None = None,
     progress: bool = True,
 ) -> tuple[dict, EvaluationFeatures]:
     r"""Extract features and banks, measure awareness, and compute every metric row.
@@ -65,6 +66,8 @@ def evaluation_report(
         ap: ``"step"`` or ``"trapezoid"``.
         thresholds: grader thresholds (paper eq. 8).
         boundary: their boundary convention.
+        rerank: ``(k1, k2, lambda_value)``: add re-ranked rows, see
+            :func:`~examples.oamn.inference.metrics_report`; ``None``: none.
         progress: show progress bars.
 
     Returns:
@@ -106,7 +109,12 @@ def evaluation_report(
         )
         features.seconds["awareness"] = time.perf_counter() - started
     report = metrics_report(
-        features, ap=ap, thresholds=thresholds, boundary=boundary, true_types=true_types
+        features,
+        ap=ap,
+        thresholds=thresholds,
+        boundary=boundary,
+        true_types=true_types,
+        rerank=rerank,
     )
     if awareness_part is not None:
         report["awareness"] = awareness_part

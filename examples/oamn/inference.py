@@ -33,8 +33,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from oamn.occlusion_aug import LOCATIONS, NUM_OCCLUSION_TYPES, location_and_area
-from oamn.reid_eval import AP_KINDS, RankMetrics, evaluate_features, evaluate_unified
+from oamn.reid_eval import (
+    AP_KINDS,
+    RankMetrics,
+    evaluate_features,
+    evaluate_rank,
+    evaluate_unified,
+)
 from oamn.reid_eval import predict_occlusion_type as predict_types
+from oamn.reid_eval import rerank as rerank_distances
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
 from .intervals import bootstrap_interval
@@ -300,6 +307,7 @@ def metrics_report(
     boundary: str = "paper",
     true_types: Tensor | None = None,
     located: bool = True,
+    rerank: tuple[int, int, float] | None = None,
 ) -> dict:
     r"""The metrics of each evaluation row as a JSON-ready dict.
 
@@ -316,6 +324,10 @@ def metrics_report(
         located: add the unified rows under the *located* types: every query a half band at
             the location of its largest grader score (thresholds ``(0, 0)``), for benchmarks
             whose queries are all occluded (Occluded-Duke's are).
+        rerank: ``(k1, k2, lambda_value)`` of :func:`oamn.reid_eval.rerank` (k-reciprocal
+            re-ranking; the usual ``(20, 6, 0.3)``) adds a re-ranked row after the plain row and
+            after each unified row under the predicted types (re-ranked within each query's
+            type); ``None``: no re-ranking.
 
     Returns:
         A dict with
@@ -323,12 +335,13 @@ def metrics_report(
         * ``"rows"``: ``{key: row}`` with key ``"plain"`` (no unification) then, per bank,
           ``"unified_<strategy>"`` (one-sided), ``"unified_<strategy>_two_sided"`` (with a query
           bank), the same keys ending in ``"_located"`` (with ``located``) and in ``"_true"``
-          (with ``true_types``); each row holds
-          ``"name"`` (for tables), ``"R1"``,
-          ``"R5"``, ``"R10"``, ``"mAP"``, ``"mINP"`` (fractions in ``[0, 1]``), ``"cmc"``
-          (``max_rank`` fractions), ``"R1_ci95"`` and ``"mAP_ci95"`` (95 % bootstrap intervals
-          over the valid queries, :mod:`examples.oamn.intervals`), ``"first_match"`` and
-          ``"ap"`` (per query, for paired comparisons), ``"num_valid_queries"`` and
+          (with ``true_types``), and ``"_reranked"`` after ``"plain"`` and the
+          predicted-type keys (with ``rerank``); each row holds
+          ``"name"`` (for tables), ``"R1"``, ``"R5"``, ``"R10"``, ``"mAP"``, ``"mINP"``
+          (fractions in ``[0, 1]``), ``"cmc"`` (``min(max_rank, G)`` fractions), ``"R1_ci95"``
+          and ``"mAP_ci95"`` (95 % bootstrap intervals over the valid queries,
+          :mod:`examples.oamn.intervals`), ``"first_match"`` and ``"ap"`` (per query, for
+          paired comparisons), ``"num_valid_queries"`` and
           ``"bank_seconds"`` (``None`` for the plain row);
         * ``"query_types"``: ``{type name: count}`` of the queries' predicted types, all 9
           names (:func:`occlusion_type_names`) in type order;
@@ -364,6 +377,17 @@ def metrics_report(
             evaluate_features(query.features, gallery.features, *labels, **options),
         )
     }
+
+    def reranked(queries: Tensor, gallery_features: Tensor, types: Tensor | None) -> RankMetrics:
+        k1, k2, lambda_value = rerank
+        distances = rerank_distances(
+            queries, gallery_features, k1, k2, lambda_value, metric, q_types=types
+        )
+        return evaluate_rank(distances, *labels, max_rank=max_rank, ap=ap)
+
+    if rerank is not None:
+        reranked_plain = reranked(query.features, gallery.features, None)
+        rows["plain_reranked"] = _row("no unification, re-ranked", None, reranked_plain)
     type_sources = {"": (query_types, "")}
     if located:
         # Every query occluded, by a half band at the grader's most likely location: a half band
@@ -384,9 +408,12 @@ def metrics_report(
                 seconds = features.seconds.get(strategy)
                 if side_key and seconds is not None:  # the query bank's time too
                     seconds += features.seconds.get(f"{strategy}_query", 0.0)
-                rows[f"unified_{strategy}{side_key}{type_key}"] = _row(
-                    name + side_name + type_name, seconds, metrics
-                )
+                key = f"unified_{strategy}{side_key}{type_key}"
+                rows[key] = _row(name + side_name + type_name, seconds, metrics)
+                if rerank is not None and not type_key:
+                    rows[f"{key}_reranked"] = _row(
+                        f"{name}{side_name}, re-ranked", seconds, reranked(queries, bank, types)
+                    )
     counts = torch.bincount(query_types, minlength=NUM_OCCLUSION_TYPES).tolist()
     return {
         "rows": rows,
@@ -398,7 +425,12 @@ def metrics_report(
         "num_query": len(query),
         "num_gallery": len(gallery),
         "seconds": dict(features.seconds),
-        "settings": {**options, "thresholds": list(thresholds), "boundary": boundary},
+        "settings": {
+            **options,
+            "thresholds": list(thresholds),
+            "boundary": boundary,
+            "rerank": None if rerank is None else list(rerank),
+        },
     }
 
 
@@ -499,9 +531,10 @@ def _row(name: str, bank_seconds: float | None, metrics: RankMetrics) -> dict:
     queries, the whole CMC and the per-query first-match ranks and APs (for paired tests)."""
     valid = metrics.first_match > 0
     per_query = metrics.to_dict(per_query=True)
+    last_rank = metrics.cmc.numel()  # the gallery size, when it is below max_rank: CMC 1 there
     return {
         "name": name,
-        **{f"R{k}": float(metrics.cmc[k - 1]) for k in REPORTED_RANKS},
+        **{f"R{k}": float(metrics.cmc[min(k, last_rank) - 1]) for k in REPORTED_RANKS},
         "mAP": metrics.mAP,
         "mINP": metrics.mINP,
         "R1_ci95": list(bootstrap_interval((metrics.first_match[valid] == 1).double())),

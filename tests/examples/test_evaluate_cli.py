@@ -247,6 +247,14 @@ def test_no_two_sided_no_awareness_and_the_seed(monkeypatch, tmp_path, capsys) -
     ]
     assert seeded["awareness"]["augmented"]["seed"] == 3
     assert "awareness (augmented)" in capsys.readouterr().out
+    reranked = evaluate.main([*common, "--strategies", "band", "--no-awareness", "--rerank"])
+    assert reranked["settings"]["rerank"] == [20, 6, 0.3]
+    assert [key for key in reranked["rows"] if key.endswith("_reranked")] == [
+        "plain_reranked",
+        "unified_band_reranked",
+        "unified_band_two_sided_reranked",
+    ]
+    assert "no unification, re-ranked" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -265,6 +273,9 @@ def test_no_two_sided_no_awareness_and_the_seed(monkeypatch, tmp_path, capsys) -
             "--amp bf16 is for CUDA devices",
         ),
         (["--checkpoint", "{junk}"], "not an OAMN training checkpoint|could not be read"),
+        (["--checkpoint", "{ckpt}", "--rerank", "20,6"], "expected K1,K2,LAMBDA"),
+        (["--checkpoint", "{ckpt}", "--rerank", "20,0,0.3"], "expected K1,K2,LAMBDA"),
+        (["--checkpoint", "{ckpt}", "--rerank", "20,6,1.5"], "expected K1,K2,LAMBDA"),
     ],
 )
 def test_errors(checkpoint, tmp_path, capsys, argv, message) -> None:

@@ -16,7 +16,7 @@ from examples.oamn.inference import (
     metrics_report,
     occlusion_type_names,
 )
-from oamn.reid_eval import evaluate_unified
+from oamn.reid_eval import evaluate_rank, evaluate_unified, predict_occlusion_type, rerank
 from tests.examples.helpers_eval import (
     COLOUR_INPUT,
     HALF_TOP_SCORES,
@@ -100,7 +100,7 @@ def test_hand_computed_rows() -> None:
     assert rows["unified_mask_swap"]["bank_seconds"] == 2.5
     assert rows["unified_feature"]["name"] == "unified, feature bank"
     assert rows["plain"]["num_valid_queries"] == 3
-    assert len(rows["plain"]["cmc"]) == 50
+    assert len(rows["plain"]["cmc"]) == 6  # max_rank 50, cut at the gallery's 6 items
     assert rows["plain"]["cmc"][:6] == pytest.approx([0, 0, 2 / 3, 2 / 3, 1, 1])
 
 
@@ -406,3 +406,40 @@ def test_type_names_follow_the_convention() -> None:
         "quarter_left",
         "quarter_right",
     )
+
+
+def test_reranked_rows_rank_the_reranked_distances() -> None:
+    features = two_sided_features()
+    report = metrics_report(features, located=False, rerank=(2, 1, 0.5))
+    rows = report["rows"]
+    assert list(rows) == [
+        "plain",
+        "plain_reranked",
+        "unified_mask_swap",
+        "unified_mask_swap_reranked",
+        "unified_mask_swap_two_sided",
+        "unified_mask_swap_two_sided_reranked",
+        "unified_feature",
+        "unified_feature_reranked",
+    ]
+    assert report["settings"]["rerank"] == [2, 1, 0.5]
+    query, gallery = features.query, features.gallery
+    labels = (query.pids, gallery.pids, query.camids, gallery.camids)
+    types = predict_occlusion_type(query.grader_scores, (0.5, 0.75), "paper")
+    expected = {
+        "plain_reranked": rerank(query.features, gallery.features, 2, 1, 0.5),
+        "unified_mask_swap_reranked": rerank(
+            query.features, features.banks["mask_swap"], 2, 1, 0.5, q_types=types
+        ),
+        "unified_mask_swap_two_sided_reranked": rerank(
+            features.query_banks["mask_swap"], features.banks["mask_swap"], 2, 1, 0.5, q_types=types
+        ),
+    }
+    for key, distances in expected.items():
+        metrics = evaluate_rank(distances, *labels)
+        assert rows[key]["mAP"] == pytest.approx(metrics.mAP, abs=1e-12), key
+        assert rows[key]["R1"] == pytest.approx(float(metrics.cmc[0]), abs=1e-12), key
+    assert rows["unified_mask_swap_reranked"]["name"] == "unified, mask swap bank, re-ranked"
+    assert rows["unified_mask_swap_reranked"]["bank_seconds"] == 2.5
+    # Without rerank, the same report has none of these rows.
+    assert not any("reranked" in key for key in metrics_report(features)["rows"])

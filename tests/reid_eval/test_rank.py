@@ -209,13 +209,21 @@ def test_max_rank_beyond_the_gallery_is_sized_by_the_gallery() -> None:
     assert float(m.cmc[-1]) == 1.0
 
 
-def test_row_steps_do_not_change_the_result(monkeypatch) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_row_steps_do_not_change_the_result(monkeypatch, threads: int) -> None:
+    # Several steps of 2 rows; with 3 threads, 3 steps are ranked at once (CPU only).
     distmat, q_pids, g_pids, q_cams, g_cams = reference_case(5)  # float32 with ties
     whole = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 20)
     monkeypatch.setattr(oamn.reid_eval.metrics, "_ENTRIES_PER_STEP", 2 * distmat.shape[1] + 1)
-    stepped = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 20)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        stepped = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 20)
+    finally:
+        torch.set_num_threads(previous)
     torch.testing.assert_close(stepped.ap, whole.ap, equal_nan=True, rtol=0, atol=0)
     torch.testing.assert_close(stepped.cmc, whole.cmc, rtol=0, atol=0)
+    assert torch.equal(stepped.first_match, whole.first_match)
 
 
 @pytest.mark.parametrize("device", DEVICES)
