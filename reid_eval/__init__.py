@@ -1,8 +1,9 @@
 """Fast exact ReID evaluation: CMC / mAP / mINP, and occlusion-unified ("occlude them all") ranking.
 
 Takes distances or features as torch tensors on any device, numpy arrays or Python lists. Ranks
-are exact (a stable sort after junk removal) but computed without sorting each gallery row: only
-the items that sort before a query's last true match are ranked.
+are exact (a stable sort after junk removal) but computed without an argsort: only the items
+that sort before a query's last true match count, and they are keyed, value-sorted or counted
+(see :mod:`.ranking`). :func:`rerank` is k-reciprocal re-ranking without an ``(N, N)`` matrix.
 """
 
 from .distances import METRICS, pairwise_distance

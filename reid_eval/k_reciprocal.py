@@ -62,7 +62,7 @@ def rerank(
     top-k per row, about ``N k1^2`` steps for the neighbour sets and one per pair of a query's
     and a gallery item's nonzeros in a column for the Jaccard sums. At Occluded-Duke size
     (2,210 x 17,661, 256-d, one thread) that is about 9 s and under 400 MiB at the peak, the
-    150 MiB result included, against 90 to 110 s and 8.7 GiB for the published code with its
+    150 MiB result included, against 90 to 116 s and 8.7 GiB for the published code with its
     three input matrices (``benchmarks/bench_rerank.py``).
 
     Evaluate with ``evaluate_rank(rerank(q, g), q_pids, g_pids, q_camids, g_camids)``.

@@ -276,35 +276,34 @@ def _items_before_by_counting(
     before = lower_levels[row, level] + earlier_blocks[row, block, level]
 
     # Within its own block, the match's distance at a lower gallery index ranks first.
-    padding = num_blocks * width - num_gallery
-    padded = torch.nn.functional.pad(distances, (0, padding), value=torch.nan)  # NaN equals none
-    windows = padded.reshape(num_rows * num_blocks, width)[row * num_blocks + block]
-    junk_windows = torch.nn.functional.pad(junk_columns, (0, padding)).view(num_blocks, width)
-    offset = torch.arange(width, device=device)
-    earlier = (windows == match_distances[:, None].to(windows.dtype)) & ~junk_windows[block]
-    earlier &= offset < (match_cols - block * width)[:, None]
+    window = block[:, None] * width + torch.arange(width, device=device)  # (matches, width)
+    earlier = window < match_cols[:, None]  # also keeps the window within the gallery
+    window.clamp_max_(num_gallery - 1)
+    values = torch.take(distances, row[:, None] * num_gallery + window)
+    earlier &= (values == match_distances[:, None].to(values.dtype)) & ~junk_columns[window]
     return before + earlier.sum(1)
 
 
 def _histogram(distances: Tensor, column_offset: Tensor, row_bins: int, lowest: int) -> Tensor:
     """Counts of the bins ``distance + column_offset[col] + row * row_bins``, ``(C * row_bins,)``.
 
-    The bin index is summed in floating point, exact while every term stays below 2**24
-    (float32; float64 beyond).
+    ``distance + column_offset[col]`` is an integer in ``[0, row_bins)``, summed in float32
+    (exact while the terms stay below 2**24, float64 beyond) and stored as int64 in the same
+    pass; the rows' offsets are added in int64.
     """
     num_rows = distances.shape[0]
     num_bins = num_rows * row_bins
-    exact_below = 2**24 if num_bins + abs(lowest) < 2**24 else 2**53
-    dtype = torch.float32 if exact_below == 2**24 else torch.float64
-    row_offset = torch.arange(num_rows, device=distances.device, dtype=dtype)[:, None] * row_bins
+    dtype = torch.float32 if abs(lowest) + row_bins < 2**24 else torch.float64
+    row_offset = torch.arange(num_rows, device=distances.device)[:, None] * row_bins
     if distances.device.type == "cpu" and NUMPY_ON_CPU:
         values = distances.detach().to(dtype).numpy()
-        index = np.add(values, column_offset.to(dtype).numpy())
+        index = np.empty(values.shape, np.intp)
+        np.add(values, column_offset.to(dtype).numpy(), out=index, casting="unsafe")
         index += row_offset.numpy()
-        return torch.from_numpy(np.bincount(index.astype(np.intp).ravel(), minlength=num_bins))
-    index = distances.to(dtype) + column_offset.to(dtype)
+        return torch.from_numpy(np.bincount(index.ravel(), minlength=num_bins))
+    index = (distances.to(dtype) + column_offset.to(dtype)).long()
     index += row_offset
-    return torch.bincount(index.long().view(-1), minlength=num_bins)
+    return torch.bincount(index.view(-1), minlength=num_bins)
 
 
 def _all_integers(values: Tensor) -> bool:
