@@ -78,19 +78,8 @@ def evaluate_features(
     all_queries = torch.arange(queries.shape[0], device=queries.device)
     labels = (q_pids, g_pids, q_camids, g_camids)
     groups = [(all_queries, gallery)]
-    return _evaluate_groups(
-        queries,
-        groups,
-        "g_feats",
-        gallery.shape[0],
-        labels,
-        metric,
-        max_rank,
-        chunk_size,
-        ap,
-        junk_pids,
-        progress,
-    )
+    settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
+    return _evaluate_groups(queries, groups, "g_feats", gallery.shape[0], labels, settings)
 
 
 def evaluate_unified(
@@ -163,19 +152,8 @@ def evaluate_unified(
     queries, bank, types = unified_queries(q_feats, q_types, g_bank, "g_bank")
     groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
     labels = (q_pids, g_pids, q_camids, g_camids)
-    return _evaluate_groups(
-        queries,
-        groups,
-        "g_bank",
-        bank.shape[1],
-        labels,
-        metric,
-        max_rank,
-        chunk_size,
-        ap,
-        junk_pids,
-        progress,
-    )
+    settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
+    return _evaluate_groups(queries, groups, "g_bank", bank.shape[1], labels, settings)
 
 
 def unified_queries(
@@ -216,14 +194,14 @@ def _evaluate_groups(
     gallery_name: str,
     num_gallery: int,
     labels: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike],
-    metric: str,
-    max_rank: int,
-    chunk_size: int,
-    ap: str,
-    junk_pids: Sequence[int],
-    progress: bool | Callable[[int, int], None],
+    settings: tuple[str, int, int, str, Sequence[int], bool | Callable[[int, int], None]],
 ) -> RankMetrics:
-    """Rank each group ``(query indices, (G, D) gallery features)`` and merge in query order."""
+    """Rank each group ``(query indices, (G, D) gallery features)`` and merge in query order.
+
+    ``labels`` are ``(q_pids, g_pids, q_camids, g_camids)`` and ``settings`` ``(metric,
+    max_rank, chunk_size, ap, junk_pids, progress)``, as given to the public functions.
+    """
+    metric, max_rank, chunk_size, ap, junk_pids, progress = settings
     q_pid, q_cam, gallery_labels = check_labels(
         queries.device, queries.shape[0], num_gallery, *labels, junk_pids
     )
