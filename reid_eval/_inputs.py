@@ -72,13 +72,19 @@ def check_no_nan(tensor: Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN; remove or replace them before evaluating")
 
 
+def all_finite(tensor: Tensor) -> bool:
+    """Whether floating ``tensor`` holds no NaN and no ``±inf`` (one pass over it)."""
+    if not tensor.numel():
+        return True
+    lowest, highest = torch.aminmax(tensor)  # NaN propagates to both
+    return bool(torch.isfinite(lowest) & torch.isfinite(highest))
+
+
 def check_finite(tensor: Tensor, name: str) -> None:
     """Raise a ValueError naming ``name`` if floating ``tensor`` holds a NaN or an ``±inf``."""
-    if not tensor.numel():
+    if all_finite(tensor):
         return
-    lowest, highest = torch.aminmax(tensor)  # one pass; NaN propagates to both
-    if bool(torch.isfinite(lowest) & torch.isfinite(highest)):
-        return
+    highest = tensor.amax()
     found = "NaN" if bool(highest.isnan()) else "inf" if bool(highest.isinf()) else "-inf"
     raise ValueError(f"{name} contains {found}; remove or replace them before evaluating")
 

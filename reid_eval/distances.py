@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._inputs import ArrayLike, check_choice, check_finite, check_floating, to_tensor
+from ._inputs import (
+    ArrayLike,
+    all_finite,
+    check_choice,
+    check_finite,
+    check_floating,
+    to_tensor,
+)
 
 __all__ = ["METRICS", "ROW_BLOCK", "pairwise_distance"]
 
@@ -45,7 +52,7 @@ class PreparedGallery:
 
     The features are used as given (no normalised copy: the cosine divides the products by the
     norms instead) and the norms are summed a few rows at a time, so preparing a gallery
-    allocates nothing of the gallery's size.
+    allocates nothing of the gallery's size, but for a float32 copy of 16-bit features.
 
     Attributes:
         features: ``(G, D)`` gallery features, float32 or float64.
@@ -92,10 +99,7 @@ class PreparedGallery:
 
     def _check_finite(self, distances: Tensor) -> None:
         """Raise if finite features gave a non-finite distance (float overflow)."""
-        if not distances.numel():
-            return
-        lowest, highest = torch.aminmax(distances)  # NaN propagates to both
-        if bool(torch.isfinite(lowest) & torch.isfinite(highest)):
+        if all_finite(distances):
             return
         raise ValueError(
             f"the {self.metric} distances between q_feats and {self.name} overflow "

@@ -52,7 +52,7 @@ def evaluate_features(
         g_camids: ``(G,)`` integer gallery camera ids.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``, see
             :func:`~oamn.reid_eval.pairwise_distance`.
-        max_rank: length of the CMC curve, ``>= 1``.
+        max_rank: length of the CMC curve, ``>= 1`` (at most ``G`` values are returned).
         chunk_size: queries whose distances are held at once, rounded up to a multiple of
             :data:`~oamn.reid_eval.distances.ROW_BLOCK` (256); peak memory grows with
             ``chunk_size * G``.
@@ -127,7 +127,7 @@ def evaluate_unified(
         q_camids: ``(Q,)`` integer query camera ids.
         g_camids: ``(G,)`` integer gallery camera ids.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``.
-        max_rank: length of the CMC curve, ``>= 1``.
+        max_rank: length of the CMC curve, ``>= 1`` (at most ``G`` values are returned).
         chunk_size: queries whose distances are held at once, see :func:`evaluate_features`.
         ap: ``"step"`` (default) or ``"trapezoid"``.
         junk_pids: gallery identities removed for every query.

@@ -58,7 +58,8 @@ def rerank(
     Unlike the published code it never holds an ``(N, N)`` matrix (``N = Q + G``): distances
     are computed for ``chunk_size`` items at a time, and only each item's nearest neighbours,
     its largest distance and the query rows' gallery distances are kept; the encodings ``V``
-    are sparse. Time: one pass of distance products (``N^2 D`` multiply-adds, the bulk), a
+    are sparse. The features are copied once, queries and gallery side by side (in float32 for
+    16-bit features). Time: one pass of distance products (``N^2 D`` multiply-adds, the bulk), a
     top-k per row, about ``N k1^2`` steps for the neighbour sets and one per pair of a query's
     and a gallery item's nonzeros in a column for the Jaccard sums. At Occluded-Duke size
     (2,210 x 17,661, 256-d, one thread) that is about 9 s and under 400 MiB at the peak, the

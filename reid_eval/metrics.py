@@ -141,7 +141,7 @@ class RankMetrics:
                 (large for a real query set, hence off by default).
 
         Returns:
-            ``{"cmc": [max_rank floats], "mAP": float, "mINP": float,
+            ``{"cmc": [min(max_rank, G) floats], "mAP": float, "mINP": float,
             "num_valid_queries": int, "num_queries": int}``, fractions in ``[0, 1]``; with
             ``per_query``, also ``"ap"`` and ``"inp"``: lists of ``Q`` floats in query order,
             ``None`` (JSON ``null``) for the queries without a valid match, and
@@ -195,20 +195,24 @@ class MetricsAccumulator:
         """Rank and record the queries ``query_index`` (``(C,)`` int64) of ``(C, G)`` distances,
         a few rows at a time (bounded working memory); ``q_pids`` / ``q_camids`` are theirs.
 
-        On the CPU, ``torch.get_num_threads()`` steps run at once: numpy's sorts and comparisons,
-        which do most of the work there, are single-threaded but release the GIL.
+        On the CPU, the rows are split into at least ``torch.get_num_threads()`` steps, ranked
+        that many at once: numpy's sorts and comparisons, which do most of the work there, are
+        single-threaded but release the GIL.
         """
-        rows_per_step = max(1, _ENTRIES_PER_STEP // distances.shape[1])
-        steps = [
-            slice(start, start + rows_per_step)
-            for start in range(0, distances.shape[0], rows_per_step)
-        ]
+        distances = distances.detach()  # no_grad does not reach the worker threads
+        num_rows = distances.shape[0]
+        on_cpu = distances.device.type == "cpu"
+        threads = torch.get_num_threads() if on_cpu else 1
+        rows_per_step = max(
+            1, min(_ENTRIES_PER_STEP // distances.shape[1], -(-num_rows // threads))
+        )
+        steps = [slice(start, start + rows_per_step) for start in range(0, num_rows, rows_per_step)]
 
         def rank_step(rows: slice) -> MatchRanks:
             return rank_matches(distances[rows], q_pids[rows], q_camids[rows], gallery)
 
-        workers = min(torch.get_num_threads(), len(steps))
-        if distances.device.type != "cpu" or workers < 2:
+        workers = min(threads, len(steps))
+        if workers < 2:
             for rows in steps:
                 self._add(query_index[rows], rank_step(rows))
             return
@@ -408,11 +412,8 @@ def evaluate_rank_torchreid(
             "splits, or use_metric_cuhk03=False for the new (767/700) protocol, which is "
             "evaluated like Market-1501"
         )
-    distances = check_floating(to_tensor(distmat, "distmat"), "distmat", 2, "(Q, G)")
-    # An empty gallery makes this 0, which evaluate_rank reports as an empty gallery.
-    max_rank = min(check_positive_int(max_rank, "max_rank"), distances.shape[1])
     metrics = evaluate_rank(
-        distances, q_pids, g_pids, q_camids, g_camids, max_rank, "step", junk_pids=()
+        distmat, q_pids, g_pids, q_camids, g_camids, max_rank, "step", junk_pids=()
     )
     return metrics.cmc.cpu().numpy().astype(np.float32), metrics.mAP
 

@@ -35,7 +35,6 @@ sort-free alternative, measured 15-19 ns a distance against 3-6 ns for numpy's v
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,6 +128,8 @@ def rank_matches(
     """
     num_queries, num_gallery = distances.shape
     check_no_nan(distances, "distmat")
+    # Row-major memory for every path: flat indices, views and sorted rows assume it.
+    distances = distances.contiguous()
     pair_rows, pair_cols, is_match = _same_identity_pairs(q_pids, q_camids, gallery)
     pair_index = pair_rows * num_gallery + pair_cols  # row-major flat indices
     pair_distances = torch.take(distances, pair_index)
@@ -235,7 +236,8 @@ def _integer_levels(distances: Tensor) -> tuple[int, int] | None:
     if MAX_COUNTED_LEVELS < 1 or not _all_integers(distances[0]):  # the first row screens
         return None
     lowest, highest = (float(v) for v in _aminmax(distances))
-    if not (math.isfinite(lowest) and math.isfinite(highest)):
+    # Beyond 2**24 the bin indices would not be exact in float32 (and ±inf is no level).
+    if not max(abs(lowest), abs(highest)) < 2**24:
         return None
     if highest - lowest >= MAX_COUNTED_LEVELS or not _all_integers(distances):
         return None
@@ -288,8 +290,9 @@ def _histogram(distances: Tensor, column_offset: Tensor, row_bins: int, lowest: 
     """Counts of the bins ``distance + column_offset[col] + row * row_bins``, ``(C * row_bins,)``.
 
     ``distance + column_offset[col]`` is an integer in ``[0, row_bins)``, summed in float32
-    (exact while the terms stay below 2**24, float64 beyond) and stored as int64 in the same
-    pass; the rows' offsets are added in int64.
+    (exact while the terms stay below 2**24; float64 for a gallery of millions of items, whose
+    ``row_bins`` may exceed it) and stored as int64 in the same pass; the rows' offsets are
+    added in int64.
     """
     num_rows = distances.shape[0]
     num_bins = num_rows * row_bins
@@ -307,7 +310,7 @@ def _histogram(distances: Tensor, column_offset: Tensor, row_bins: int, lowest: 
 
 
 def _all_integers(values: Tensor) -> bool:
-    """Whether every entry of floating ``values`` is an integer (NaN and ±inf are not)."""
+    """Whether every entry of floating ``values`` is an integer or ``±inf`` (NaN is not)."""
     if values.device.type == "cpu" and NUMPY_ON_CPU and values.dtype != torch.bfloat16:
         array = values.detach().numpy()
         return bool(np.array_equal(array, np.rint(array)))

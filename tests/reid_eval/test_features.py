@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,7 @@ from oamn.reid_eval import METRICS, evaluate_features, evaluate_rank, pairwise_d
 from oamn.reid_eval.distances import ROW_BLOCK
 from tests.conftest import DEVICES
 
-from .reference import random_labels
+from .reference import random_labels, reference_metrics
 
 #: CUDA sums each query's precisions in float64 with atomic adds (``index_add_``), in no fixed
 #: order, so an AP may differ from the CPU's in its last bits (seen: 3.5e-16 relative on an H200).
@@ -155,15 +153,27 @@ def test_progress_reports_every_chunk(capsys) -> None:
     assert line.endswith(" s\n")
 
 
-def test_no_torch_warning_for_a_transposed_matrix(monkeypatch) -> None:
-    # A transposed (non-contiguous) matrix once reached torch.searchsorted as non-contiguous
-    # sorted rows, which makes torch warn about a copy on every call.
-    monkeypatch.setattr(oamn.reid_eval.ranking, "NUMPY_ON_CPU", False)
-    monkeypatch.setattr(oamn.reid_eval.ranking, "DENSE_FRACTION", -1.0)  # sort every row
-    q, g, q_pids, g_pids, q_cams, g_cams = features_case(4)
-    transposed = pairwise_distance(g, q).T
-    assert not transposed.is_contiguous()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        m = evaluate_rank(transposed, q_pids, g_pids, q_cams, g_cams)
-    assert_same_metrics(m, evaluate_rank(transposed.contiguous(), q_pids, g_pids, q_cams, g_cams))
+def test_default_settings_choose_each_ranking_path(monkeypatch) -> None:
+    # No path forced: a good model's few candidates are keyed, a weak model's rows sorted,
+    # integer distances counted; each gives the reference's metrics.
+    calls = []
+    for name in ("_items_before_by_row_sort", "_items_before_by_counting"):
+        original = getattr(oamn.reid_eval.ranking, name)
+        spy = lambda *args, name=name, original=original: calls.append(name) or original(*args)  # noqa: E731
+        monkeypatch.setattr(oamn.reid_eval.ranking, name, spy)
+    rng = np.random.default_rng(11)
+    q_pids, g_pids, q_cams, g_cams = random_labels(rng, 40, 600, 15, 4)
+    same = q_pids[:, None] == g_pids
+    good = np.where(same, 0.0, 1.0) + rng.random((40, 600))  # matches first
+    weak = rng.random((40, 600))
+    for distmat, expected in (
+        (good, []),
+        (weak, ["_items_before_by_row_sort"]),
+        (np.floor(weak * 20), ["_items_before_by_counting"]),
+    ):
+        calls.clear()
+        m = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+        assert set(calls) == set(expected)  # once per step of rows
+        ref = reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50)
+        np.testing.assert_allclose(m.ap.numpy(), ref.ap, rtol=1e-12)
+        np.testing.assert_allclose(m.cmc.numpy(), ref.cmc, rtol=1e-12)

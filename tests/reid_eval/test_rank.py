@@ -263,6 +263,53 @@ def test_other_integer_label_dtypes_and_read_only_arrays() -> None:
     torch.testing.assert_close(m.ap, expected.ap, equal_nan=True, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("layout", ["transposed tensor", "Fortran-ordered array"])
+def test_any_memory_layout_gives_the_same_ranks_without_a_copy_warning(monkeypatch, layout):
+    # A transposed or Fortran-ordered matrix (scipy.io.loadmat returns those) once reached
+    # torch.searchsorted as non-contiguous sorted rows: torch copied them and warned once per
+    # process (so a warning filter alone cannot see it after the first time).
+    searchsorted = torch.searchsorted
+
+    def contiguous_only(sorted_sequence, *args, **kwargs):
+        assert sorted_sequence.is_contiguous()
+        return searchsorted(sorted_sequence, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "searchsorted", contiguous_only)
+    for seed in (0, 1, 2, 5):  # float, integer, ±0/±inf and integer distances
+        distmat, q_pids, g_pids, q_cams, g_cams = reference_case(seed)
+        if layout == "transposed tensor":
+            strided = torch.from_numpy(np.ascontiguousarray(distmat.T)).T
+        else:
+            strided = np.asfortranarray(distmat)
+        m = evaluate_rank(strided, q_pids, g_pids, q_cams, g_cams)
+        assert_matches_reference(m, reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50))
+
+
+def test_gradients_are_not_needed_in_the_ranking_threads(monkeypatch) -> None:
+    # no_grad does not reach worker threads: a distmat that requires grad once failed there.
+    distmat, q_pids, g_pids, q_cams, g_cams = reference_case(8)
+    monkeypatch.setattr(oamn.reid_eval.metrics, "_ENTRIES_PER_STEP", 2 * distmat.shape[1])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = evaluate_rank(
+            torch.from_numpy(distmat).requires_grad_(), q_pids, g_pids, q_cams, g_cams
+        )
+    finally:
+        torch.set_num_threads(previous)
+    assert_matches_reference(m, reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50))
+
+
+def test_huge_integer_distances_are_ranked_exactly() -> None:
+    # Every float32 from 2**24 on is an integer; their levels would not be exact bin indices.
+    rng = np.random.default_rng(3)
+    q_pids, g_pids, q_cams, g_cams = random_labels(rng, 5, 300, 6, 3)
+    for value in (2.0**55, 1e19):
+        distmat = np.full((5, 300), value, np.float32)  # one level: all ties, by gallery index
+        ref = reference_metrics(distmat, q_pids, g_pids, q_cams, g_cams, 50)
+        assert_matches_reference(evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams), ref)
+
+
 def test_does_not_modify_or_need_gradients() -> None:
     distmat = torch.tensor([[0.3, -0.0, 0.1]], requires_grad=True)
     before = distmat.detach().clone()

@@ -33,8 +33,9 @@ def reference_rerank(
     """The published algorithm item by item, in float64, with sets as Python sets."""
     items = np.concatenate([q, g]).astype(np.float64)
     num_items, num_query = len(items), len(q)
-    if metric == "euclidean":
-        distance = np.sqrt(((items[:, None] - items[None]) ** 2).sum(2))
+    if metric in ("euclidean", "sqeuclidean"):
+        distance = ((items[:, None] - items[None]) ** 2).sum(2)
+        distance = np.sqrt(distance) if metric == "euclidean" else distance
     else:
         unit = items / np.linalg.norm(items, axis=1, keepdims=True)
         distance = 1 - unit @ unit.T
@@ -92,7 +93,7 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
 @pytest.mark.parametrize(("k1", "k2", "lambda_value"), SETTINGS)
 @pytest.mark.parametrize("seed", range(3))
 def test_equals_the_reference(seed: int, k1: int, k2: int, lambda_value: float, metric: str):
