@@ -65,7 +65,7 @@ from .data import (
 )
 from .distributed import DistributedContext, init_distributed
 from .inference import extract_features
-from .objective import OAMNObjective
+from .objective import OAMNObjective, ObjectiveResult
 from .schedule import build_optimizer, set_learning_rates
 
 __all__ = ["Trainer", "main", "train", "training_split", "training_step"]
@@ -337,8 +337,9 @@ def training_step(
         The objective's detached components (``"loss"`` the total).
 
     Raises:
-        FloatingPointError: the model's outputs or the loss are NaN or infinite (nothing is
-            updated).
+        FloatingPointError: the model's outputs or the loss are NaN or infinite (non-finite
+            images, or a diverged model). Nothing is updated: no parameter, and no buffer
+            either (the forward pass's BatchNorm statistics are put back).
     """
     location = area = None
     if augmentation is not None:
@@ -346,6 +347,37 @@ def training_step(
         images, location, area = views.images, views.location, views.area
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+    # The forward pass updates the running statistics before the loss can be checked.
+    buffers = [buffer.detach().clone() for buffer in network.buffers()]
+    try:
+        result = _finite_objective(network, objective, images, pids, location, area, amp)
+    except FloatingPointError:
+        with torch.no_grad():
+            for buffer, saved in zip(network.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        raise
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        result.loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(result.loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return result.components
+
+
+def _finite_objective(
+    network: nn.Module,
+    objective: OAMNObjective,
+    images: torch.Tensor,
+    pids: torch.Tensor,
+    location: torch.Tensor | None,
+    area: torch.Tensor | None,
+    amp: str,
+) -> ObjectiveResult:
+    """The forward pass and the objective of :func:`training_step`; a FloatingPointError if
+    the model's outputs or the loss are not finite."""
     with _autocast(images.device, amp):
         output = network(images)
     advice = "lower --lr, or train without --amp"
@@ -361,15 +393,7 @@ def training_step(
     if not torch.isfinite(result.loss):
         terms = {name: round(float(value), 4) for name, value in result.components.items()}
         raise FloatingPointError(f"the loss is not finite (terms {terms}); {advice}")
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        result.loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(result.loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    return result.components
+    return result
 
 
 def _check_runnable(config: TrainConfig, device: torch.device) -> None:

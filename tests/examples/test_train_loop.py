@@ -254,6 +254,39 @@ def test_non_finite_values_stop_the_run(tiny_market, tmp_path, overrides, match)
         train(config)
 
 
+@pytest.mark.parametrize("bad", ["nan image", "inf loss"])
+def test_a_non_finite_step_leaves_every_parameter_and_buffer_as_it_was(
+    tiny_market, tmp_path, bad
+) -> None:
+    config = tiny_config(tiny_market, tmp_path, warmup_epochs=0)
+    images, pids = _fixed_batch(tiny_market)
+    torch.manual_seed(0)
+    model = build_model(config, num_classes=6)
+    optimizer = build_optimizer(model.parameter_groups(), config)
+    objective = OAMNObjective.from_config(config)
+    training_step(model, objective, optimizer, images, pids)  # optimiser state exists
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    optimizer_before = [
+        {key: value.clone() for key, value in state.items()} for state in optimizer.state.values()
+    ]
+    if bad == "nan image":
+        images = images.clone()
+        images[0, 0, 0, 0] = torch.nan
+    else:
+        objective = OAMNObjective.from_config(dataclasses.replace(config, lambda_id=1e39))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        training_step(model, objective, optimizer, images, pids)
+    after = model.state_dict()
+    # BatchNorm's running statistics included: the forward pass had updated them.
+    assert any("running_mean" in name for name in after)
+    for name, value in before.items():
+        assert torch.equal(after[name], value), name
+    assert optimizer_before  # momentum or moments: something that a step would change
+    for state, saved in zip(optimizer.state.values(), optimizer_before, strict=True):
+        for key, value in saved.items():
+            assert torch.equal(torch.as_tensor(state[key]), torch.as_tensor(value)), key
+
+
 def test_augmentation_settings_reach_the_loader(tiny_market, tmp_path) -> None:
     """No padding and a certain flip: each training image is the mirrored test-time image."""
     trainer = Trainer(tiny_config(tiny_market, tmp_path, pad=0, flip_prob=1.0), CPU)
