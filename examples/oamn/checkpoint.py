@@ -55,6 +55,8 @@ def save_checkpoint(
         rng_state: generator states to record, e.g. ``{"torch": torch.get_rng_state()}``.
         history: per-epoch records (JSON-compatible dicts).
         scaler: the fp16 ``GradScaler``, if one is in use.
+
+    The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"``.
     """
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     state = {
@@ -67,6 +69,8 @@ def save_checkpoint(
         "scaler": None if scaler is None or not scaler.is_enabled() else scaler.state_dict(),
         "rng": dict(rng_state),
         "history": list(history),
+        # CPU results depend on it: resuming bit for bit needs the same count.
+        "torch_threads": torch.get_num_threads(),
     }
     path = Path(path)
     partial = path.with_name(path.name + ".partial")

@@ -18,8 +18,9 @@ Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)``
 the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
 workers), the global torch generator (dropout) reseeded at the start of the epoch, and the
 occlusion augmentation's generator seeded from ``(seed, e, rank, step)``. So ``--resume
-checkpoint_last.pt`` continues bit for bit on the CPU (on CUDA, up to the nondeterminism of its
-kernels).
+checkpoint_last.pt`` continues bit for bit on the CPU with the same number of torch threads
+(recorded in the checkpoint; resume warns when it differs), and on CUDA up to the
+nondeterminism of its kernels.
 
 Mixed precision: ``--amp bf16`` runs the forward passes under ``torch.autocast`` on CUDA or on
 the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only on CUDA, with a ``GradScaler``.
@@ -41,6 +42,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -185,6 +187,14 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"]
         self.history = list(state["history"])
+        threads = state.get("torch_threads")  # absent from checkpoints written before it
+        if threads is not None and threads != torch.get_num_threads():
+            warnings.warn(
+                f"checkpoint {path} was written with {threads} torch threads and this run uses "
+                f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
+                f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
+                stacklevel=2,
+            )
         if self.start_epoch >= self.config.epochs:
             raise ValueError(
                 f"checkpoint {path} has already trained {self.start_epoch} epochs, not fewer "

@@ -225,6 +225,16 @@ def test_bad_runs_fail_clearly(tiny_market, tmp_path) -> None:
         train(tiny_config(tiny_market, tmp_path, resume=str(tmp_path / "absent.pt")))
 
 
+def test_resume_warns_when_the_thread_count_differs(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path, epochs=2, max_steps_per_epoch=1)
+    train(dataclasses.replace(config, epochs=1))
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    assert load_checkpoint(checkpoint)["torch_threads"] == torch.get_num_threads() == 1
+    torch.set_num_threads(2)  # the autouse one_thread fixture sets it back
+    with pytest.warns(UserWarning, match=r"written with 1 torch threads and this run uses 2"):
+        train(dataclasses.replace(config, resume=str(checkpoint)))
+
+
 def test_resume_mismatches_fail_clearly(tiny_market, tmp_path) -> None:
     config = tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1)
     train(config)
