@@ -5,15 +5,18 @@ A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
     {"format": 1, "config": TrainConfig.to_dict(), "model": state dict (no DDP "module."
      prefix), "num_classes": int, "epoch": epochs completed, "optimizer": state dict,
      "scaler": GradScaler state dict or None, "rng": generator states at the end of the epoch,
-     "history": the per-epoch log records so far}
+     "history": the per-epoch log records so far, "torch_threads": int,
+     "digest": checkpoint_digest of all the rest}
 
 ``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
-random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.train`).
+random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.train`). ``torch_threads`` and
+``digest`` are absent from checkpoints written before they existed; those load unverified.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +28,7 @@ from torch import nn
 from .config import TrainConfig, build_model
 from .model import OAMN
 
-__all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = ["checkpoint_digest", "load_checkpoint", "load_model", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 _KEYS = ("config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
@@ -72,11 +75,42 @@ def save_checkpoint(
         # CPU results depend on it: resuming bit for bit needs the same count.
         "torch_threads": torch.get_num_threads(),
     }
+    state["digest"] = checkpoint_digest(state)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
     # A crash while writing leaves the previous checkpoint intact.
     partial.replace(path)
+
+
+def checkpoint_digest(state: Mapping[str, Any]) -> str:
+    """A BLAKE2b digest (64 hex digits) of a checkpoint's contents: every key, value and tensor
+    (dtype, shape and bytes) but ``"digest"`` itself, in the order they are stored.
+
+    ``torch.load`` does not check a file's tensor bytes, so a damaged checkpoint would load
+    with corrupted weights; :func:`load_checkpoint` compares this digest instead.
+    """
+    hasher = hashlib.blake2b(digest_size=32)
+
+    def add(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            hasher.update(f"tensor {value.dtype} {tuple(value.shape)};".encode())
+            flat = value.detach().reshape(-1).cpu().contiguous()
+            hasher.update(flat.view(torch.uint8).numpy().data)
+        elif isinstance(value, Mapping):
+            hasher.update(f"dict {len(value)};".encode())
+            for key, item in value.items():
+                add(key)
+                add(item)
+        elif isinstance(value, list | tuple):
+            hasher.update(f"{type(value).__name__} {len(value)};".encode())
+            for item in value:
+                add(item)
+        else:
+            hasher.update(f"{type(value).__name__} {value!r};".encode())
+
+    add({key: value for key, value in state.items() if key != "digest"})
+    return hasher.hexdigest()
 
 
 #: Settings added after checkpoints were first written, with the behaviour those checkpoints
@@ -101,7 +135,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a file that is not such a checkpoint (the missing keys are named).
+        ValueError: a file that is not such a checkpoint (the missing keys are named), or one
+            whose contents do not match its digest (damaged after it was written).
     """
     path = Path(path)
     if not path.is_file():
@@ -115,6 +150,12 @@ def load_checkpoint(
         raise ValueError(
             f"{path} is not an OAMN training checkpoint (missing keys {missing}); write one "
             "with python -m examples.oamn.train"
+        )
+    if "digest" in state and checkpoint_digest(state) != state["digest"]:
+        raise ValueError(
+            f"checkpoint {path} is corrupt: its contents do not match the digest written with "
+            "them (the file was damaged after it was saved); restore it from a copy or train "
+            "again"
         )
     if isinstance(state["config"], dict):
         state["config"] = {**_FIELDS_BEFORE_THEY_EXISTED, **state["config"]}

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from examples.oamn import demo
-from examples.oamn.checkpoint import load_checkpoint
+from examples.oamn.checkpoint import checkpoint_digest, load_checkpoint
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import load_dataset
 from examples.oamn.synthetic import COMPLETE_MARKER
@@ -226,5 +226,6 @@ def test_trained_checkpoint_refuses_an_unfinished_run(quick_run, tmp_path):
     config = TrainConfig.from_dict(result["configs"]["oamn"])
     state = load_checkpoint(output / "oamn" / "checkpoint_last.pt")
     state["epoch"] = 0  # as if interrupted before the end of the last epoch
+    state["digest"] = checkpoint_digest(state)  # an intact checkpoint of that run
     torch.save(state, tmp_path / "checkpoint_last.pt")
     assert not demo.trained_checkpoint(tmp_path / "checkpoint_last.pt", config)

@@ -235,6 +235,24 @@ def test_resume_warns_when_the_thread_count_differs(tiny_market, tmp_path) -> No
         train(dataclasses.replace(config, resume=str(checkpoint)))
 
 
+def test_a_damaged_checkpoint_is_refused(tiny_market, tmp_path) -> None:
+    train(tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1))
+    path = tmp_path / "checkpoint_last.pt"
+    state = load_checkpoint(path)  # intact: the digest matches
+    weight = next(value for value in state["model"].values() if value.numel() >= 64)
+    raw = bytearray(path.read_bytes())
+    start = raw.find(weight.reshape(-1)[:16].numpy().tobytes())
+    assert start > 0
+    raw[start : start + 64] = bytes(255 - byte for byte in raw[start : start + 64])
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(raw))
+    torch.load(damaged, weights_only=True)  # torch itself reads it without a word
+    with pytest.raises(ValueError, match=r"damaged.pt is corrupt: its contents do not match"):
+        load_checkpoint(damaged)
+    with pytest.raises(ValueError, match="is corrupt"):
+        load_model(damaged)
+
+
 def test_resume_mismatches_fail_clearly(tiny_market, tmp_path) -> None:
     config = tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1)
     train(config)
@@ -329,6 +347,7 @@ def test_a_checkpoint_from_before_the_grader_setting_loads_as_it_was_trained(
     state = torch.load(path, weights_only=True)
     for key in ("grader", "mask_loss_scale"):
         del state["config"][key]
+    del state["digest"]  # nor had checkpoints a digest then
     torch.save(state, path)
     loaded, loaded_config = load_model(path)
     assert (loaded_config.grader, loaded_config.mask_loss_scale) == ("pooled", "paper")
