@@ -141,10 +141,16 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:  # torch's own error for it is an empty message
+        raise ValueError(
+            f"checkpoint {path} is empty (0 bytes): a write that never finished; use another "
+            "checkpoint of the run or train again"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several kinds for corrupt or foreign files
-        raise ValueError(f"checkpoint {path} could not be read: {error}") from error
+        reason = str(error) or type(error).__name__
+        raise ValueError(f"checkpoint {path} could not be read: {reason}") from error
     missing = [key for key in _KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(

@@ -264,6 +264,9 @@ def test_resume_mismatches_fail_clearly(tiny_market, tmp_path) -> None:
     (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="could not be read"):
         load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pt is empty \(0 bytes\): a write that never"):
+        load_checkpoint(tmp_path / "empty.pt")
     torch.save({"model": {}}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match=r"not an OAMN training checkpoint \(missing keys"):
         load_checkpoint(tmp_path / "partial.pt")
