@@ -36,6 +36,7 @@ from ._inputs import (
     check_flag,
     check_floating,
     check_junk_pids,
+    check_no_nan,
     check_positive_int,
     to_labels,
     to_tensor,
@@ -336,6 +337,7 @@ def evaluate_rank(
     q_pid, q_cam, gallery = check_labels(
         distances.device, num_queries, num_gallery, q_pids, g_pids, q_camids, g_camids, junk_pids
     )
+    check_no_nan(distances, "distmat")  # here, not per step: the feature evaluators check theirs
     max_rank = check_positive_int(max_rank, "max_rank")
     ap = check_choice(ap, "ap", AP_KINDS)
     metrics = MetricsAccumulator(num_queries, num_gallery, distances.device, ap)

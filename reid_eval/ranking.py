@@ -42,8 +42,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._inputs import check_no_nan
-
 #: Above this fraction of candidates in a block of rows, sorting every row's distances costs
 #: less than keying and sorting the candidates (the break-even measured on a 2-core CPU).
 DENSE_FRACTION = 0.1
@@ -117,7 +115,8 @@ def rank_matches(
     r"""Rank every valid match of ``C`` queries among their valid gallery items.
 
     Args:
-        distances: ``(C, G)`` floating distances, smaller = more similar; ``±inf`` allowed.
+        distances: ``(C, G)`` floating distances, smaller = more similar; ``±inf`` allowed, NaN
+            not (the callers check their input: a user's matrix, or computed features).
             ``C * G`` must stay below ``2**31`` (the callers rank a few rows at a time).
         q_pids: ``(C,)`` int64 query identities.
         q_camids: ``(C,)`` int64 query cameras.
@@ -125,12 +124,8 @@ def rank_matches(
 
     Returns:
         The ranks, see :class:`MatchRanks`; everything on ``distances``' device.
-
-    Raises:
-        ValueError: if ``distances`` holds a NaN.
     """
     num_queries, num_gallery = distances.shape
-    check_no_nan(distances, "distmat")
     # Row-major memory for every path: flat indices, views and sorted rows assume it.
     distances = distances.contiguous()
     pair_rows, pair_cols, is_match = _same_identity_pairs(q_pids, q_camids, gallery)

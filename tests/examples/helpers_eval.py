@@ -40,6 +40,18 @@ HEIGHT, WIDTH = 32, 16
 COLOUR_INPUT = {"height": HEIGHT, "width": WIDTH, "device": "cpu", "workers": 0, "progress": False}
 HALF_TOP_SCORES = (0.9, 0.05, 0.03, 0.02)  # top at 0.9 >= 0.75: type 1 (half top)
 
+#: The evaluation rows by default (no synthetic manifest): every strategy one- and two-sided,
+#: under the grader's then the located types.
+DEFAULT_ROWS = [
+    "plain",
+    *(
+        f"unified_{strategy}{side}{types}"
+        for strategy in ("mask_swap", "feature", "band")
+        for types in ("", "_located")
+        for side in ("", "_two_sided")
+    ),
+]
+
 _AP = {"q1": (1 / 3 + 2 / 4) / 2, "q3": (1 / 5 + 2 / 6) / 2}
 #: Expected plain metrics (also those of the "feature" bank).
 PLAIN = {

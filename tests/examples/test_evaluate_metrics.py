@@ -19,6 +19,7 @@ from examples.oamn.inference import (
 from oamn.reid_eval import evaluate_rank, evaluate_unified, predict_occlusion_type, rerank
 from tests.examples.helpers_eval import (
     COLOUR_INPUT,
+    DEFAULT_ROWS,
     HALF_TOP_SCORES,
     PLAIN,
     UNIFIED,
@@ -297,15 +298,7 @@ def test_evaluate_model_end_to_end(colour_market) -> None:
     assert report["rows"]["unified_feature"]["bank_seconds"] == report["seconds"]["feature"]
     # The default strategies, each one- and two-sided, under the grader's then the located
     # types (see helpers_eval and test_hand_computed_rows for the figures).
-    assert list(report["rows"]) == [
-        "plain",
-        *(
-            f"unified_{s}{side}{types}"
-            for s in ("mask_swap", "feature", "band")
-            for types in ("", "_located")
-            for side in ("", "_two_sided")
-        ),
-    ]
+    assert list(report["rows"]) == DEFAULT_ROWS
     assert_metrics(report["rows"]["unified_mask_swap_located"], dict.fromkeys(METRICS, 1.0))
     for key, row in report["rows"].items():
         if key not in ("unified_mask_swap", "unified_mask_swap_located"):
