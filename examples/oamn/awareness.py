@@ -107,7 +107,7 @@ def awareness_report(
         queries (``None`` without a synthetic manifest) for the true-type rows of
         :func:`~examples.oamn.inference.metrics_report`.
     """
-    loader = build_test_loader(query_items, height, width, batch_size, workers)
+    loader = build_test_loader(query_items, height, width, batch_size, workers, split="query")
     report = {
         "augmented": augmented_awareness(
             model,

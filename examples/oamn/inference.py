@@ -273,7 +273,7 @@ def extract_for_evaluation(
         if len(items) == 0:
             raise ValueError(f"{name} is empty; pass the dataset's {name.split('_')[0]} split")
     loaders = {
-        name: build_test_loader(items, height, width, batch_size, workers)
+        name: build_test_loader(items, height, width, batch_size, workers, split=name)
         for name, items in (("query", query_items), ("gallery", gallery_items))
     }
     seconds: dict[str, float] = {}

@@ -304,8 +304,8 @@ def save_figures(
             f"lists have {len(query_items)} and {len(gallery_items)}: pass the evaluated items"
         )
     # The loaders' datasets give the images exactly as the model saw them.
-    query_set = build_test_loader(query_items, height, width, 1, 0).dataset
-    gallery_set = build_test_loader(gallery_items, height, width, 1, 0).dataset
+    query_set = build_test_loader(query_items, height, width, 1, 0, split="query").dataset
+    gallery_set = build_test_loader(gallery_items, height, width, 1, 0, split="gallery").dataset
     chosen = torch.linspace(0, len(query) - 1, min(num_queries, len(query))).round().long()
     query_images = torch.stack([query_set[i][0] for i in chosen.tolist()])
     types = predict_occlusion_type(query.grader_scores[chosen], thresholds, boundary)

@@ -1,5 +1,5 @@
-"""Data for the OAMN pipeline: dataset layouts, a validation split, the P x K identity sampler,
-CPU transforms and loaders.
+"""Data for the OAMN pipeline: dataset layouts, an up-front check of the images, a validation
+split, the P x K identity sampler, CPU transforms and loaders.
 
 Images leave the loaders normalised on the CPU; the training code moves each batch to its
 device, where ``oamn.occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
@@ -24,6 +24,7 @@ from .loaders import ImageDataset, SeededBatchSampler, build_test_loader, build_
 from .sampler import IdentitySampler
 from .splits import split_validation
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, test_transform, train_transform
+from .verify import read_image, verify_images
 
 __all__ = [
     "DATASETS",
@@ -48,8 +49,10 @@ __all__ = [
     "parse_folder",
     "partial_ilids",
     "partial_reid",
+    "read_image",
     "relabel_ids",
     "split_validation",
     "test_transform",
     "train_transform",
+    "verify_images",
 ]

@@ -3,10 +3,17 @@ r"""Parsers of the standard ReID folder layouts, and a generic regex parser.
 Files in a split folder are handled as follows:
 
 * names starting with ``.`` (``.DS_Store``, macOS ``._0002_c1s1_...jpg`` forks) and files whose
-  extension is not in :data:`IMAGE_EXTENSIONS` (``Thumbs.db``, ``readme.txt``) are skipped;
+  extension is not in :data:`IMAGE_EXTENSIONS` (``Thumbs.db``, ``readme.txt``) are skipped, as
+  are folders (and other non-files) named like images;
+* a symbolic link to an image is followed; a broken one (missing target, or a loop) with an
+  image extension is an error naming the link and its target, not a silent gap in the split;
 * an image whose name does not match the layout's pattern is an error (a renamed or foreign
   image would otherwise change the protocol silently), as is a missing folder or a split folder
-  with no image.
+  with no image;
+* the contents are not read, unless ``load_dataset(..., verify_images=True)``: then every image
+  of every split is opened and fully decoded first, and one error lists the images that fail
+  (empty, truncated, not an image, decompression bomb) as ``split: path: reason``
+  (see :mod:`examples.oamn.data.verify`).
 
 Camera ids are kept as written in the names (Market ``c1``..``c6``, Duke ``c1``..``c8``); the
 sets without cameras (Partial-REID, Partial-iLIDS, Occluded-REID) give every query camera ``0``
@@ -21,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import verify
 from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids
 
 __all__ = [
@@ -71,7 +79,8 @@ def parse_folder(
         the images sorted by path, with absolute paths and the parsed (not relabelled) ids.
 
     Raises:
-        FileNotFoundError: ``folder`` does not exist.
+        FileNotFoundError: ``folder`` does not exist, or holds broken symbolic links named like
+            images (the message lists them with their targets).
         ValueError: a bad pattern, no image in the folder, or an image name that does not match.
 
     Example:
@@ -97,11 +106,15 @@ def parse_folder(
             f"image folder {folder} does not exist; create it or fix the dataset root.{where}"
         )
     files = folder.rglob("*") if recursive else folder.iterdir()
-    items = []
+    items, broken = [], []
     for path in sorted(files):
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
-        if not path.is_file():
+        link = _broken_link(path)
+        if link is not None:
+            broken.append(link)
+            continue
+        if not path.is_file():  # a folder named like an image
             continue
         match = regex.fullmatch(path.name)
         if match is None:
@@ -111,6 +124,14 @@ def parse_folder(
             )
         pid = int(match["pid"])
         items.append(ReIDItem(path, pid, int(match["camid"]) if has_camid else camid))
+    if broken:
+        listed = "".join(f"\n  {line}" for line in broken[: verify.MAX_LISTED])
+        hidden = len(broken) - verify.MAX_LISTED
+        more = f"\n  ... and {hidden} more" if hidden > 0 else ""
+        raise FileNotFoundError(
+            f"{len(broken)} broken symbolic link(s) named like images in {folder}:{listed}{more}\n"
+            "Point them at existing images or remove them."
+        )
     if not items:
         raise ValueError(
             f"no image ({', '.join(IMAGE_EXTENSIONS)}) found in {folder}"
@@ -118,6 +139,17 @@ def parse_folder(
             f"images there or fix the dataset root.{where}"
         )
     return tuple(items)
+
+
+def _broken_link(path: Path) -> str | None:
+    """``link -> target (reason)`` if ``path`` is a symbolic link whose target cannot be read."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as error:  # a missing target, a loop of links, no permission
+        return f"{path} -> {os.readlink(path)} ({error.strerror or error})"
+    return None
 
 
 def _compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -373,19 +405,29 @@ DATASETS: dict[str, Callable[[PathLike], ReIDDataset]] = {
 }
 
 
-def load_dataset(name: str, root: PathLike) -> ReIDDataset:
+def load_dataset(
+    name: str, root: PathLike, *, verify_images: bool = False, progress: bool = False
+) -> ReIDDataset:
     """Read a built-in dataset by name (case and ``-`` / ``_`` do not matter).
 
     Args:
         name: a key of :data:`DATASETS`, e.g. ``"market1501"`` or ``"Occluded-Duke"``.
         root: the folder holding the dataset's split folders (see each parser's layout).
+        verify_images: open and fully decode every image of every split before returning
+            (:func:`~examples.oamn.data.verify_images`), so that a bad file stops the run now,
+            named, instead of in the middle of an epoch. On a shared 2-core CPU this took 0.8 s
+            for market1501_mini (2,274 images) and 12 to 16 s for occluded_duke_dev (30,860).
+        progress: show a progress bar while verifying.
 
     Returns:
         the dataset; see :class:`ReIDDataset` for the id conventions.
 
     Raises:
-        ValueError: unknown name (the message lists the choices), empty split or bad file name.
-        FileNotFoundError: missing root or split folder (the message shows the layout).
+        ValueError: unknown name (the message lists the choices), empty split, bad file name, or
+            (``verify_images``) unreadable images: their number and the first ones as
+            ``split: path: reason``.
+        FileNotFoundError: missing root or split folder (the message shows the layout), or a
+            broken symbolic link named like an image (the message names it and its target).
 
     Example:
         >>> load_dataset("cuhk03", "/data")  # doctest: +ELLIPSIS
@@ -401,4 +443,8 @@ def load_dataset(name: str, root: PathLike) -> ReIDDataset:
             f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} (or read another "
             "layout with parse_folder)"
         )
-    return DATASETS[key](root)
+    dataset = DATASETS[key](root)
+    if verify_images:
+        splits = {split: getattr(dataset, split) for split in ("train", "query", "gallery")}
+        verify.verify_images(splits, progress=progress)
+    return dataset

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from .items import ReIDItem
 from .sampler import IdentitySampler
 from .transforms import test_transform, train_transform
+from .verify import read_image
 
 __all__ = ["ImageDataset", "SeededBatchSampler", "build_test_loader", "build_train_loader"]
 
@@ -27,6 +28,13 @@ class ImageDataset(torch.utils.data.Dataset):
         items: the images.
         transform: PIL image -> float32 ``(3, H, W)`` tensor (``train_transform`` /
             ``test_transform``).
+        split: name of the split (``"train"``, ``"query"``, ...), given in read errors.
+
+    Raises:
+        OSError: from ``dataset[i]``, an image that cannot be read (missing, empty, truncated, not
+            an image, decompression bomb); the message names the file, the split and the cause
+            (see :func:`~examples.oamn.data.read_image`). ``load_dataset(...,
+            verify_images=True)`` finds such files before training.
 
     ``dataset[i]`` returns ``(image, pid, camid, i)``; ``dataset[(i, seed)]`` does the same
     with the transform run under ``torch``'s CPU generator seeded with ``seed`` (the global
@@ -46,11 +54,20 @@ class ImageDataset(torch.utils.data.Dataset):
         (torch.Size([3, 32, 16]), 2, 1, 0)
     """
 
-    def __init__(self, items: Sequence[ReIDItem], transform: Callable[[Image.Image], Tensor]):
+    def __init__(
+        self,
+        items: Sequence[ReIDItem],
+        transform: Callable[[Image.Image], Tensor],
+        *,
+        split: str = "unnamed",
+    ) -> None:
         self.items = _check_items(items)
         if not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a str such as 'train', got {type(split).__name__}")
         self.transform = transform
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.items)
@@ -61,8 +78,7 @@ class ImageDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {len(self.items)} images")
         index %= len(self.items)
         item = self.items[index]
-        with Image.open(item.path) as file:
-            image = file.convert("RGB")
+        image = read_image(item.path, self.split)
         if seed is None:
             tensor = self.transform(image)
         else:
@@ -172,7 +188,7 @@ def build_train_loader(
         (1, 0, 4)
     """
     dataset = ImageDataset(
-        items, train_transform(height, width) if transform is None else transform
+        items, train_transform(height, width) if transform is None else transform, split="train"
     )
     sampler = IdentitySampler(
         [item.pid for item in dataset.items],
@@ -201,6 +217,7 @@ def build_test_loader(
     workers: int = 2,
     *,
     transform: Callable[[Image.Image], Tensor] | None = None,
+    split: str = "test",
 ) -> DataLoader:
     """Evaluation loader: :func:`test_transform` images in the order of ``items``.
 
@@ -211,6 +228,7 @@ def build_test_loader(
         batch_size: images per batch, >= 1 (the last batch may be smaller).
         workers: loader worker processes (0: load in the main process).
         transform: replaces ``test_transform(height, width)``.
+        split: name of the split (``"query"``, ``"gallery"``), given in read errors.
 
     Returns:
         a DataLoader yielding ``(images (B, 3, H, W) float32, pids, camids, indices)`` in order.
@@ -221,7 +239,9 @@ def build_test_loader(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     workers = _check_workers(workers)
     return DataLoader(
-        ImageDataset(items, test_transform(height, width) if transform is None else transform),
+        ImageDataset(
+            items, test_transform(height, width) if transform is None else transform, split=split
+        ),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
