@@ -26,3 +26,15 @@ def market_mini() -> Path:
     if not root.is_dir():
         pytest.skip(f"real images not found at {root} (the shared data folder is absent)")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (modules use it with ``pytestmark``): the suite
+    shares 2 cores with other runs, where two threads per process oversubscribe them (several
+    times slower for small operations), and CPU results that must match a subprocess or a
+    checkpoint depend on the count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,12 +11,16 @@ A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
 ``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
 random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.train`). ``torch_threads`` and
 ``digest`` are absent from checkpoints written before they existed; those load unverified.
+Files are written atomically (:func:`~examples.oamn.run_files.write_atomic`), and a
+checkpoint's weights load into a model only where the architecture options agree
+(:func:`load_weights` names those that do not).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,17 +29,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import TrainConfig, build_model
+from .config import ARCHITECTURE_FIELDS, TrainConfig, build_model, config_differences
 from .model import OAMN
+from .run_files import write_atomic
 
-__all__ = ["checkpoint_digest", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = [
+    "checkpoint_bytes",
+    "checkpoint_digest",
+    "load_checkpoint",
+    "load_model",
+    "load_weights",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
 _KEYS = ("config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str],
+def checkpoint_bytes(
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -45,11 +56,10 @@ def save_checkpoint(
     rng_state: Mapping[str, Any],
     history: list[dict[str, Any]],
     scaler: torch.amp.GradScaler | None = None,
-) -> None:
-    """Write a checkpoint atomically (a temporary file renamed over ``path``).
+) -> bytes:
+    """A checkpoint's file contents (``torch.save`` of the dict in the module docstring).
 
     Args:
-        path: destination file; its folder must exist.
         model: the model, or its ``DistributedDataParallel`` wrapper (the inner module is saved).
         optimizer: its state (momentum buffers, learning rates).
         epoch: number of epochs completed.
@@ -59,7 +69,9 @@ def save_checkpoint(
         history: per-epoch records (JSON-compatible dicts).
         scaler: the fp16 ``GradScaler``, if one is in use.
 
-    The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"``.
+    The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"`` and its
+    :func:`checkpoint_digest`. Serialised in memory, so that one epoch's copies
+    (``checkpoint_last.pt``, ``checkpoint_best.pt``) are written from the same bytes.
     """
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     state = {
@@ -76,11 +88,23 @@ def save_checkpoint(
         "torch_threads": torch.get_num_threads(),
     }
     state["digest"] = checkpoint_digest(state)
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    # A crash while writing leaves the previous checkpoint intact.
-    partial.replace(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike[str], **contents: Any) -> None:
+    """Write a checkpoint atomically (:func:`~examples.oamn.run_files.write_atomic`: a kill
+    while writing leaves the previous file intact).
+
+    Args:
+        path: destination file; its folder must exist.
+        **contents: the keyword arguments of :func:`checkpoint_bytes`.
+
+    Raises:
+        OSError: the file could not be written (the error names it).
+    """
+    write_atomic(path, checkpoint_bytes(**contents))
 
 
 def checkpoint_digest(state: Mapping[str, Any]) -> str:
@@ -183,5 +207,63 @@ def load_model(
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
     model = build_model(dataclasses.replace(config, weights=None), state["num_classes"])
-    model.load_state_dict(state["model"])
+    load_weights(model, config, state, path)
     return model.to(device).eval(), config
+
+
+def load_weights(
+    model: nn.Module,
+    config: TrainConfig,
+    state: Mapping[str, Any],
+    path: str | os.PathLike[str],
+) -> None:
+    """Load a checkpoint's weights into ``model``, built from ``config``.
+
+    Args:
+        model: the model to fill.
+        config: the configuration ``model`` was built from.
+        state: the checkpoint (:func:`load_checkpoint`).
+        path: the checkpoint's file, for messages.
+
+    Raises:
+        ValueError: the weights do not fit: the message names the architecture options
+            (:data:`~examples.oamn.config.ARCHITECTURE_FIELDS`) whose values differ between
+            ``config`` and the checkpoint's, or else the parameters that differ (a checkpoint
+            of another version of this code).
+    """
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        stored = TrainConfig.from_dict(state["config"])
+        options = config_differences(stored, config, ARCHITECTURE_FIELDS, "checkpoint")
+        if options:
+            raise ValueError(
+                f"checkpoint {path} holds a model of another architecture than this one: "
+                f"{', '.join(options)}; use the checkpoint's values of these options"
+            ) from None
+        raise ValueError(
+            f"checkpoint {path}'s weights do not fit the model its configuration describes "
+            f"({_parameter_differences(model.state_dict(), state['model'])}); it was probably "
+            "written by another version of examples.oamn"
+        ) from None
+
+
+def _parameter_differences(own: Mapping[str, torch.Tensor], saved: Mapping[str, Any]) -> str:
+    """The first parameters that are missing, unexpected or of another shape, in words."""
+    missing = sorted(own.keys() - saved.keys())
+    unexpected = sorted(saved.keys() - own.keys())
+    reshaped = [
+        f"{name} {tuple(saved[name].shape)} instead of {tuple(own[name].shape)}"
+        for name in own
+        if name in saved and tuple(saved[name].shape) != tuple(own[name].shape)
+    ]
+    parts = [
+        f"{len(names)} {kind}, e.g. {names[0]}"
+        for kind, names in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("of another shape", reshaped),
+        )
+        if names
+    ]
+    return "; ".join(parts)

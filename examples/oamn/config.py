@@ -8,7 +8,8 @@ The command line is generated from the dataclass fields, so options and fields c
 field ``ids_per_batch`` is ``--ids-per-batch``, a bool ``occlusion`` is
 ``--occlusion/--no-occlusion``, a tuple is a comma list (``--lr-steps 17,24``). Values are
 resolved in this order, later ones winning: the defaults, the configuration of the checkpoint
-given by ``--resume``, the JSON file given by ``--config``, the options given on the command line.
+given by ``--resume`` (but for where to write: its folder), the JSON file given by
+``--config``, the options given on the command line.
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ from typing import Any
 from oamn.occlusion_aug import LOCATIONS
 
 from .model import GRADERS, OAMN
+from .run_files import write_atomic
 
-__all__ = ["TrainConfig", "build_model", "config_from_args", "config_parser"]
+__all__ = [
+    "ARCHITECTURE_FIELDS",
+    "RUN_ONLY_FIELDS",
+    "TrainConfig",
+    "build_model",
+    "config_differences",
+    "config_from_args",
+    "config_parser",
+    "resume_differences",
+]
 
 ROUTINGS = ("paper", "official")
 #: Mask losses as printed (``"paper"``), or scale-normalised (``"invariant"``, see
@@ -199,6 +210,12 @@ class TrainConfig:
     resume: str | None = _option(None, "checkpoint to resume from (its config is the base)")
     max_steps_per_epoch: int = _option(0, "stop each epoch after N steps (0: whole epochs)")
     keep_epoch_checkpoints: bool = _option(False, "also keep checkpoint_epoch{N}.pt files")
+    overwrite: bool = _option(
+        False, "replace the run already in --output-dir (its config, logs and checkpoints)"
+    )
+    verify_images: bool = _option(
+        True, "decode every image of the dataset before training, to report bad files up front"
+    )
     progress: bool = _option(True, "show tqdm progress bars")
 
     def __post_init__(self) -> None:
@@ -240,14 +257,76 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        """Write the configuration as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the configuration as indented JSON, atomically (see
+        :mod:`~examples.oamn.run_files`)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a JSON configuration file written by :meth:`save` (or by hand); missing keys
         take defaults."""
         return cls.from_dict(_read_json(path))
+
+
+#: The settings that shape the model's parameters: a checkpoint's weights fit only a model
+#: built with its values of these.
+ARCHITECTURE_FIELDS = (
+    "backbone", "split_after", "last_stride", "height", "width", "mask_module",
+    "mask_spatial_reduction", "mask_down_ratio", "grader",
+)  # fmt: skip
+#: The settings that change neither the weights a run trains nor its random draws: a resumed
+#: run may give them other values (``epochs`` may also grow, see :func:`resume_differences`).
+RUN_ONLY_FIELDS = (
+    "data_root", "workers", "val_every", "val_batch_size", "device", "output_dir", "resume",
+    "overwrite", "keep_epoch_checkpoints", "verify_images", "progress",
+)  # fmt: skip
+
+
+def config_differences(
+    reference: TrainConfig, config: TrainConfig, names: Sequence[str], reference_name: str
+) -> list[str]:
+    """The fields of ``names`` whose values differ, each as ``config``'s command-line option
+    with ``reference``'s value in brackets.
+
+    Example:
+        >>> config_differences(TrainConfig(), TrainConfig(seed=1, nesterov=False),
+        ...                    ("seed", "nesterov", "lr"), "checkpoint")
+        ['--seed 1 (checkpoint: --seed 0)', '--no-nesterov (checkpoint: --nesterov)']
+    """
+    return [
+        f"{_option_text(name, getattr(config, name))} "
+        f"({reference_name}: {_option_text(name, getattr(reference, name))})"
+        for name in names
+        if getattr(config, name) != getattr(reference, name)
+    ]
+
+
+def resume_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
+    """The settings of ``config`` that a run resumed from a checkpoint of ``stored`` cannot
+    take: every field but :data:`RUN_ONLY_FIELDS`, and ``epochs`` when it shrinks.
+
+    Example:
+        >>> resume_differences(TrainConfig(), TrainConfig(workers=0, epochs=40, lr=0.05))
+        ['--lr 0.05 (checkpoint: --lr 0.1)']
+    """
+    names = [
+        spec.name
+        for spec in dataclasses.fields(TrainConfig)
+        if spec.name not in RUN_ONLY_FIELDS and spec.name != "epochs"
+    ]
+    if config.epochs < stored.epochs:
+        names.insert(0, "epochs")
+    return config_differences(stored, config, names, "checkpoint")
+
+
+def _option_text(name: str, value: Any) -> str:
+    """How ``value`` of field ``name`` is written on the command line."""
+    option = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return option if value else "--no-" + option[2:]
+    if isinstance(value, tuple):
+        return f"{option} {','.join(map(str, value))}"
+    return f"{option} {'none' if value is None else value}"
 
 
 def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OAMN:
@@ -317,8 +396,9 @@ def config_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Resolve a configuration from command-line arguments.
 
-    Order (later wins): defaults, ``--resume``'s checkpoint configuration, ``--config`` JSON,
-    explicit options.
+    Order (later wins): defaults, ``--resume``'s checkpoint configuration (but for its
+    ``output_dir``, ``resume`` and ``overwrite``: the run directory is the checkpoint's
+    folder), ``--config`` JSON, explicit options.
 
     Example:
         >>> config = config_from_args(["--backbone", "resnet18", "--lr-steps", "5,8",
@@ -333,7 +413,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         if given.get("resume"):
             from .checkpoint import load_checkpoint  # checkpoint.py imports this module
 
-            values.update(load_checkpoint(given["resume"])["config"])
+            stored = load_checkpoint(given["resume"])["config"]
+            # Where to write and what to replace are the user's to say, never a checkpoint's.
+            values.update({k: v for k, v in stored.items() if k not in _NOT_RESUMED})
+            values["output_dir"] = str(Path(given["resume"]).parent)
         config_file = given.pop("config", None)
         if config_file is not None:
             values.update(_read_json(config_file))
@@ -341,6 +424,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         return TrainConfig.from_dict(values)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
+
+
+_NOT_RESUMED = ("output_dir", "resume", "overwrite")
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:

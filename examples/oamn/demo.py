@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from oamn.reid_eval import predict_occlusion_type
 
 from .checkpoint import load_checkpoint, load_model
-from .config import TrainConfig
+from .config import TrainConfig, resume_differences
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
 from .evaluate import library_versions, parse_strategies
@@ -64,7 +64,7 @@ from .inference import (
     occlusion_type_names,
 )
 from .synthetic import generate_synthetic_reid
-from .train import train
+from .train import train_or_resume
 from .visualize import (
     MATCH_COLOURS,
     attention_masks,
@@ -252,17 +252,15 @@ def trained_checkpoint(path: str | Path, config: TrainConfig) -> bool:
     """Whether ``path`` holds a model that finished training under ``config``, so that a
     second demo run (to redraw the figure, or after an interruption) does not retrain it.
 
-    The settings that do not change the weights (``output_dir``, ``progress``, ``resume``) are
-    not compared.
+    The settings that do not change the weights (``output_dir``, ``progress``, ``device``, ...:
+    :data:`~examples.oamn.config.RUN_ONLY_FIELDS`) are not compared.
     """
     path = Path(path)
     if not path.is_file():
         return False
     state = load_checkpoint(path)
-    ignored = {"output_dir", "progress", "resume"}
-    saved = {k: v for k, v in state["config"].items() if k not in ignored}
-    wanted = {k: v for k, v in config.to_dict().items() if k not in ignored}
-    return saved == wanted and state["epoch"] == config.epochs
+    stored = TrainConfig.from_dict(state["config"])
+    return not resume_differences(stored, config) and state["epoch"] == config.epochs
 
 
 def holistic_queries(dataset: ReIDDataset) -> tuple[ReIDItem, ...] | None:
@@ -334,7 +332,7 @@ def evaluate_models(
             awareness[name] = report["awareness"]
         reports = {"occluded": report}
         if twins is not None:
-            loader = build_test_loader(twins, height, width, batch_size, 0)
+            loader = build_test_loader(twins, height, width, batch_size, 0, split="query_holistic")
             holistic = extract_features(model, loader, device, progress=progress)
             reports["holistic"] = metrics_report(
                 EvaluationFeatures(holistic, features[name].gallery)
@@ -403,8 +401,8 @@ def save_demo_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    query_set = build_test_loader(dataset.query, height, width, 1, 0).dataset
-    gallery_set = build_test_loader(dataset.gallery, height, width, 1, 0).dataset
+    query_set = build_test_loader(dataset.query, height, width, 1, 0, split="query").dataset
+    gallery_set = build_test_loader(dataset.gallery, height, width, 1, 0, split="gallery").dataset
     oamn, baseline = features["oamn"], features["baseline"]
     count = min(num_queries, len(oamn.query))
     chosen = torch.linspace(0, len(oamn.query) - 1, count).round().long()
@@ -550,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"reusing the trained {_TITLES[name]} {checkpoint}", file=sys.stderr)
         else:
             print(f"training the {_TITLES[name]} ({config.output_dir})", file=sys.stderr)
-            train(config)
+            train_or_resume(config)
         seconds[f"train_{name}"] = time.perf_counter() - start
         models[name], _ = load_model(checkpoint, device)
     size = {"height": configs["oamn"].height, "width": configs["oamn"].width, "device": device}

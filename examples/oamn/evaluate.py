@@ -38,6 +38,7 @@ from .distributed import resolve_device
 from .evaluation import evaluation_report
 from .inference import AMP_DTYPES
 from .model import BANK_STRATEGIES
+from .run_files import os_error_message, write_atomic
 
 __all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
 
@@ -241,9 +242,22 @@ def _percent(share: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the evaluation (see the module docstring); returns the JSON written."""
+    """Run the evaluation (see the module docstring); returns the JSON written.
+
+    A file that cannot be read or written (an image, the output folder, a full disk) ends the
+    command with one line naming it and the cause.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _evaluate(parser, args, argv)
+    except OSError as error:
+        raise SystemExit(f"{parser.prog}: error: {os_error_message(error)}") from error
+
+
+def _evaluate(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> dict:
     if not args.checkpoint.is_file():
         parser.error(
             f"--checkpoint {args.checkpoint}: no such file; pass a checkpoint written by "
@@ -329,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"figures: {', '.join(str(path) for path in paths)}")
     output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(output, json.dumps(result, indent=2) + "\n")
     print(f"metrics written to {output}")
     return result
 

@@ -47,7 +47,7 @@ from .evaluate import library_versions, parse_strategies
 from .evaluation import evaluation_report
 from .intervals import paired_difference_interval
 from .synthetic import generate_synthetic_reid
-from .train import train, training_split
+from .train import train_or_resume, training_split
 
 __all__ = [
     "EXPLORATORY_VARIANTS",
@@ -348,7 +348,7 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
     checkpoint = run_dir / "checkpoint_last.pt"
     if not trained_checkpoint(checkpoint, config):
         print(f"training {run_dir}", file=sys.stderr, flush=True)
-        train(config)
+        train_or_resume(config)
     elif cached.is_file():
         return json.loads(cached.read_text())
     history = json.loads((run_dir / "log.json").read_text())

@@ -12,7 +12,18 @@ Run directory ``--output-dir``: ``config.json`` (the resolved configuration), ``
 ``seconds``, the mean of each unweighted loss term and of the weighted total ``loss``, and
 ``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10``, ``val_mINP`` when validated),
 ``checkpoint_last.pt`` every epoch, ``checkpoint_best.pt`` (the best validation mAP; the later
-epoch on ties), ``checkpoint_epoch{N}.pt`` with ``--keep-epoch-checkpoints``.
+epoch on ties), ``checkpoint_epoch{N}.pt`` with ``--keep-epoch-checkpoints``. Every file is
+written atomically (:mod:`~examples.oamn.run_files`), the checkpoints of an epoch before the
+logs that describe them, so a run killed at any moment loses at most the epoch in progress. A
+folder that holds a run is refused unless the run resumes it or ``--overwrite`` replaces it.
+
+Resume (``--resume DIR/checkpoint_last.pt``): the run directory is the checkpoint's folder
+unless ``--output-dir`` names another; the checkpoint's configuration is the base, and options
+that would change what the run trains are refused, naming each (those that cannot, such as
+``--workers``, ``--device``, ``--no-progress`` or a longer ``--epochs``, may change;
+:data:`~examples.oamn.config.RUN_ONLY_FIELDS`). Resuming removes ``.partial`` leftovers and
+writes the checkpoint's epoch's copies and logs if a kill left them unwritten; a checkpoint that
+has all its epochs trains nothing more. No ImageNet weights file is read.
 
 Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)`` (and the rank):
 the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
@@ -37,9 +48,10 @@ Multi-GPU / multi-node: ``torchrun --nproc_per_node G -m examples.oamn.train ...
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -56,8 +68,8 @@ from tqdm import tqdm
 from oamn.occlusion_aug import OcclusionAugmentation
 from oamn.reid_eval import evaluate_features
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, build_model, config_from_args
+from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights
+from .config import TrainConfig, build_model, config_from_args, resume_differences
 from .data import (
     build_test_loader,
     build_train_loader,
@@ -68,9 +80,10 @@ from .data import (
 from .distributed import DistributedContext, init_distributed
 from .inference import extract_features
 from .objective import OAMNObjective, ObjectiveResult
+from .run_files import os_error_message, remove_leftovers, remove_run, run_files, write_atomic
 from .schedule import build_optimizer, set_learning_rates
 
-__all__ = ["Trainer", "main", "train", "training_split", "training_step"]
+__all__ = ["Trainer", "main", "train", "train_or_resume", "training_split", "training_step"]
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Steps between updates of the progress bar's loss values (each update waits for the device).
@@ -84,14 +97,33 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
 
     Raises:
         ValueError: a configuration that cannot run here (no ``data_root``, CUDA asked for
-            but absent, fp16 on the CPU, a checkpoint of another dataset split), naming the
+            but absent, fp16 on the CPU, a resume with options that differ from the
+            checkpoint's, an ``output_dir`` holding another run, a bad image), naming the
             option to change.
+        OSError: a file that cannot be read or written (the error names it).
     """
     context = init_distributed(config.device)
     try:
         return Trainer(config, context).run()
     finally:
         context.close()
+
+
+def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
+    """Bring the run in ``config.output_dir`` to ``config.epochs`` epochs, for tools that own
+    their run folders (the demo, the study): resume the run there when its
+    ``checkpoint_last.pt`` was trained with the same settings
+    (:func:`~examples.oamn.config.resume_differences`; a run that has all its epochs trains
+    nothing), otherwise train afresh, replacing it.
+    """
+    last = Path(config.output_dir) / "checkpoint_last.pt"
+    try:
+        stored = TrainConfig.from_dict(load_checkpoint(last)["config"])
+    except (FileNotFoundError, ValueError):  # no run there yet, or a damaged one: start again
+        return train(dataclasses.replace(config, overwrite=True))
+    if resume_differences(stored, config):
+        return train(dataclasses.replace(config, overwrite=True))
+    return train(dataclasses.replace(config, resume=str(last)))
 
 
 class Trainer:
@@ -111,7 +143,22 @@ class Trainer:
         self.context = context
         self.device = context.device
         _check_runnable(config, self.device)
-        dataset = load_dataset(config.dataset, config.data_root)
+        # Refused before the minutes that reading the data can take.
+        state = _resumable_checkpoint(config) if config.resume else None
+        if context.is_main and _other_run_files(config) and not config.overwrite:
+            names = ", ".join(path.name for path in _other_run_files(config))
+            raise ValueError(
+                f"output_dir (--output-dir) {config.output_dir} already holds a run ({names}); "
+                f"pass --resume {Path(config.output_dir) / 'checkpoint_last.pt'} to continue "
+                "it, --overwrite to replace it, or another --output-dir"
+            )
+        dataset = load_dataset(
+            config.dataset,
+            config.data_root,
+            # One process is enough to find a bad image; a failure there stops the others.
+            verify_images=config.verify_images and context.is_main,
+            progress=config.progress,
+        )
         train_items, val_query, val_gallery = training_split(dataset.train, config)
         self.num_classes = len({item.pid for item in train_items})
         self.loader = build_train_loader(
@@ -133,19 +180,27 @@ class Trainer:
             ),
         )
         self.val_loaders = tuple(
-            build_test_loader(items, config.height, config.width, config.val_batch_size, 0)
-            for items in ((val_query, val_gallery) if val_query else ())
+            build_test_loader(
+                items, config.height, config.width, config.val_batch_size, 0, split=split
+            )
+            for split, items in (
+                (("validation query", val_query), ("validation gallery", val_gallery))
+                if val_query
+                else ()
+            )
         )
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.model = build_model(config, self.num_classes).to(self.device)
+        # A resumed run takes every weight from its checkpoint: no ImageNet file is read.
+        initial = dataclasses.replace(config, weights=None) if config.resume else config
+        self.model = build_model(initial, self.num_classes).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameter_groups(), config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        if config.resume:
-            self._resume(config.resume)
+        if state is not None:
+            self._resume(state, config.resume)
         # Terms that some switch leaves out leave parameters without gradient (the classifier
         # without L_ide, the grader without L_score); DDP must then look for them each step.
         complete = config.loss_id and config.loss_score and config.occlusion
@@ -159,10 +214,15 @@ class Trainer:
         self.run_dir = Path(config.output_dir)
 
     def run(self) -> list[dict[str, Any]]:
-        """Train the remaining epochs; return every epoch's record (resumed ones included)."""
+        """Train the remaining epochs; return every epoch's record (resumed ones included).
+
+        Raises:
+            ValueError: ``output_dir`` holds another run and ``overwrite`` is off.
+            OSError: a file of the run directory could not be written (the error names it).
+        """
         if self.context.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.config.save(self.run_dir / "config.json")
+            self._prepare_run_dir()
+        self.context.barrier()
         for epoch in range(self.start_epoch, self.config.epochs):
             record = self._train_epoch(epoch)
             if self._validates(epoch):
@@ -173,15 +233,49 @@ class Trainer:
             self.context.barrier()
         return self.history
 
-    def _resume(self, path: str) -> None:
-        state = load_checkpoint(path)
+    def _prepare_run_dir(self) -> None:
+        """Create the run directory (rank 0), remove what an interrupted write left and the
+        run that ``overwrite`` replaces; on resume, finish the checkpoint's epoch's files."""
+        run_dir, config = self.run_dir, self.config
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(run_dir)
+        if _other_run_files(config):  # the constructor refused them without overwrite
+            remove_run(run_dir)
+        config.save(run_dir / "config.json")
+        if config.resume:
+            self._repair(Path(config.resume))
+
+    def _repair(self, resume: Path) -> None:
+        """Write what a kill after ``resume``'s epoch's checkpoint may have left undone: that
+        epoch's copies (``checkpoint_last``, ``_epochN``, ``_best``) and the logs."""
+        checkpoint = resume.read_bytes()
+        epoch = self.start_epoch
+        copies = [self.run_dir / "checkpoint_last.pt"]
+        if self.config.keep_epoch_checkpoints:
+            copies.append(self.run_dir / f"checkpoint_epoch{epoch}.pt")
+        best = _best_epoch(self.history)
+        if best == epoch:
+            copies.append(self.run_dir / "checkpoint_best.pt")
+        elif best is not None and not (self.run_dir / "checkpoint_best.pt").is_file():
+            warnings.warn(
+                f"{self.run_dir} has no checkpoint_best.pt (epoch {best}, the best validation "
+                "mAP); the run goes on without it until a later epoch validates better",
+                stacklevel=3,
+            )
+        for path in copies:
+            same_file = path.is_file() and path.resolve() == resume.resolve()
+            if not same_file and (not path.is_file() or path.read_bytes() != checkpoint):
+                write_atomic(path, checkpoint)
+        _write_logs(self.history, self.run_dir)
+
+    def _resume(self, state: dict[str, Any], path: str) -> None:
         if state["num_classes"] != self.num_classes:
             raise ValueError(
                 f"checkpoint {path} has {state['num_classes']} classes but this run trains "
-                f"{self.num_classes} identities: resume with the dataset, --val-ids and --seed "
-                "of the checkpoint's run"
+                f"{self.num_classes} identities: resume with the dataset of the checkpoint's "
+                "run (--data-root)"
             )
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, self.config, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
@@ -194,11 +288,6 @@ class Trainer:
                 f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
                 f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
                 stacklevel=2,
-            )
-        if self.start_epoch >= self.config.epochs:
-            raise ValueError(
-                f"checkpoint {path} has already trained {self.start_epoch} epochs, not fewer "
-                f"than epochs={self.config.epochs}; pass a larger --epochs to train further"
             )
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -295,11 +384,12 @@ class Trainer:
         return metrics
 
     def _write(self, epoch: int) -> None:
-        """Logs and checkpoints after ``epoch`` (rank 0)."""
-        _write_logs(self.history, self.run_dir)
-        last = self.run_dir / "checkpoint_last.pt"
-        save_checkpoint(
-            last,
+        """Checkpoints, then the logs that describe them, after ``epoch`` (rank 0).
+
+        The order makes every state a kill can leave one that :meth:`_repair` completes: a
+        ``checkpoint_last.pt`` of epoch ``N`` means every file of epoch ``N - 1`` is written.
+        """
+        checkpoint = checkpoint_bytes(
             model=self.model,
             optimizer=self.optimizer,
             epoch=epoch + 1,
@@ -309,11 +399,12 @@ class Trainer:
             history=self.history,
             scaler=self.scaler,
         )
+        write_atomic(self.run_dir / "checkpoint_last.pt", checkpoint)
         if self.config.keep_epoch_checkpoints:
-            shutil.copyfile(last, self.run_dir / f"checkpoint_epoch{epoch + 1}.pt")
-        scores = [r["val_mAP"] for r in self.history if "val_mAP" in r]
-        if "val_mAP" in self.history[-1] and self.history[-1]["val_mAP"] == max(scores):
-            shutil.copyfile(last, self.run_dir / "checkpoint_best.pt")
+            write_atomic(self.run_dir / f"checkpoint_epoch{epoch + 1}.pt", checkpoint)
+        if _best_epoch(self.history) == epoch + 1:
+            write_atomic(self.run_dir / "checkpoint_best.pt", checkpoint)
+        _write_logs(self.history, self.run_dir)
 
 
 def training_step(
@@ -445,13 +536,54 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _resumable_checkpoint(config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint ``config.resume``, if ``config`` may continue it (else a ValueError
+    naming every option that differs)."""
+    state = load_checkpoint(config.resume)
+    differences = resume_differences(TrainConfig.from_dict(state["config"]), config)
+    if differences:
+        raise ValueError(
+            f"--resume {config.resume}: options that change what the run trains differ from "
+            f"the checkpoint's: {'; '.join(differences)}. Leave them out to continue the run as "
+            "it was, or start a new run in another --output-dir"
+        )
+    return state
+
+
+def _other_run_files(config: TrainConfig) -> list[Path]:
+    """The files in ``config.output_dir`` of a run that ``config`` does not continue: none when
+    it resumes a checkpoint of that folder; a ``config.json`` of the same training is what a
+    run killed before its first checkpoint leaves, and may be run again."""
+    run_dir = Path(config.output_dir)
+    if config.resume and Path(config.resume).parent.resolve() == run_dir.resolve():
+        return []
+    return [path for path in run_files(run_dir) if not _same_training(path, config)]
+
+
+def _same_training(path: Path, config: TrainConfig) -> bool:
+    """Whether ``path`` is a ``config.json`` of the same training as ``config``."""
+    if path.name != "config.json":
+        return False
+    try:
+        return not resume_differences(TrainConfig.load(path), config)
+    except ValueError:  # not a configuration of this version
+        return False
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The epoch of the best validation mAP (the later one on ties); ``None`` without any."""
+    scored = [(record["val_mAP"], record["epoch"]) for record in history if "val_mAP" in record]
+    return max(scored)[1] if scored else None
+
+
 def _write_logs(history: list[dict[str, Any]], run_dir: Path) -> None:
-    (run_dir / "log.json").write_text(json.dumps(history, indent=2) + "\n")
+    write_atomic(run_dir / "log.json", json.dumps(history, indent=2) + "\n")
+    table = io.StringIO(newline="")
     columns = list(dict.fromkeys(key for record in history for key in record))
-    with (run_dir / "log.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomic(run_dir / "log.csv", table.getvalue())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -459,9 +591,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = config_from_args(argv)
     try:
         history = train(config)
-    # Settings that cannot run (ConnectionError: weights to download offline): no traceback.
-    except (ValueError, FileNotFoundError, ConnectionError) as error:
-        raise SystemExit(f"python -m examples.oamn.train: error: {error}") from error
+    # Settings that cannot run (ConnectionError: weights to download offline) and files that
+    # cannot be read or written: one line, no traceback.
+    except (ValueError, ConnectionError, OSError) as error:
+        message = os_error_message(error) if isinstance(error, OSError) else str(error)
+        raise SystemExit(f"python -m examples.oamn.train: error: {message}") from error
     if history and int(os.environ.get("RANK", "0")) == 0:
         last = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in history[-1].items()}
         print(f"trained {last['epoch']} epochs into {config.output_dir}: {last}", file=sys.stderr)

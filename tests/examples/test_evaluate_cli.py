@@ -298,3 +298,14 @@ def test_package_works_without_matplotlib() -> None:
         timeout=120,
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_an_output_that_cannot_be_written_is_one_line(checkpoint, tmp_path) -> None:
+    (tmp_path / "file").write_text("")
+    output = tmp_path / "file" / "metrics.json"
+    options = ["--device", "cpu", "--workers", "0", "--no-progress", "--no-awareness"]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--checkpoint", str(checkpoint), "--output", str(output), *options])
+    message = str(exit_info.value.code)
+    assert "\n" not in message
+    assert re.fullmatch(r"python -m examples.oamn.evaluate: error: .*/file: File exists", message)

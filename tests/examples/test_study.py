@@ -117,7 +117,7 @@ def test_collect_summarises_the_evaluations_without_training(tmp_path, monkeypat
     def refuse(*args, **kwargs):
         raise AssertionError("--collect must not train or generate data")
 
-    monkeypatch.setattr(study, "train", refuse)
+    monkeypatch.setattr(study, "train_or_resume", refuse)
     monkeypatch.setattr(study, "generate_synthetic_reid", refuse)
     out = tmp_path / "study"
     write_evaluation(out, "paper", 0, report(0.5, band=0.6))

@@ -207,7 +207,7 @@ def test_automatic_mask_reductions_resume_from_a_checkpoint(tmp_path) -> None:
         history=[],
     )
     assert config_from_args(["--resume", str(checkpoint)]) == dataclasses.replace(
-        config, resume=str(checkpoint)
+        config, resume=str(checkpoint), output_dir=str(tmp_path)
     )
     restored, _ = load_model(checkpoint)  # rebuilt from the null values, loaded strictly
     assert restored.mask.attention.spatial_reduction == 1

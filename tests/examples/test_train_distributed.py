@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_two_process_gloo_training_keeps_the_replicas_equal(tiny_market, tmp_pat
     # ... yet, with gradients averaged by DDP, the replicas stay identical after the steps.
     for name, value in ranks[0]["parameters"].items():
         assert torch.equal(ranks[1]["parameters"][name], value), name
-    initial = Trainer(config, DistributedContext(0, 1, 0, torch.device("cpu"))).model
+    fresh = dataclasses.replace(config, output_dir=str(tmp_path / "fresh"))
+    initial = Trainer(fresh, DistributedContext(0, 1, 0, torch.device("cpu"))).model
     assert not torch.equal(initial.classifier.weight, ranks[0]["parameters"]["classifier.weight"])
     # The logged losses are the mean over the ranks, so both ranks log the same values; only
     # rank 0 validates and writes the run directory.

@@ -17,14 +17,7 @@ from tests.conftest import DEVICES
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the suite shares 2 cores with other runs, and two threads per
-    process oversubscribe them (ten times slower for these many small operations)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_rerank(
