@@ -28,6 +28,7 @@ from typing import Any
 from oamn.occlusion_aug import LOCATIONS
 
 from .model import GRADERS, OAMN
+from .precision import AMP_MODES
 from .run_files import write_atomic
 
 __all__ = [
@@ -45,7 +46,6 @@ ROUTINGS = ("paper", "official")
 #: Mask losses as printed (``"paper"``), or scale-normalised (``"invariant"``, see
 #: ``oamn.losses.mask``).
 MASK_LOSS_SCALES = ("paper", "invariant")
-AMP_MODES = ("none", "bf16", "fp16")
 _OCCLUSION_LOCATIONS = LOCATIONS[1:]
 
 

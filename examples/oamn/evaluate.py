@@ -36,8 +36,8 @@ from .checkpoint import load_model
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluation_report
-from .inference import AMP_DTYPES
 from .model import BANK_STRATEGIES
+from .precision import AMP_MODES
 from .run_files import os_error_message, write_atomic
 
 __all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--amp",
-        choices=("none", *AMP_DTYPES),
+        choices=AMP_MODES,
         default="none",
         help="autocast dtype of the forward passes, CUDA only (default: none)",
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -46,9 +46,9 @@ from oamn.reid_eval import rerank as rerank_distances
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
 from .intervals import bootstrap_interval
 from .model import BANK_STRATEGIES
+from .precision import autocast, check_amp
 
 __all__ = [
-    "AMP_DTYPES",
     "EvaluationFeatures",
     "FeatureSet",
     "evaluate_model",
@@ -60,9 +60,6 @@ __all__ = [
     "occlusion_type_names",
 ]
 
-#: Autocast dtypes by the name ``amp=`` takes; ``None`` or ``"none"`` (the training config's
-#: spelling) runs in the model's own dtype.
-AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: The ranks reported besides mAP and mINP (the CMC curve is kept whole in the report too).
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10)
@@ -115,9 +112,9 @@ def extract_features(
             extra items (e.g. the dataset indices) are ignored.
         device: where the forward passes run; batches move there with ``non_blocking=True``
             (fast from a loader with ``pin_memory=True``).
-        amp: ``None`` / ``"none"`` (default: no autocast) or a key of :data:`AMP_DTYPES`
-            (``"bf16"``, ``"fp16"``) to run the forward passes under :func:`torch.autocast`;
-            CUDA devices only.
+        amp: ``None`` / ``"none"`` (default: no autocast), ``"bf16"`` or ``"fp16"``
+            (:mod:`~examples.oamn.precision`) to run the forward passes under
+            :func:`torch.autocast`; CUDA devices only.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -170,7 +167,7 @@ def extract_gallery_bank(
         device: where the forward passes run.
         image_fill: the value of the black box in *normalised* image space (``"mask_swap"``):
             a number or one per channel; black is ``-mean / std``.
-        amp: ``None`` or a key of :data:`AMP_DTYPES` (CUDA only).
+        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -257,7 +254,7 @@ def extract_for_evaluation(
             :data:`examples.oamn.model.BANK_STRATEGIES`, without repeats.
         unify: ``False`` builds no bank (``strategies`` ignored).
         two_sided: also build each strategy's bank of the queries (the two-sided rows).
-        amp: ``None``, ``"none"`` or a key of :data:`AMP_DTYPES` (CUDA only).
+        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
         progress: show tqdm progress bars.
 
     Returns:
@@ -268,7 +265,7 @@ def extract_for_evaluation(
     """
     strategies = tuple(strategies) if unify else ()
     _check_strategies(strategies)
-    _check_amp(amp)
+    check_amp(amp)
     for name, items in (("query_items", query_items), ("gallery_items", gallery_items)):
         if len(items) == 0:
             raise ValueError(f"{name} is empty; pass the dataset's {name.split('_')[0]} split")
@@ -562,15 +559,14 @@ def _map_batches(
     concatenated int64 pids and camids of the batches.
     """
     device = torch.device(device)
-    amp = _check_amp(amp)
+    amp = check_amp(amp)
     if amp is not None and device.type != "cuda":
         # CPU bf16 autocast is unreliable: in torch 2.14 a torchvision ResNet's first bf16 call
         # after a float32 one returns NaN rows (oneDNN), so it is refused, not used silently.
         raise ValueError(f"amp={amp!r} is for CUDA devices; on {device} pass amp=None")
-    autocast = nullcontext() if amp is None else torch.autocast(device.type, AMP_DTYPES[amp])
     outputs: list[list[Tensor]] = []
     pids, camids = [], []
-    with evaluation_mode(model), autocast:
+    with evaluation_mode(model), autocast(device, amp):
         for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
             images, batch_pids, batch_camids = _unpack(batch)
             results = forward(images.to(device, non_blocking=True))
@@ -609,12 +605,3 @@ def _check_strategies(strategies: Sequence[str]) -> None:
         raise ValueError(f"unknown bank strategies {unknown}; choose from {BANK_STRATEGIES}")
     if len(set(strategies)) != len(strategies):
         raise ValueError(f"strategies must not repeat, got {list(strategies)}")
-
-
-def _check_amp(amp: str | None) -> str | None:
-    """``amp`` as a key of :data:`AMP_DTYPES`, or ``None`` for no autocast."""
-    if amp is None or amp == "none":
-        return None
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'none' or one of {tuple(AMP_DTYPES)}, got {amp!r}")
-    return amp

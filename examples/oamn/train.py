@@ -56,7 +56,6 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +79,12 @@ from .data import (
 from .distributed import DistributedContext, init_distributed
 from .inference import extract_features
 from .objective import OAMNObjective, ObjectiveResult
+from .precision import autocast
 from .run_files import os_error_message, remove_leftovers, remove_run, run_files, write_atomic
 from .schedule import build_optimizer, set_learning_rates
 
 __all__ = ["Trainer", "main", "train", "train_or_resume", "training_split", "training_step"]
 
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Steps between updates of the progress bar's loss values (each update waits for the device).
 _BAR_INTERVAL = 10
 
@@ -479,7 +478,7 @@ def _finite_objective(
 ) -> ObjectiveResult:
     """The forward pass and the objective of :func:`training_step`; a FloatingPointError if
     the model's outputs or the loss are not finite."""
-    with _autocast(images.device, amp):
+    with autocast(images.device, amp):
         output = network(images)
     advice = "lower --lr, or train without --amp"
     try:
@@ -521,12 +520,6 @@ def training_split(train_items, config: TrainConfig):
 def _derived_seed(*keys: int) -> int:
     """A 63-bit seed mixing ``keys`` (numpy's SeedSequence: nearby keys give unrelated seeds)."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _autocast(device: torch.device, amp: str):
-    if amp == "none":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
 
 
 def _rng_state() -> dict[str, Any]:
