@@ -44,7 +44,8 @@ import torch
 
 from . import train
 from .checkpoint import load_checkpoint, load_model
-from .config import TrainConfig, config_from_args
+from .config import TrainConfig
+from .config_cli import config_from_args
 from .data import load_dataset
 from .distributed import resolve_device
 from .inference import evaluate_model

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ARCHITECTURE_FIELDS, TrainConfig, build_model, config_differences
-from .model import OAMN
+from .config import ARCHITECTURE_FIELDS, TrainConfig, config_differences
+from .model import OAMN, build_model
 from .run_files import write_atomic
 
 __all__ = [

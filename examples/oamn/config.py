@@ -1,20 +1,16 @@
-"""The training configuration: every hyper-parameter and its default, JSON and CLI.
+"""The training configuration: every hyper-parameter and its default, checked, as JSON.
 
 :class:`TrainConfig` holds everything a run depends on; its defaults are the paper's recipe
 (METHOD.md §7: ResNet-50 split after layer3, 256x128, 32 ids x 2 images, SGD Nesterov, warm-up to
 0.1 over 10 epochs then steps at 17 and 24, 30 epochs, lambda = 5 / 0.5 / 1 / 1, margin 0.5).
-
-The command line is generated from the dataclass fields, so options and fields cannot drift:
-field ``ids_per_batch`` is ``--ids-per-batch``, a bool ``occlusion`` is
-``--occlusion/--no-occlusion``, a tuple is a comma list (``--lr-steps 17,24``). Values are
-resolved in this order, later ones winning: the defaults, the configuration of the checkpoint
-given by ``--resume`` (but for where to write: its folder), the JSON file given by
-``--config``, the options given on the command line.
+Which fields shape the model and which a resumed run may change are listed here too
+(:data:`ARCHITECTURE_FIELDS`, :data:`RUN_ONLY_FIELDS`). The command line is generated from the
+fields in :mod:`~examples.oamn.config_cli`, the model built in
+:func:`~examples.oamn.model.build_model`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -27,22 +23,22 @@ from typing import Any
 
 from oamn.occlusion_aug import LOCATIONS
 
-from .model import GRADERS, OAMN
+from .model import BACKBONES, GRADERS, POOLINGS
 from .precision import AMP_MODES
+from .routing import ROUTINGS
 from .run_files import write_atomic
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "MASK_LOSS_SCALES",
     "RUN_ONLY_FIELDS",
     "TrainConfig",
-    "build_model",
     "config_differences",
-    "config_from_args",
-    "config_parser",
+    "optional_type",
+    "read_settings",
     "resume_differences",
 ]
 
-ROUTINGS = ("paper", "official")
 #: Mask losses as printed (``"paper"``), or scale-normalised (``"invariant"``, see
 #: ``oamn.losses.mask``).
 MASK_LOSS_SCALES = ("paper", "invariant")
@@ -111,9 +107,7 @@ class TrainConfig:
     val_every: int = _option(5, "validate every N epochs (and after the last epoch)")
     val_batch_size: int = _option(128, "batch size of validation feature extraction")
     # Model.
-    backbone: str = _option(
-        "resnet50", "torchvision backbone", ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
-    )
+    backbone: str = _option("resnet50", "torchvision backbone", BACKBONES)
     split_after: str = _option("layer3", "backbone stage after which the mask module sits")
     last_stride: int = _option(2, "stride of the backbone's last stage (1 or 2)")
     weights: str | None = _option(
@@ -122,7 +116,7 @@ class TrainConfig:
         "such as IMAGENET1K_V1, DEFAULT or ResNet50_Weights.IMAGENET1K_V2 (read from the torch "
         "hub cache, downloaded into it when online); none: random initialisation",
     )
-    pooling: str = _option("max", "global pooling of the head", ("max", "avg"))
+    pooling: str = _option("max", "global pooling of the head", POOLINGS)
     dropout: float = _option(0.5, "dropout probability before the classifier")
     mask_module: bool = _option(True, "use the attention mask module (off: m = 1)")
     mask_spatial_reduction: int | None = _option(
@@ -265,7 +259,7 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a JSON configuration file written by :meth:`save` (or by hand); missing keys
         take defaults."""
-        return cls.from_dict(_read_json(path))
+        return cls.from_dict(read_settings(path))
 
 
 #: The settings that shape the model's parameters: a checkpoint's weights fit only a model
@@ -329,107 +323,13 @@ def _option_text(name: str, value: Any) -> str:
     return f"{option} {'none' if value is None else value}"
 
 
-def build_model(config: TrainConfig | Mapping[str, Any], num_classes: int) -> OAMN:
-    """The :class:`~examples.oamn.model.OAMN` a configuration describes, in train mode.
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The settings of a JSON configuration file (a JSON object of field names and values).
 
-    Args:
-        config: a :class:`TrainConfig` or its :meth:`~TrainConfig.to_dict` form (as stored in
-            checkpoints).
-        num_classes: number of training identities of the classifier.
-
-    Returns:
-        The model on the CPU; with ``routing="official"`` its mask module sees ``f.detach()``.
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, or not a JSON object.
     """
-    if not isinstance(config, TrainConfig):
-        config = TrainConfig.from_dict(config)
-    return OAMN(
-        num_classes,
-        backbone=config.backbone,
-        split_after=config.split_after,
-        last_stride=config.last_stride,
-        input_size=(config.height, config.width),
-        weights=config.weights,
-        pooling=config.pooling,
-        dropout=config.dropout,
-        use_mask=config.mask_module,
-        detach_mask_input=config.routing == "official",
-        mask_spatial_reduction=config.mask_spatial_reduction,
-        mask_down_ratio=config.mask_down_ratio,
-        grader=config.grader,
-    )
-
-
-def config_parser() -> argparse.ArgumentParser:
-    """The command-line parser, one option per :class:`TrainConfig` field plus ``--config``.
-
-    Options given on the command line are the only ones set in the parsed namespace (the others
-    are absent), so a JSON file or a checkpoint's configuration can fill them.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.oamn.train",
-        description="Train OAMN (Chen et al., ICCV 2021). Defaults are the paper's recipe but "
-        "for the occlusion-awareness remedies (docs/AWARENESS.md).",
-        argument_default=argparse.SUPPRESS,
-    )
-    parser.add_argument("--config", help="JSON file of settings (command-line options win)")
-    hints = typing.get_type_hints(TrainConfig)
-    defaults = TrainConfig()
-    for spec in dataclasses.fields(TrainConfig):
-        flags = ["--" + spec.name.replace("_", "-")]
-        if spec.name == "max_steps_per_epoch":
-            flags.append("--max-steps")
-        default = getattr(defaults, spec.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        kwargs: dict[str, Any] = {"help": f"{spec.metadata['help']} (default: {shown})"}
-        kind = hints[spec.name]
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif spec.metadata["choices"]:
-            kwargs["choices"] = spec.metadata["choices"]
-        else:
-            kwargs["type"] = _parse_function(spec.name, kind)
-            kwargs["metavar"] = _metavar(kind)
-        parser.add_argument(*flags, dest=spec.name, **kwargs)
-    return parser
-
-
-def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Resolve a configuration from command-line arguments.
-
-    Order (later wins): defaults, ``--resume``'s checkpoint configuration (but for its
-    ``output_dir``, ``resume`` and ``overwrite``: the run directory is the checkpoint's
-    folder), ``--config`` JSON, explicit options.
-
-    Example:
-        >>> config = config_from_args(["--backbone", "resnet18", "--lr-steps", "5,8",
-        ...                            "--no-occlusion"])
-        >>> config.backbone, config.lr_steps, config.occlusion
-        ('resnet18', (5, 8), False)
-    """
-    parser = config_parser()
-    given = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    try:
-        if given.get("resume"):
-            from .checkpoint import load_checkpoint  # checkpoint.py imports this module
-
-            stored = load_checkpoint(given["resume"])["config"]
-            # Where to write and what to replace are the user's to say, never a checkpoint's.
-            values.update({k: v for k, v in stored.items() if k not in _NOT_RESUMED})
-            values["output_dir"] = str(Path(given["resume"]).parent)
-        config_file = given.pop("config", None)
-        if config_file is not None:
-            values.update(_read_json(config_file))
-        values.update(given)
-        return TrainConfig.from_dict(values)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
-
-
-_NOT_RESUMED = ("output_dir", "resume", "overwrite")
-
-
-def _read_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"configuration file {path} does not exist")
@@ -442,51 +342,10 @@ def _read_json(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def _parse_function(name: str, kind: Any) -> Any:
-    """The argparse ``type=`` callable for a field annotated ``kind``."""
-    option = "--" + name.replace("_", "-")
-    if typing.get_origin(kind) is tuple:
-        item = typing.get_args(kind)[0]
-
-        def parse_list(text: str) -> tuple[Any, ...]:
-            parts = [part.strip() for part in text.split(",") if part.strip()]
-            try:
-                return tuple(item(part) for part in parts)
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"{option} takes a comma list of {item.__name__}, got {text!r}"
-                ) from None
-
-        return parse_list
-    if isinstance(kind, types.UnionType):  # ``X | None``: "none" or "" means None
-        item = _optional_type(kind)
-
-        def parse_optional(text: str) -> Any:
-            if text.lower() in ("", "none"):
-                return None
-            try:
-                return item(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"{option} takes {item.__name__} or none, got {text!r}"
-                ) from None
-
-        return parse_optional
-    return kind
-
-
-def _optional_type(kind: Any) -> type:
+def optional_type(kind: Any) -> type:
     """``X`` of an ``X | None`` annotation."""
     (item,) = (arg for arg in typing.get_args(kind) if arg is not types.NoneType)
     return item
-
-
-def _metavar(kind: Any) -> str:
-    if typing.get_origin(kind) is tuple:
-        return "A,B,..."
-    if isinstance(kind, types.UnionType):
-        kind = _optional_type(kind)
-    return "TEXT" if kind is str else kind.__name__.upper()
 
 
 def _flag(name: str) -> str:
@@ -570,7 +429,7 @@ def _check_type(name: str, value: Any, kind: Any) -> None:
         valid = isinstance(value, tuple) and all(_is_instance(v, item) for v in value)
         expected = f"a list of {item.__name__}"
     elif isinstance(kind, types.UnionType):
-        item = _optional_type(kind)
+        item = optional_type(kind)
         valid = value is None or _is_instance(value, item)
         expected = f"of type {item.__name__} or null"
     else:

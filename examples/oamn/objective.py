@@ -3,28 +3,15 @@ r"""OAMN's training objective (paper §3.2-3.5, eq. 9-10) composed from the ``oa
 ``L1 = lambda_1 (alpha_1 L_mask1 + alpha_2 L_mask2) + lambda_2 L_tri-g + lambda_3 L_ide`` and
 ``L2 = lambda_4 L_score``; the training step back-propagates ``L1 + L2`` once.
 
-The batch is ``oamn.occlusion_aug``'s layout: ``V`` view-major blocks of ``B`` rows, the holistic
-images first, then one block per occlusion location, row ``v * B + i`` a view of image ``i``.
-``L_ide`` is the cross-entropy over all ``V * B`` logits, the triplet loss mines the pooled
-features ``h`` of all rows (within each location group for ``L_tri-g``), ``L_score`` supervises
-the grader on all rows. Without occlusion augmentation (the baseline) the batch is the ``B``
-holistic images only, and ``L_mask``, ``L_score`` and the grouping are skipped.
+The batch is an ``oamn.occlusion_aug.OcclusionBatch``: ``V`` view-major blocks of ``B`` rows,
+the holistic images first, then one block per occlusion location; its ``sample_index`` gives
+each row's image, hence its identity label. ``L_ide`` is the cross-entropy over all ``V * B``
+logits, the triplet loss mines the pooled features ``h`` of all rows (within each location group
+for ``L_tri-g``), ``L_score`` supervises the grader on all rows. Without occlusion augmentation
+(the baseline) the batch is the ``B`` holistic images only, and ``L_mask``, ``L_score`` and the
+grouping are skipped.
 
-Gradient routing:
-
-* ``"paper"``: every term reaches every parameter it depends on. ``L_score`` reaches only the
-  grader because the model feeds the grader a detached input.
-* ``"official"`` (default; with the scale-invariant mask losses the ``"paper"`` routing
-  collapses the features, docs/AWARENESS.md): the authors' code stepped two optimisers, one for
-  ``L_mask`` over the mask module only, and discarded the mask losses' gradients into the
-  encoder ``E^I``. Here, in one backward, the mask losses read ``f.detach()`` (``L_mask1`` as
-  ``(f - f^p).detach() * m^p``, ``L_mask2`` on ``m * f.detach()``), so they reach the mask
-  module and not ``E^I``; with
-  :func:`~examples.oamn.config.build_model`'s ``detach_mask_input``, the mask module also sees
-  ``f.detach()``, so ``E^I`` learns only through ``g = m * f``, as in their code. Not reproduced:
-  the two sequential updates (their second step saw parameters the first had just changed) and
-  the separate momentum buffers of the two optimisers; the mask module here gets the sum of its
-  mask-loss and ``L1``-through-``g`` gradients in one step, with one momentum buffer.
+Gradient routing (``routing``): what the mask losses read, see :mod:`~examples.oamn.routing`.
 """
 
 from __future__ import annotations
@@ -44,9 +31,10 @@ from oamn.losses import (
     mask_complement_loss,
     mask_consistency_loss,
 )
-from oamn.occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import LOCATIONS, OcclusionBatch
 
-from .config import MASK_LOSS_SCALES, ROUTINGS, TrainConfig
+from .config import MASK_LOSS_SCALES, TrainConfig
+from .routing import ROUTINGS
 
 __all__ = ["ModelOutput", "OAMNObjective", "ObjectiveResult"]
 
@@ -110,14 +98,14 @@ class OAMNObjective:
 
     Example:
         >>> from types import SimpleNamespace
-        >>> B, N = 4, 20  # 4 images (2 identities x 2), 5 views each
+        >>> from oamn.occlusion_aug import OcclusionAugmentation
+        >>> views = OcclusionAugmentation()(torch.rand(4, 3, 16, 8))  # 4 images, 5 views each
+        >>> N = views.images.shape[0]  # 20 rows, as a model would give them
         >>> out = SimpleNamespace(f=torch.rand(N, 8, 4, 2), m=torch.rand(N, 1, 4, 2),
         ...     pooled=torch.rand(N, 16), logits=torch.rand(N, 3),
         ...     grader_scores=torch.rand(N, 4).softmax(1))
         >>> out.g = out.m * out.f
-        >>> location = torch.arange(5).repeat_interleave(B)
-        >>> area = torch.tensor([0.0] * B + [0.5, 0.25, 0.5, 0.5] * 4)
-        >>> result = OAMNObjective()(out, torch.tensor([0, 0, 1, 1]), location, area)
+        >>> result = OAMNObjective()(out, torch.tensor([0, 0, 1, 1]), views)
         >>> sorted(result.components)
         ['id', 'loss', 'mask1', 'mask2', 'score', 'triplet']
     """
@@ -142,7 +130,7 @@ class OAMNObjective:
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
-            raise ValueError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
+            raise ValueError(f"routing must be one of {tuple(ROUTINGS)}, got {self.routing!r}")
         if self.mask_loss_scale not in MASK_LOSS_SCALES:
             raise ValueError(
                 f"mask_loss_scale must be one of {MASK_LOSS_SCALES}, got {self.mask_loss_scale!r}"
@@ -154,29 +142,29 @@ class OAMNObjective:
         return cls(**{spec.name: getattr(config, spec.name) for spec in dataclasses.fields(cls)})
 
     def __call__(
-        self,
-        output: ModelOutput,
-        pids: Tensor,
-        location: Tensor | None = None,
-        area: Tensor | None = None,
+        self, output: ModelOutput, pids: Tensor, views: OcclusionBatch | None = None
     ) -> ObjectiveResult:
         r"""The loss of one batch.
 
         Args:
-            output: the model's output for ``N = V * B`` rows in view-major blocks of ``B``.
-            pids: ``(B,)`` int64 identity labels (``0..num_classes-1``) of the holistic images.
-            location: ``(N,)`` int64 location codes (``OcclusionBatch.location``), or ``None``
-                for a batch of holistic images only (``N = B``).
-            area: ``(N,)`` areas 0, 0.25, 0.5 (``OcclusionBatch.area``), with ``location``.
+            output: the model's output for the ``N = V * B`` rows of ``views.images``, or for
+                the ``B`` holistic images when ``views`` is ``None``.
+            pids: ``(B,)`` int64 identity labels (``0..num_classes-1``) of the ``B`` images.
+            views: the augmentation's output the model ran on, holistic views included (the
+                default ``include_holistic=True``); ``None`` for a batch of holistic images
+                only (the baseline).
 
         Returns:
             The :class:`ObjectiveResult`. Outputs in a lower precision (AMP) are promoted to
             float32 first.
         """
-        views = _check_layout(output, pids, location, area)
+        blocks = _view_blocks(output, pids, views)
         batch = pids.shape[0]
-        labels = pids.repeat(len(views))
-        occluded = len(views) > 1
+        labels = pids if views is None else pids[views.sample_index]
+        location = area = None
+        if views is not None:
+            location, area = views.location, views.area
+        occluded = len(blocks) > 1
         weighted: list[Tensor] = []
         components: dict[str, Tensor] = {}
 
@@ -196,7 +184,7 @@ class OAMNObjective:
                 triplet = batch_hard_triplet_loss(pooled, labels, self.margin)
             add("triplet", triplet, self.lambda_triplet)
         if self.loss_mask and occluded:
-            for name, value, alpha in self._mask_losses(output, views, batch, area):
+            for name, value, alpha in self._mask_losses(output, blocks, batch, area):
                 add(name, value, self.lambda_mask * alpha)
         if self.loss_score and occluded:
             score = grader_loss(
@@ -211,7 +199,7 @@ class OAMNObjective:
         self, output: ModelOutput, views: list[str], batch: int, area: Tensor
     ) -> list[tuple[str, Tensor, float]]:
         f, m = output.f.float(), output.m.float()
-        if self.routing == "official":
+        if ROUTINGS[self.routing].mask_losses_detach_features:
             f = f.detach()
             g = m * f
         else:
@@ -244,33 +232,29 @@ class OAMNObjective:
         return terms
 
 
-def _check_layout(
-    output: ModelOutput, pids: Tensor, location: Tensor | None, area: Tensor | None
-) -> list[str]:
-    """Check the view-major layout; return the location name of each block of ``B`` rows."""
+def _view_blocks(output: ModelOutput, pids: Tensor, views: OcclusionBatch | None) -> list[str]:
+    """Check that ``output``, ``pids`` and ``views`` describe one batch; return the location
+    name of each block of ``B`` rows."""
     if not isinstance(pids, Tensor) or pids.ndim != 1 or pids.numel() == 0:
         raise ValueError("pids must be a non-empty (B,) tensor of identity labels")
-    batch = pids.shape[0]
-    rows = output.logits.shape[0]
-    if (location is None) != (area is None):
-        raise ValueError("location and area must be given together (or both left out)")
-    if location is None:
+    batch, rows = pids.shape[0], output.logits.shape[0]
+    if views is None:
         if rows != batch:
             raise ValueError(
-                f"without location labels the batch must be the {batch} holistic images, got "
-                f"{rows} rows; pass the OcclusionBatch's location and area"
+                f"without views the batch must be the {batch} holistic images, got {rows} "
+                "rows; pass the OcclusionBatch the model ran on"
             )
         return ["none"]
-    if location.shape != (rows,) or area.shape != (rows,) or rows % batch:
+    if views.params.batch_size != batch or views.images.shape[0] != rows:
         raise ValueError(
-            f"location and area must have one entry per output row ({rows}), a multiple of the "
-            f"{batch} pids; got {tuple(location.shape)} and {tuple(area.shape)}"
+            f"the views were made from {views.params.batch_size} images into "
+            f"{views.images.shape[0]} rows, but pids has {batch} labels and the output {rows} "
+            "rows: pass the OcclusionBatch the model ran on and its images' labels"
         )
-    blocks = location.view(rows // batch, batch)
-    codes: list[Any] = blocks[:, 0].tolist()
-    if codes[0] != 0 or bool((blocks != blocks[:, :1]).any()) or len(set(codes)) != len(codes):
+    codes: list[Any] = views.location[::batch].tolist()
+    if codes[0] != 0:
         raise ValueError(
-            "location must be view-major blocks of B rows, holistic (0) first, one block per "
-            "location, as OcclusionBatch.location is"
+            "the views lack the holistic images, which the objective compares the occluded "
+            "views with: make them with OcclusionAugmentation(include_holistic=True)"
         )
     return [LOCATIONS[code] for code in codes]

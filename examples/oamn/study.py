@@ -39,7 +39,8 @@ import torch
 
 from .awareness import awareness_report
 from .checkpoint import load_model
-from .config import TrainConfig, config_parser
+from .config import TrainConfig
+from .config_cli import config_parser
 from .data import load_dataset
 from .demo import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .distributed import resolve_device

@@ -64,11 +64,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from oamn.occlusion_aug import OcclusionAugmentation
+from oamn.occlusion_aug import OcclusionAugmentation, OcclusionBatch
 from oamn.reid_eval import evaluate_features
 
 from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights
-from .config import TrainConfig, build_model, config_from_args, resume_differences
+from .config import TrainConfig, resume_differences
+from .config_cli import config_from_args
 from .data import (
     build_test_loader,
     build_train_loader,
@@ -78,6 +79,7 @@ from .data import (
 )
 from .distributed import DistributedContext, init_distributed
 from .inference import extract_features
+from .model import build_model
 from .objective import OAMNObjective, ObjectiveResult
 from .precision import autocast
 from .run_files import os_error_message, remove_leftovers, remove_run, run_files, write_atomic
@@ -441,16 +443,15 @@ def training_step(
             images, or a diverged model). Nothing is updated: no parameter, and no buffer
             either (the forward pass's BatchNorm statistics are put back).
     """
-    location = area = None
-    if augmentation is not None:
-        views = augmentation(images, generator=generator)
-        images, location, area = views.images, views.location, views.area
+    views = None if augmentation is None else augmentation(images, generator=generator)
+    if views is not None:
+        images = views.images
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     # The forward pass updates the running statistics before the loss can be checked.
     buffers = [buffer.detach().clone() for buffer in network.buffers()]
     try:
-        result = _finite_objective(network, objective, images, pids, location, area, amp)
+        result = _finite_objective(network, objective, images, pids, views, amp)
     except FloatingPointError:
         with torch.no_grad():
             for buffer, saved in zip(network.buffers(), buffers, strict=True):
@@ -472,8 +473,7 @@ def _finite_objective(
     objective: OAMNObjective,
     images: torch.Tensor,
     pids: torch.Tensor,
-    location: torch.Tensor | None,
-    area: torch.Tensor | None,
+    views: OcclusionBatch | None,
     amp: str,
 ) -> ObjectiveResult:
     """The forward pass and the objective of :func:`training_step`; a FloatingPointError if
@@ -482,7 +482,7 @@ def _finite_objective(
         output = network(images)
     advice = "lower --lr, or train without --amp"
     try:
-        result = objective(output, pids, location, area)
+        result = objective(output, pids, views)
     except ValueError as error:  # the losses refuse NaN and inf inputs
         outputs = (output.f, output.m, output.pooled, output.logits, output.grader_scores)
         if all(bool(torch.isfinite(value).all()) for value in outputs):

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchvision.models import MobileNet_V2_Weights, ResNet18_Weights
 
-from examples.oamn.config import build_model, config_from_args
-from examples.oamn.model import OAMN, build_torchvision_model, load_backbone_weights
+from examples.oamn.config_cli import config_from_args
+from examples.oamn.model import OAMN, build_model, build_torchvision_model, load_backbone_weights
 
 MOBILENET_WEIGHTS = Path(__file__).resolve().parents[3] / "shared/weights/mobilenet_v2_imagenet.pth"
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from examples.oamn.checkpoint import load_model, save_checkpoint
-from examples.oamn.config import TrainConfig, build_model, config_from_args, config_parser
+from examples.oamn.config import TrainConfig
+from examples.oamn.config_cli import config_from_args, config_parser
+from examples.oamn.model import build_model
 
 
 def test_defaults_are_the_papers_recipe_with_the_awareness_remedies() -> None:

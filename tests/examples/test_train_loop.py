@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from examples.oamn.checkpoint import load_checkpoint, load_model, save_checkpoint
-from examples.oamn.config import TrainConfig, build_model
+from examples.oamn.config import TrainConfig
 from examples.oamn.data import ImageDataset, build_train_loader, load_dataset
 from examples.oamn.data import test_transform as eval_transform
 from examples.oamn.distributed import DistributedContext
+from examples.oamn.model import build_model
 from examples.oamn.objective import OAMNObjective
 from examples.oamn.schedule import build_optimizer
 from examples.oamn.train import Trainer, main, train, training_step

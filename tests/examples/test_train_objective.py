@@ -72,7 +72,7 @@ def test_components_equal_the_losses_package(mask_loss_scale: str) -> None:
     views = _views()
     _, out = _forward(views)
     objective = OAMNObjective(**WEIGHTS, mask_loss_scale=mask_loss_scale)
-    result = objective(out, PIDS, views.location, views.area)
+    result = objective(out, PIDS, views)
     labels, batch = PIDS.repeat(5), len(PIDS)
     g = [out.g[v * batch : (v + 1) * batch] for v in range(5)]
     is_half = views.area[batch : 2 * batch] == 0.5
@@ -113,8 +113,8 @@ def test_components_equal_the_losses_package(mask_loss_scale: str) -> None:
 def test_switching_a_term_off_removes_exactly_it(switch, terms) -> None:
     views = _views()
     _, out = _forward(views)
-    full = OAMNObjective(**WEIGHTS)(out, PIDS, views.location, views.area)
-    reduced = OAMNObjective(**WEIGHTS, **{switch: False})(out, PIDS, views.location, views.area)
+    full = OAMNObjective(**WEIGHTS)(out, PIDS, views)
+    reduced = OAMNObjective(**WEIGHTS, **{switch: False})(out, PIDS, views)
     assert set(full.components) - set(reduced.components) == set(terms)
     removed = sum(weight * full.components[name] for name, weight in terms.items())
     torch.testing.assert_close(reduced.loss, full.loss - removed, rtol=1e-6, atol=1e-7)
@@ -123,10 +123,10 @@ def test_switching_a_term_off_removes_exactly_it(switch, terms) -> None:
 def test_plain_triplet_mines_across_locations() -> None:
     views = _views()
     _, out = _forward(views)
-    result = OAMNObjective(grouped_triplet=False)(out, PIDS, views.location, views.area)
+    result = OAMNObjective(grouped_triplet=False)(out, PIDS, views)
     expected = batch_hard_triplet_loss(out.pooled, PIDS.repeat(5), margin=0.5)
     torch.testing.assert_close(result.components["triplet"], expected.detach(), rtol=0, atol=0)
-    grouped = OAMNObjective()(out, PIDS, views.location, views.area).components["triplet"]
+    grouped = OAMNObjective()(out, PIDS, views).components["triplet"]
     assert not torch.equal(grouped, result.components["triplet"])
 
 
@@ -144,7 +144,7 @@ def test_baseline_batch_is_the_holistic_images_only() -> None:
 def test_location_subset_keeps_only_the_complete_pair() -> None:
     views = _views(locations=("top", "bottom"))
     _, out = _forward(views)
-    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views.location, views.area)
+    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views)
     batch = len(PIDS)
     g, g_top, g_bottom = (out.g[v * batch : (v + 1) * batch] for v in range(3))
     half = views.area[batch : 2 * batch] == 0.5
@@ -157,7 +157,7 @@ def test_an_incomplete_pair_adds_nothing_to_mask2() -> None:
     """Top without bottom: L_mask2 is the left/right term alone (no ``g_top - g`` residual)."""
     views = _views(locations=("top", "left", "right"))
     _, out = _forward(views)
-    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views.location, views.area)
+    result = OAMNObjective(mask_loss_scale="paper")(out, PIDS, views)
     batch = len(PIDS)
     g, _, g_left, g_right = (out.g[v * batch : (v + 1) * batch] for v in range(4))
     half = views.area[batch : 2 * batch] == 0.5
@@ -168,7 +168,7 @@ def test_an_incomplete_pair_adds_nothing_to_mask2() -> None:
 def test_location_set_without_a_pair_has_no_mask2() -> None:
     views = _views(locations=("top", "left"))
     _, out = _forward(views)
-    result = OAMNObjective()(out, PIDS, views.location, views.area)
+    result = OAMNObjective()(out, PIDS, views)
     assert "mask2" not in result.components
     assert "mask1" in result.components
 
@@ -178,7 +178,7 @@ def _mask_gradients(routing: str) -> dict[str, torch.Tensor | None]:
     model, out = _forward(views, detach_mask_input=routing == "official")
     only_mask = {"loss_triplet": False, "loss_id": False, "loss_score": False}
     objective = OAMNObjective(routing=routing, **only_mask)
-    objective(out, PIDS, views.location, views.area).loss.backward()
+    objective(out, PIDS, views).loss.backward()
     return {"encoder": model.encoder.weight.grad, "mask": model.mask.weight.grad}
 
 
@@ -195,8 +195,8 @@ def test_official_routing_keeps_mask_loss_gradients_out_of_the_encoder() -> None
 def test_routing_changes_gradients_not_values() -> None:
     views = _views()
     _, out = _forward(views)
-    paper = OAMNObjective()(out, PIDS, views.location, views.area)
-    official = OAMNObjective(routing="official")(out, PIDS, views.location, views.area)
+    paper = OAMNObjective()(out, PIDS, views)
+    official = OAMNObjective(routing="official")(out, PIDS, views)
     for name, value in paper.components.items():
         torch.testing.assert_close(official.components[name], value, rtol=0, atol=0)
 
@@ -205,7 +205,7 @@ def test_score_loss_reaches_only_the_grader() -> None:
     views = _views()
     model, out = _forward(views)
     only_score = {"loss_triplet": False, "loss_id": False, "loss_mask": False}
-    OAMNObjective(**only_score)(out, PIDS, views.location, views.area).loss.backward()
+    OAMNObjective(**only_score)(out, PIDS, views).loss.backward()
     assert torch.count_nonzero(model.grader.weight.grad) > 0
     assert model.encoder.weight.grad is None
     assert model.mask.weight.grad is None
@@ -215,7 +215,7 @@ def test_low_precision_outputs_are_promoted() -> None:
     views = _views()
     _, out = _forward(views)
     half = SimpleNamespace(**{k: v.detach().bfloat16() for k, v in vars(out).items()})
-    result = OAMNObjective()(half, PIDS, views.location, views.area)
+    result = OAMNObjective()(half, PIDS, views)
     assert result.loss.dtype == torch.float32
     assert torch.isfinite(result.loss)
 
@@ -235,15 +235,15 @@ def test_bad_layouts() -> None:
     views = _views()
     _, out = _forward(views)
     objective = OAMNObjective()
-    with pytest.raises(ValueError, match="location and area must be given together"):
-        objective(out, PIDS, views.location)
-    with pytest.raises(ValueError, match="without location labels the batch must be the 6"):
+    with pytest.raises(ValueError, match="without views the batch must be the 6 holistic images"):
         objective(out, PIDS)
-    with pytest.raises(ValueError, match=r"one entry per output row \(30\)"):
-        objective(out, PIDS, views.location[:6], views.area[:6])
-    with pytest.raises(ValueError, match="view-major blocks of B rows, holistic"):
-        objective(out, PIDS, views.location.flip(0), views.area.flip(0))
+    with pytest.raises(ValueError, match=r"views were made from 6 images into 30 rows, but pids"):
+        objective(out, PIDS[:4], views)
+    occluded_only = OcclusionAugmentation(include_holistic=False)(torch.rand(6, 3, 16, 8))
+    _, out = _forward(occluded_only)
+    with pytest.raises(ValueError, match="the views lack the holistic images"):
+        objective(out, PIDS, occluded_only)
     with pytest.raises(ValueError, match=r"pids must be a non-empty \(B,\) tensor"):
-        objective(out, PIDS[:0], views.location, views.area)
+        objective(out, PIDS[:0], views)
     with pytest.raises(ValueError, match="routing must be one of"):
         OAMNObjective(routing="two-step")

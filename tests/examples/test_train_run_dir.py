@@ -16,7 +16,8 @@ import torchvision
 
 from examples.oamn import run_files
 from examples.oamn.checkpoint import checkpoint_bytes, load_checkpoint, load_model, load_weights
-from examples.oamn.config import TrainConfig, build_model
+from examples.oamn.config import TrainConfig
+from examples.oamn.model import build_model
 from examples.oamn.run_files import os_error_message, remove_run, write_atomic
 from examples.oamn.train import main, train, train_or_resume
 from tests.examples.fake_data import make_market_tree

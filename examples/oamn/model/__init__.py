@@ -3,12 +3,13 @@
 :class:`OAMN` (forward to an :class:`OAMNOutput`, ``extract`` for test features, ``gallery_bank``
 for occlusion unification), the backbone split (:mod:`.backbones`), ImageNet weights from a
 local file or a torchvision weight enum (:func:`resolve_backbone_weights`,
-:func:`load_backbone_weights`), the occlusion graders (:mod:`.grader`) and the bank strategies
-(:mod:`.bank`).
+:func:`load_backbone_weights`), the occlusion graders (:mod:`.grader`), the bank strategies
+(:mod:`.bank`), and the model of a training configuration (:func:`build_model`).
 """
 
 from .backbones import BACKBONES, STAGES, BackboneSplit, build_torchvision_model, split_backbone
 from .bank import BANK_STRATEGIES, occlusion_bank
+from .factory import build_model
 from .grader import GRADERS, build_grader
 from .oamn import OAMN, POOLINGS, OAMNOutput
 from .weights import CLASSIFIER_PREFIXES, load_backbone_weights, resolve_backbone_weights
@@ -24,6 +25,7 @@ __all__ = [
     "BackboneSplit",
     "OAMNOutput",
     "build_grader",
+    "build_model",
     "build_torchvision_model",
     "load_backbone_weights",
     "occlusion_bank",
