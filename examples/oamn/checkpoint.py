@@ -9,7 +9,7 @@ A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
      "digest": checkpoint_digest of all the rest}
 
 ``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
-random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.train`). ``torch_threads`` and
+random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.training`). ``torch_threads`` and
 ``digest`` are absent from checkpoints written before they existed; those load unverified.
 Files are written atomically (:func:`~examples.oamn.run_files.write_atomic`), and a
 checkpoint's weights load into a model only where the architecture options agree

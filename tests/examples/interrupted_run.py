@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from examples.oamn import run_files, train
+from examples.oamn import run_files, train, training
 
 
 def _die() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     name, count = moment.rsplit(":", 1)
     calls = 0
     if name == "step":
-        step = train.training_step
+        step = training.training_step
 
         def step_then_die(*args, **kwargs):
             nonlocal calls
@@ -37,7 +37,7 @@ def main() -> None:
                 _die()
             return step(*args, **kwargs)
 
-        train.training_step = step_then_die
+        training.training_step = step_then_die
     else:
         write = run_files._write_synced
 

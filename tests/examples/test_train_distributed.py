@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from examples.oamn.config import TrainConfig
 from examples.oamn.distributed import DistributedContext, init_distributed
-from examples.oamn.train import Trainer
+from examples.oamn.training import Trainer
 from tests.examples.helpers_train import tiny_config
 
 WORLD_SIZE = 2

@@ -18,7 +18,9 @@ from examples.oamn.distributed import DistributedContext
 from examples.oamn.model import build_model
 from examples.oamn.objective import OAMNObjective
 from examples.oamn.schedule import build_optimizer
-from examples.oamn.train import Trainer, main, train, training_step
+from examples.oamn.step import training_step
+from examples.oamn.train import main
+from examples.oamn.training import Trainer, train
 from oamn.occlusion_aug import OcclusionAugmentation
 from tests.conftest import DEVICES
 from tests.examples.helpers_train import tiny_config

@@ -19,7 +19,8 @@ from examples.oamn.checkpoint import checkpoint_bytes, load_checkpoint, load_mod
 from examples.oamn.config import TrainConfig
 from examples.oamn.model import build_model
 from examples.oamn.run_files import os_error_message, remove_run, write_atomic
-from examples.oamn.train import main, train, train_or_resume
+from examples.oamn.train import main
+from examples.oamn.training import train, train_or_resume
 from tests.examples.fake_data import make_market_tree
 from tests.examples.helpers_train import tiny_config, tiny_options
 

@@ -1,0 +1,106 @@
+r"""One optimisation step: occluded views, forward, ``L1 + L2``, backward, step.
+
+The path of a batch: the augmentation makes the ``OcclusionBatch`` of views, the model runs on its
+images (under autocast with ``amp``), the objective reads the model's output with the views, one
+backward, one optimiser step. A step whose outputs or loss are not finite changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from oamn.occlusion_aug import OcclusionAugmentation, OcclusionBatch
+
+from .objective import OAMNObjective, ObjectiveResult
+from .precision import autocast
+
+__all__ = ["training_step"]
+
+
+def training_step(
+    network: nn.Module,
+    objective: OAMNObjective,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    pids: torch.Tensor,
+    *,
+    augmentation: OcclusionAugmentation | None = None,
+    generator: torch.Generator | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on a batch: occluded views, forward, ``L1 + L2``, backward, step.
+
+    Args:
+        network: the OAMN model (or its DDP wrapper), in train mode, on ``images``' device.
+        objective: the loss.
+        optimizer: steps once.
+        images: ``(B, 3, H, W)`` normalised images on the model's device.
+        pids: ``(B,)`` int64 identity labels on the same device.
+        augmentation: makes the occluded views; ``None`` trains on the holistic images only.
+        generator: the augmentation's source of randomness (a CPU generator).
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast of the forward pass.
+        channels_last: feed the views in channels_last memory format.
+        scaler: a ``GradScaler`` (fp16); ``None`` for a plain backward.
+
+    Returns:
+        The objective's detached components (``"loss"`` the total).
+
+    Raises:
+        FloatingPointError: the model's outputs or the loss are NaN or infinite (non-finite
+            images, or a diverged model). Nothing is updated: no parameter, and no buffer
+            either (the forward pass's BatchNorm statistics are put back).
+    """
+    views = None if augmentation is None else augmentation(images, generator=generator)
+    if views is not None:
+        images = views.images
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    # The forward pass updates the running statistics before the loss can be checked.
+    buffers = [buffer.detach().clone() for buffer in network.buffers()]
+    try:
+        result = _finite_objective(network, objective, images, pids, views, amp)
+    except FloatingPointError:
+        with torch.no_grad():
+            for buffer, saved in zip(network.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        raise
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        result.loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(result.loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return result.components
+
+
+def _finite_objective(
+    network: nn.Module,
+    objective: OAMNObjective,
+    images: torch.Tensor,
+    pids: torch.Tensor,
+    views: OcclusionBatch | None,
+    amp: str,
+) -> ObjectiveResult:
+    """The forward pass and the objective of :func:`training_step`; a FloatingPointError if
+    the model's outputs or the loss are not finite."""
+    with autocast(images.device, amp):
+        output = network(images)
+    advice = "lower --lr, or train without --amp"
+    try:
+        result = objective(output, pids, views)
+    except ValueError as error:  # the losses refuse NaN and inf inputs
+        outputs = (output.f, output.m, output.pooled, output.logits, output.grader_scores)
+        if all(bool(torch.isfinite(value).all()) for value in outputs):
+            raise
+        raise FloatingPointError(
+            f"the model's outputs are not finite ({error}); {advice}"
+        ) from None
+    if not torch.isfinite(result.loss):
+        terms = {name: round(float(value), 4) for name, value in result.components.items()}
+        raise FloatingPointError(f"the loss is not finite (terms {terms}); {advice}")
+    return result

@@ -1,0 +1,415 @@
+r"""Training OAMN: :func:`train` runs (or resumes) the run a configuration describes.
+
+Each step: a ``P x K`` batch is normalised on the CPU by the loader, moved to the device, where
+``oamn.occlusion_aug.OcclusionAugmentation`` makes the ``4 B`` aligned occluded copies; the model
+runs on the ``5 B`` views (under autocast with ``--amp``),
+:class:`~examples.oamn.objective.OAMNObjective` gives ``L1 + L2``, one backward, one SGD step
+(:func:`~examples.oamn.step.training_step`). The learning rates are set once per epoch
+(:mod:`examples.oamn.schedule`).
+
+Run directory ``output_dir`` (:mod:`~examples.oamn.run_directory`): the configuration, the logs
+(one record per epoch: ``epoch`` (1-based), the base ``lr``, ``steps``, ``seconds``, the mean of
+each unweighted loss term and of the weighted total ``loss``, and ``val_mAP``, ``val_R1``,
+``val_R5``, ``val_R10``, ``val_mINP`` when validated) and the checkpoints, each written
+atomically, so a run killed at any moment loses at most the epoch in progress. A folder that
+holds a run is refused unless the run resumes it or ``--overwrite`` replaces it.
+
+Resume (``--resume DIR/checkpoint_last.pt``): the run directory is the checkpoint's folder
+unless ``--output-dir`` names another; the checkpoint's configuration is the base, and options
+that would change what the run trains are refused, naming each (those that cannot, such as
+``--workers``, ``--device``, ``--no-progress`` or a longer ``--epochs``, may change;
+:data:`~examples.oamn.config.RUN_ONLY_FIELDS`). Resuming removes ``.partial`` leftovers and
+writes the checkpoint's epoch's copies and logs if a kill left them unwritten; a checkpoint that
+has all its epochs trains nothing more. No ImageNet weights file is read.
+
+Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)`` (and the rank):
+the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
+workers), the global torch generator (dropout) reseeded at the start of the epoch, and the
+occlusion augmentation's generator seeded from ``(seed, e, rank, step)``. So ``--resume
+checkpoint_last.pt`` continues bit for bit on the CPU with the same number of torch threads
+(recorded in the checkpoint; resume warns when it differs), and on CUDA up to the
+nondeterminism of its kernels.
+
+Mixed precision: ``--amp bf16`` runs the forward passes under ``torch.autocast`` on CUDA or on
+the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only on CUDA, with a ``GradScaler``.
+The losses are always computed in float32; validation on the CPU runs in float32.
+
+Validation (``--val-ids N``) holds ``N`` training identities out of training (a query/gallery
+split of them, :func:`~examples.oamn.data.split_validation`) and evaluates them every
+``--val-every`` epochs and after the last one; the test set is never looked at.
+
+Multi-GPU / multi-node: under ``torchrun`` each process calls :func:`train`, see
+:mod:`examples.oamn.distributed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from oamn.occlusion_aug import OcclusionAugmentation
+from oamn.reid_eval import evaluate_features
+
+from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights
+from .config import TrainConfig, resume_differences
+from .data import (
+    ReIDDataset,
+    ReIDItem,
+    build_test_loader,
+    build_train_loader,
+    load_dataset,
+    split_validation,
+    train_transform,
+)
+from .distributed import DistributedContext, init_distributed
+from .inference import extract_features
+from .model import build_model
+from .objective import OAMNObjective
+from .run_directory import RunDirectory
+from .schedule import build_optimizer, set_learning_rates
+from .step import training_step
+
+__all__ = ["Trainer", "train", "train_or_resume", "training_split"]
+
+#: Steps between updates of the progress bar's loss values (each update waits for the device).
+_BAR_INTERVAL = 10
+
+
+def train(config: TrainConfig) -> list[dict[str, Any]]:
+    """Run (or resume, with ``config.resume``) a training; return the per-epoch records.
+
+    Under ``torchrun`` each process calls this; rank 0 writes the run directory.
+
+    Raises:
+        ValueError: a configuration that cannot run here (no ``data_root``, CUDA asked for
+            but absent, fp16 on the CPU, a resume with options that differ from the
+            checkpoint's, an ``output_dir`` holding another run, a bad image), naming the
+            option to change.
+        OSError: a file that cannot be read or written (the error names it).
+    """
+    context = init_distributed(config.device)
+    try:
+        return Trainer(config, context).run()
+    finally:
+        context.close()
+
+
+def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
+    """Bring the run in ``config.output_dir`` to ``config.epochs`` epochs, for tools that own
+    their run folders (the demo, the study): resume the run there when its
+    ``checkpoint_last.pt`` was trained with the same settings
+    (:func:`~examples.oamn.config.resume_differences`; a run that has all its epochs trains
+    nothing), otherwise train afresh, replacing it.
+    """
+    last = Path(config.output_dir) / "checkpoint_last.pt"
+    try:
+        stored = TrainConfig.from_dict(load_checkpoint(last)["config"])
+    except (FileNotFoundError, ValueError):  # no run there yet, or a damaged one: start again
+        return train(dataclasses.replace(config, overwrite=True))
+    if resume_differences(stored, config):
+        return train(dataclasses.replace(config, overwrite=True))
+    return train(dataclasses.replace(config, resume=str(last)))
+
+
+class Trainer:
+    """One training run: data, model, optimiser, and the epoch loop.
+
+    :func:`train` is the usual entry point; the class gives access to the run's parts
+    (``model``, ``optimizer``, ``loader``, ``history``).
+
+    Args:
+        config: the run's configuration.
+        context: this process's place in the (possibly single-process) run, from
+            :func:`~examples.oamn.distributed.init_distributed`.
+    """
+
+    def __init__(self, config: TrainConfig, context: DistributedContext) -> None:
+        self.config = config
+        self.context = context
+        self.device = context.device
+        _check_runnable(config, self.device)
+        self.run_dir = RunDirectory(config)
+        # Refused before the minutes that reading the data can take.
+        state = _resumable_checkpoint(config) if config.resume else None
+        if context.is_main:
+            self.run_dir.check_free()
+        train_items, val_query, val_gallery = training_split(
+            _dataset(config, context).train, config
+        )
+        self.num_classes = len({item.pid for item in train_items})
+        self.loader = _train_loader(train_items, config, context)
+        self.val_loaders = _validation_loaders(val_query, val_gallery, config)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        # A resumed run takes every weight from its checkpoint: no ImageNet file is read.
+        initial = dataclasses.replace(config, weights=None) if config.resume else config
+        self.model = build_model(initial, self.num_classes).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model.parameter_groups(), config)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        if state is not None:
+            self._resume(state, config.resume)
+        # Terms that some switch leaves out leave parameters without gradient (the classifier
+        # without L_ide, the grader without L_score); DDP must then look for them each step.
+        complete = config.loss_id and config.loss_score and config.occlusion
+        self.network = context.wrap(self.model, find_unused_parameters=not complete)
+        self.augmentation = (
+            OcclusionAugmentation(config.occlusion_locations, config.occlusion_areas)
+            if config.occlusion
+            else None
+        )
+        self.objective = OAMNObjective.from_config(config)
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; return every epoch's record (resumed ones included).
+
+        Raises:
+            ValueError: ``output_dir`` holds another run and ``overwrite`` is off.
+            OSError: a file of the run directory could not be written (the error names it).
+        """
+        if self.context.is_main:
+            self.run_dir.prepare(self.history)
+        self.context.barrier()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            record = self._train_epoch(epoch)
+            if self._validates(epoch):
+                record |= self._validate()
+            self.history.append(record)
+            if self.context.is_main:
+                self._write(epoch)
+            self.context.barrier()
+        return self.history
+
+    def _resume(self, state: dict[str, Any], path: str) -> None:
+        if state["num_classes"] != self.num_classes:
+            raise ValueError(
+                f"checkpoint {path} has {state['num_classes']} classes but this run trains "
+                f"{self.num_classes} identities: resume with the dataset of the checkpoint's "
+                "run (--data-root)"
+            )
+        load_weights(self.model, self.config, state, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = state["epoch"]
+        self.history = list(state["history"])
+        threads = state.get("torch_threads")  # absent from checkpoints written before it
+        if threads is not None and threads != torch.get_num_threads():
+            warnings.warn(
+                f"checkpoint {path} was written with {threads} torch threads and this run uses "
+                f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
+                f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
+                stacklevel=2,
+            )
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        config, context = self.config, self.context
+        lr = set_learning_rates(self.optimizer, config, epoch)
+        self.loader.batch_sampler.set_epoch(epoch)
+        batches = iter(self.loader)
+        # After iter(): a fresh loader iterator draws its base seed from the global generator,
+        # and a resumed run creates its first iterator at a later epoch than a straight run.
+        torch.manual_seed(_derived_seed(config.seed, epoch, context.rank))
+        steps = len(self.loader)
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        self.network.train()
+        totals: dict[str, torch.Tensor] = {}
+        started = time.perf_counter()
+        bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (config.progress and context.is_main),
+            dynamic_ncols=True,
+        )
+        with bar:
+            for step in range(steps):
+                images, pids, *_ = next(batches)
+                components = self._step(images, pids, epoch, step)
+                for name, value in components.items():
+                    totals[name] = totals.get(name, 0.0) + value
+                if step % _BAR_INTERVAL == 0 or step == steps - 1:
+                    bar.set_postfix({name: f"{float(v):.3f}" for name, v in components.items()})
+                bar.update()
+        means = context.mean({name: float(total) / steps for name, total in totals.items()})
+        return {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "steps": steps,
+            "seconds": round(time.perf_counter() - started, 3),
+            **means,
+        }
+
+    def _step(
+        self, images: torch.Tensor, pids: torch.Tensor, epoch: int, step: int
+    ) -> dict[str, torch.Tensor]:
+        config = self.config
+        generator = torch.Generator().manual_seed(
+            _derived_seed(config.seed, epoch, self.context.rank, step)
+        )
+        try:
+            return training_step(
+                self.network,
+                self.objective,
+                self.optimizer,
+                images.to(self.device, non_blocking=True),
+                pids.to(self.device, non_blocking=True),
+                augmentation=self.augmentation,
+                generator=generator,
+                amp=config.amp,
+                channels_last=config.channels_last,
+                scaler=self.scaler,
+            )
+        except FloatingPointError as error:
+            raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {error}") from None
+
+    def _validates(self, epoch: int) -> bool:
+        last = epoch + 1 == self.config.epochs
+        return bool(self.val_loaders) and ((epoch + 1) % self.config.val_every == 0 or last)
+
+    def _validate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.context.is_main:
+            # inference.extract_features takes autocast on CUDA only: the CPU validates in fp32.
+            on_cuda = self.device.type == "cuda"
+            amp = self.config.amp if on_cuda and self.config.amp != "none" else None
+            query, gallery = (
+                extract_features(self.model, loader, self.device, amp, self.config.progress)
+                for loader in self.val_loaders
+            )
+            result = evaluate_features(
+                query.features,
+                gallery.features,
+                query.pids,
+                gallery.pids,
+                query.camids,
+                gallery.camids,
+            )
+            metrics = {
+                "val_mAP": result.mAP,
+                "val_R1": float(result.cmc[0]),
+                "val_R5": float(result.cmc[min(4, len(result.cmc) - 1)]),
+                "val_R10": float(result.cmc[min(9, len(result.cmc) - 1)]),
+                "val_mINP": result.mINP,
+            }
+        self.context.barrier()
+        return metrics
+
+    def _write(self, epoch: int) -> None:
+        """The run directory's files after ``epoch`` (rank 0)."""
+        checkpoint = checkpoint_bytes(
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=epoch + 1,
+            config=self.config,
+            num_classes=self.num_classes,
+            rng_state=_rng_state(),
+            history=self.history,
+            scaler=self.scaler,
+        )
+        self.run_dir.write_epoch(checkpoint, self.history)
+
+
+def _check_runnable(config: TrainConfig, device: torch.device) -> None:
+    if config.data_root is None:
+        raise ValueError(
+            "data_root (--data-root) is required: the folder of the dataset named by --dataset"
+        )
+    if config.amp == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"amp (--amp) fp16 needs CUDA but this run is on {device}; use --amp bf16 or none"
+        )
+
+
+def training_split(
+    train_items: Sequence[ReIDItem], config: TrainConfig
+) -> tuple[Sequence[ReIDItem], Sequence[ReIDItem], Sequence[ReIDItem]]:
+    """``(train_rest, val_query, val_gallery)``: the identities ``config.val_ids`` holds out for
+    validation (:func:`~examples.oamn.data.split_validation`; a count ``>= 1`` or a fraction),
+    or all of ``train_items`` and no validation split."""
+    if not config.val_ids:
+        return train_items, (), ()
+    count = config.val_ids
+    return split_validation(train_items, int(count) if count >= 1 else count, config.seed)
+
+
+def _derived_seed(*keys: int) -> int:
+    """A 63-bit seed mixing ``keys`` (numpy's SeedSequence: nearby keys give unrelated seeds)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _resumable_checkpoint(config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint ``config.resume``, if ``config`` may continue it (else a ValueError
+    naming every option that differs)."""
+    state = load_checkpoint(config.resume)
+    differences = resume_differences(TrainConfig.from_dict(state["config"]), config)
+    if differences:
+        raise ValueError(
+            f"--resume {config.resume}: options that change what the run trains differ from "
+            f"the checkpoint's: {'; '.join(differences)}. Leave them out to continue the run as "
+            "it was, or start a new run in another --output-dir"
+        )
+    return state
+
+
+def _dataset(config: TrainConfig, context: DistributedContext) -> ReIDDataset:
+    return load_dataset(
+        config.dataset,
+        config.data_root,
+        # One process is enough to find a bad image; a failure there stops the others.
+        verify_images=config.verify_images and context.is_main,
+        progress=config.progress,
+    )
+
+
+def _train_loader(
+    items: Sequence[ReIDItem], config: TrainConfig, context: DistributedContext
+) -> DataLoader:
+    return build_train_loader(
+        items,
+        config.height,
+        config.width,
+        config.ids_per_batch,
+        config.instances_per_id,
+        seed=config.seed,
+        workers=config.workers,
+        num_replicas=context.world_size,
+        rank=context.rank,
+        transform=train_transform(
+            config.height,
+            config.width,
+            pad=config.pad,
+            flip_prob=config.flip_prob,
+            rotation=config.rotation,
+        ),
+    )
+
+
+def _validation_loaders(
+    query: Sequence[ReIDItem], gallery: Sequence[ReIDItem], config: TrainConfig
+) -> tuple[DataLoader, ...]:
+    """The loaders of the held-out identities' query and gallery images; none without them."""
+    if not query:
+        return ()
+    return tuple(
+        build_test_loader(items, config.height, config.width, config.val_batch_size, 0, split=split)
+        for split, items in (("validation query", query), ("validation gallery", gallery))
+    )
