@@ -354,6 +354,15 @@ def _flag(name: str) -> str:
 
 def _check_config(config: TrainConfig) -> None:
     """Raise ``ValueError`` naming the field and its option for the first bad value."""
+    _check_types_and_choices(config)
+    _check_ranges(config)
+    _check_schedule(config)
+    _check_occlusion(config)
+    _check_losses(config)
+    _check_device(config)
+
+
+def _check_types_and_choices(config: TrainConfig) -> None:
     hints = typing.get_type_hints(TrainConfig)
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
@@ -361,6 +370,9 @@ def _check_config(config: TrainConfig) -> None:
         choices = spec.metadata["choices"]
         if choices and value not in choices:
             raise ValueError(f"{_flag(spec.name)} must be one of {choices}, got {value!r}")
+
+
+def _check_ranges(config: TrainConfig) -> None:
     positive = (
         "height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size",
         "mask_spatial_reduction", "mask_down_ratio",
@@ -403,8 +415,9 @@ def _check_config(config: TrainConfig) -> None:
             f"{_flag('val_ids')} must be a whole count (>= 1) or a fraction (< 1), "
             f"got {config.val_ids}"
         )
-    _check_schedule(config)
-    _check_occlusion(config)
+
+
+def _check_losses(config: TrainConfig) -> None:
     if config.loss_triplet and config.instances_per_id < 2:
         raise ValueError(
             f"{_flag('instances_per_id')} must be >= 2 for the triplet loss (positives), got "
@@ -412,6 +425,9 @@ def _check_config(config: TrainConfig) -> None:
         )
     if not (config.loss_id or config.loss_triplet):
         raise ValueError("at least one identity loss is needed: enable --loss-id or --loss-triplet")
+
+
+def _check_device(config: TrainConfig) -> None:
     if config.device != "auto" and not config.device.startswith(("cpu", "cuda")):
         raise ValueError(
             f"{_flag('device')} must be auto, cpu, cuda or cuda:N, got {config.device!r}"
