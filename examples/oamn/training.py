@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -78,7 +79,7 @@ from .run_directory import RunDirectory
 from .schedule import build_optimizer, set_learning_rates
 from .step import training_step
 
-__all__ = ["Trainer", "train", "train_or_resume", "training_split"]
+__all__ = ["Trainer", "train", "train_or_resume", "training_split", "validation_metrics"]
 
 #: Steps between updates of the progress bar's loss values (each update waits for the device).
 _BAR_INTERVAL = 10
@@ -204,14 +205,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"]
         self.history = list(state["history"])
-        threads = state.get("torch_threads")  # absent from checkpoints written before it
-        if threads is not None and threads != torch.get_num_threads():
-            warnings.warn(
-                f"checkpoint {path} was written with {threads} torch threads and this run uses "
-                f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
-                f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
-                stacklevel=2,
-            )
+        _warn_on_another_thread_count(state, path)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         config, context = self.config, self.context
@@ -281,28 +275,8 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.context.is_main:
-            # inference.extract_features takes autocast on CUDA only: the CPU validates in fp32.
-            on_cuda = self.device.type == "cuda"
-            amp = self.config.amp if on_cuda and self.config.amp != "none" else None
-            query, gallery = (
-                extract_features(self.model, loader, self.device, amp, self.config.progress)
-                for loader in self.val_loaders
-            )
-            result = evaluate_features(
-                query.features,
-                gallery.features,
-                query.pids,
-                gallery.pids,
-                query.camids,
-                gallery.camids,
-            )
-            metrics = {
-                "val_mAP": result.mAP,
-                "val_R1": float(result.cmc[0]),
-                "val_R5": float(result.cmc[min(4, len(result.cmc) - 1)]),
-                "val_R10": float(result.cmc[min(9, len(result.cmc) - 1)]),
-                "val_mINP": result.mINP,
-            }
+            query, gallery = self.val_loaders
+            metrics = validation_metrics(self.model, query, gallery, self.config, self.device)
         self.context.barrier()
         return metrics
 
@@ -319,6 +293,54 @@ class Trainer:
             scaler=self.scaler,
         )
         self.run_dir.write_epoch(checkpoint, self.history)
+
+
+def validation_metrics(
+    model: nn.Module,
+    query: DataLoader,
+    gallery: DataLoader,
+    config: TrainConfig,
+    device: torch.device,
+) -> dict[str, float]:
+    """``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10`` and ``val_mINP`` of the held-out
+    identities (R_k at the last rank where the gallery is smaller than k).
+
+    The forward passes run under ``config.amp`` on CUDA; the CPU validates in float32
+    (extraction takes autocast on CUDA only).
+    """
+    amp = config.amp if device.type == "cuda" else None
+    query_set, gallery_set = (
+        extract_features(model, loader, device, amp, config.progress) for loader in (query, gallery)
+    )
+    result = evaluate_features(
+        query_set.features,
+        gallery_set.features,
+        query_set.pids,
+        gallery_set.pids,
+        query_set.camids,
+        gallery_set.camids,
+    )
+    cmc = result.cmc
+    return {
+        "val_mAP": result.mAP,
+        "val_R1": float(cmc[0]),
+        "val_R5": float(cmc[min(4, len(cmc) - 1)]),
+        "val_R10": float(cmc[min(9, len(cmc) - 1)]),
+        "val_mINP": result.mINP,
+    }
+
+
+def _warn_on_another_thread_count(state: dict[str, Any], path: str) -> None:
+    """Warn when a checkpoint was written with another torch thread count than this process
+    uses: CPU results depend on it."""
+    threads = state.get("torch_threads")  # absent from checkpoints written before it
+    if threads is not None and threads != torch.get_num_threads():
+        warnings.warn(
+            f"checkpoint {path} was written with {threads} torch threads and this run uses "
+            f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
+            f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
+            stacklevel=4,
+        )
 
 
 def _check_runnable(config: TrainConfig, device: torch.device) -> None:
