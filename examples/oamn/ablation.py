@@ -14,7 +14,7 @@ Four models are trained with :func:`examples.oamn.train.main`, each in its own f
   unification needs the mask: without one every bank row is the plain feature);
 * ``full``: + ``L_mask``: every loss.
 
-The six rows of Table 6 evaluate them on the test split (:func:`examples.oamn.inference.
+The six rows of Table 6 evaluate them on the test split (:func:`examples.oamn.evaluation.
 evaluate_model`): baseline, +OA, +grouped triplet and +L_mask without unification; +OU is the
 ``grouped`` model with occlusion unification (mask-swap bank), "all" the ``full`` model with it.
 The ``full`` model is also evaluated with the feature-level bank (accuracy and bank build time).
@@ -48,7 +48,8 @@ from .config import TrainConfig
 from .config_cli import config_from_args
 from .data import load_dataset
 from .distributed import resolve_device
-from .inference import evaluate_model
+from .evaluation import evaluate_model
+from .reporting import TABLE_COLUMNS
 
 __all__ = ["RUNS", "TABLE_ROWS", "format_markdown", "main"]
 
@@ -86,7 +87,8 @@ _STRATEGIES: dict[str, tuple[str, ...]] = {
     "grouped": ("mask_swap",),
     "full": ("mask_swap", "feature"),
 }
-_METRICS = ("R1", "R5", "mAP", "mINP")
+#: The metric columns of the tables: the evaluation's, without R10.
+_METRICS = tuple(column for column in TABLE_COLUMNS if column != "R10")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +181,6 @@ def _evaluate(run_dir: Path, dataset, batch_size: int) -> dict[str, Any]:
         batch_size=batch_size,
         workers=config.workers,
         strategies=strategies,
-        unify=bool(strategies),
         progress=config.progress,
     )
     report["evaluation_seconds"] = round(time.perf_counter() - started, 1)

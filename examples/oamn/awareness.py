@@ -45,7 +45,8 @@ from oamn.occlusion_aug import (
 from oamn.reid_eval import predict_occlusion_type
 
 from .data import ReIDItem, build_test_loader
-from .inference import evaluation_mode, occlusion_type_names
+from .extraction import evaluation_mode
+from .reporting import occlusion_type_names
 
 __all__ = [
     "HALF_FRACTION",
@@ -105,7 +106,7 @@ def awareness_report(
     Returns:
         ``(report, true_types)``: the JSON-ready report, and the ``(Q,)`` true types of the
         queries (``None`` without a synthetic manifest) for the true-type rows of
-        :func:`~examples.oamn.inference.metrics_report`.
+        :func:`~examples.oamn.reporting.metrics_report`.
     """
     loader = build_test_loader(query_items, height, width, batch_size, workers, split="query")
     report = {

@@ -55,16 +55,17 @@ from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig, resume_differences
 from .data import DATASETS, ReIDDataset, ReIDItem, build_test_loader, load_dataset
 from .distributed import resolve_device
-from .evaluate import library_versions, parse_strategies
 from .evaluation import evaluation_report
-from .inference import (
-    EvaluationFeatures,
-    extract_features,
+from .extraction import EvaluationFeatures, extract_features, parse_strategies
+from .reporting import (
+    TABLE_COLUMNS,
+    format_table,
+    library_versions,
     metrics_report,
     occlusion_type_names,
 )
 from .synthetic import generate_synthetic_reid
-from .train import train_or_resume
+from .training import train_or_resume
 from .visualize import (
     MATCH_COLOURS,
     attention_masks,
@@ -83,7 +84,6 @@ __all__ = [
     "build_parser",
     "demo_configs",
     "evaluate_models",
-    "format_table",
     "holistic_queries",
     "main",
     "save_demo_figure",
@@ -152,7 +152,6 @@ MODELS: tuple[str, ...] = ("baseline", "oamn")
 #: E^I pass per image).
 DEFAULT_STRATEGIES: tuple[str, ...] = ("band",)
 _TITLES = {"baseline": "baseline", "oamn": "OAMN"}
-_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
 _FIGURE_QUERIES = 4
 _TOP_K = 5
 
@@ -344,35 +343,11 @@ def evaluate_models(
                         "model": _TITLES[name],
                         "queries": queries,
                         "setting": row["name"],
-                        **{column: row[column] for column in _COLUMNS},
+                        **{column: row[column] for column in TABLE_COLUMNS},
                         "num_valid_queries": row["num_valid_queries"],
                     }
                 )
     return rows, features, awareness
-
-
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows of :func:`evaluate_models` as a text table in %.
-
-    Example:
-        >>> row = {"model": "OAMN", "queries": "occluded", "setting": "no unification",
-        ...        "R1": 0.5, "R5": 1.0, "R10": 1.0, "mAP": 0.625, "mINP": 0.25}
-        >>> print(format_table([row]))
-        model     queries   setting              R1     R5    R10    mAP   mINP
-        OAMN      occluded  no unification     50.0  100.0  100.0   62.5   25.0
-    """
-    settings = [
-        row["setting"].replace("unified, ", "unified ").replace(" bank", "") for row in rows
-    ]
-    width = max(17, *(len(setting) + 2 for setting in settings))
-    header = f"{'model':<10}{'queries':<10}{'setting':<{width}}" + "".join(
-        f"{c:>7}" for c in _COLUMNS
-    )
-    lines = [header]
-    for row, setting in zip(rows, settings, strict=True):
-        values = "".join(f"{100 * row[c]:7.1f}" for c in _COLUMNS)
-        lines.append(f"{row['model']:<10}{row['queries']:<10}{setting:<{width}}{values}")
-    return "\n".join(lines)
 
 
 def save_demo_figure(
@@ -494,6 +469,12 @@ def _activation_maps(model: nn.Module, images: Tensor, device: str | torch.devic
         model.train(was_training)
 
 
+def _short_setting(setting: str) -> str:
+    """A row's setting as the table shows it: ``"unified, band bank, two-sided"`` ->
+    ``"unified band, two-sided"``."""
+    return setting.replace("unified, ", "unified ").replace(" bank", "")
+
+
 def _min_max(heat: Tensor) -> Tensor:
     """``(1, h, w)`` map scaled to ``[0, 1]`` (a constant map becomes 0)."""
     return (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
@@ -564,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figures.append(save_awareness_figure(awareness["oamn"], output_dir / "awareness.png"))
     seconds["figure"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - started
-    table = format_table(rows)
+    short = [{**row, "setting": _short_setting(row["setting"])} for row in rows]
+    table = format_table(short, ("model", "queries", "setting"))
     print(
         f"{dataset_name} ({data_root}): {len(dataset.query)} queries, "
         f"{len(dataset.gallery)} gallery images"

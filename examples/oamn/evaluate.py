@@ -22,27 +22,22 @@ awareness (matplotlib needed then only).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
-
-import torch
 
 from .checkpoint import load_model
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
-from .evaluation import evaluation_report
+from .evaluation import evaluation_report, write_evaluation
+from .extraction import parse_strategies
 from .model import BANK_STRATEGIES
 from .precision import AMP_MODES
-from .run_files import os_error_message, write_atomic
+from .reporting import format_report
+from .run_files import os_error_message
 
-__all__ = ["build_parser", "format_table", "library_versions", "main", "parse_strategies"]
-
-_TABLE_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+__all__ = ["DEFAULT_RERANK", "build_parser", "main", "parse_rerank"]
 
 #: ``--rerank`` without a value: the k1, k2, lambda of Zhong et al. (CVPR 2017).
 DEFAULT_RERANK = (20, 6, 0.3)
@@ -172,75 +167,6 @@ def parse_rerank(text: str) -> tuple[int, int, float]:
     return k1, k2, lambda_value
 
 
-def parse_strategies(text: str) -> tuple[str, ...]:
-    """``"mask_swap,feature"`` -> ``("mask_swap", "feature")``; ``"none"`` or ``""`` -> ``()``.
-
-    Raises:
-        argparse.ArgumentTypeError: an unknown or repeated name.
-
-    Example:
-        >>> parse_strategies("feature, mask_swap"), parse_strategies("none")
-        (('feature', 'mask_swap'), ())
-    """
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if names == ("none",):
-        return ()
-    unknown = [name for name in names if name not in BANK_STRATEGIES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown bank strategies {unknown}; choose from {','.join(BANK_STRATEGIES)} "
-            "(comma-separated) or 'none'"
-        )
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"repeated bank strategies in {text!r}")
-    return names
-
-
-def format_table(report: dict) -> str:
-    """The report of :func:`~examples.oamn.inference.metrics_report` as a text table (in %).
-
-    Example:
-        >>> row = {"name": "no unification", "R1": 0.5, "R5": 1.0, "R10": 1.0, "mAP": 0.625,
-        ...        "mINP": 0.25, "bank_seconds": None}
-        >>> print(format_table({"rows": {"plain": row}, "query_types": {"none": 2}}))
-        setting                 R1     R5    R10    mAP   mINP  bank (s)
-        no unification        50.0  100.0  100.0   62.5   25.0         -
-        query types: none 2
-    """
-    width = max(len("setting"), *(len(row["name"]) for row in report["rows"].values()))
-    header = f"{'setting':<{width}}" + "".join(f"{c:>7}" for c in _TABLE_COLUMNS) + "  bank (s)"
-    lines = [header]
-    for row in report["rows"].values():
-        seconds = row["bank_seconds"]
-        bank = "-" if seconds is None else f"{seconds:.1f}"
-        values = "".join(f"{100 * row[c]:7.1f}" for c in _TABLE_COLUMNS)
-        lines.append(f"{row['name']:<{width}}{values}{bank:>10}")
-    types = ", ".join(
-        f"{name.replace('_', ' ')} {count}"
-        for name, count in report["query_types"].items()
-        if count
-    )
-    lines.append(f"query types: {types}")
-    for source, awareness in report.get("awareness", {}).items():
-        mask, grader = awareness["mask"], awareness["grader"]
-        ratio = mask.get("occluded", {}).get("band_to_visible")
-        lines.append(
-            f"awareness ({source.replace('_', ' ')}): mask mean {mask['all']['mask_mean']:.3f}, "
-            f"band / visible {_fraction(ratio)}; grader location "
-            f"{_percent(grader['location_accuracy'])}, type {_percent(grader['type_accuracy'])}, "
-            f"none {_percent(grader['none_accuracy'])}"
-        )
-    return "\n".join(lines)
-
-
-def _fraction(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _percent(share: float | None) -> str:
-    return "-" if share is None else f"{100 * share:.1f} %"
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation (see the module docstring); returns the JSON written.
 
@@ -281,16 +207,16 @@ def _evaluate(
         dataset = load_dataset(dataset_name, data_root)
     except (FileNotFoundError, ValueError) as error:
         parser.error(f"cannot load {dataset_name} from {data_root}: {error}")
-    workers = config.workers if args.workers is None else args.workers
-    size = {"height": config.height, "width": config.width, "device": device}
     report, features = evaluation_report(
         model,
         dataset.query,
         dataset.gallery,
         data_root,
-        **size,
+        height=config.height,
+        width=config.width,
+        device=device,
         batch_size=args.batch_size,
-        workers=workers,
+        workers=config.workers if args.workers is None else args.workers,
         strategies=args.strategies,
         two_sided=not args.no_two_sided,
         awareness=not args.no_awareness,
@@ -305,59 +231,30 @@ def _evaluate(
         f"{dataset_name} ({data_root}): {report['num_query']} queries, "
         f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
     )
-    print(format_table(report))
-    command = sys.argv[1:] if argv is None else list(argv)
-    result = {
-        "command": shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
-        "checkpoint": str(args.checkpoint),
-        "dataset": {
-            "name": dataset_name,
-            "root": str(data_root),
-            "num_query": len(dataset.query),
-            "num_gallery": len(dataset.gallery),
-            "num_query_ids": len({item.pid for item in dataset.query}),
-            "num_gallery_ids": len({item.pid for item in dataset.gallery}),
-        },
-        "device": str(device),
-        "amp": args.amp,
-        "config": config.to_dict(),
-        "versions": library_versions(),
-        **report,
-    }
-    if args.figures is not None:
-        from .visualize import save_awareness_figure, save_figures
-
-        paths = save_figures(
-            model,
-            features,
-            dataset.query,
-            dataset.gallery,
-            args.figures,
-            **size,
-            num_queries=args.num_figures,
-            boundary=args.boundary,
-        )
-        if "awareness" in report:
-            paths.append(save_awareness_figure(report["awareness"], args.figures / "awareness.png"))
-        result["figures"] = [str(path) for path in paths]
-        print(f"figures: {', '.join(str(path) for path in paths)}")
+    print(format_report(report))
     output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(output, json.dumps(result, indent=2) + "\n")
+    command = sys.argv[1:] if argv is None else list(argv)
+    result = write_evaluation(
+        output,
+        report,
+        features,
+        model,
+        config,
+        dataset,
+        dataset_name=dataset_name,
+        data_root=data_root,
+        checkpoint=args.checkpoint,
+        device=device,
+        amp=args.amp,
+        command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
+        figures=args.figures,
+        num_figures=args.num_figures,
+        boundary=args.boundary,
+    )
+    if "figures" in result:
+        print(f"figures: {', '.join(result['figures'])}")
     print(f"metrics written to {output}")
     return result
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python, the platform and the libraries the numbers depend on."""
-    versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("oamn", "torch", "torchvision", "kornia", "einops", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    versions["cuda"] = torch.version.cuda or "none"
-    return versions
 
 
 if __name__ == "__main__":

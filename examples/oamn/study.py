@@ -44,11 +44,12 @@ from .config_cli import config_parser
 from .data import load_dataset
 from .demo import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .distributed import resolve_device
-from .evaluate import library_versions, parse_strategies
 from .evaluation import evaluation_report
+from .extraction import parse_strategies
 from .intervals import paired_difference_interval
+from .reporting import library_versions
 from .synthetic import generate_synthetic_reid
-from .train import train_or_resume, training_split
+from .training import train_or_resume, training_split
 
 __all__ = [
     "EXPLORATORY_VARIANTS",
@@ -364,7 +365,13 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
         "progress": config.progress,
     }
     report, _ = evaluation_report(
-        model, dataset.query, dataset.gallery, data_root, strategies=args.strategies, **options
+        model,
+        dataset.query,
+        dataset.gallery,
+        data_root,
+        strategies=args.strategies,
+        awareness=True,
+        **options,
     )
     for row in report["rows"].values():
         row.pop("cmc")

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from oamn.reid_eval import predict_occlusion_type
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
-from .inference import EvaluationFeatures, occlusion_type_names
+from .extraction import EvaluationFeatures
+from .reporting import occlusion_type_names
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -278,7 +279,7 @@ def save_figures(
 
     Args:
         model: the evaluated model (for the attention masks), on ``device``.
-        features: the features the metrics came from (:func:`~examples.oamn.inference.
+        features: the features the metrics came from (:func:`~examples.oamn.extraction.
             extract_for_evaluation`), in the order of the items.
         query_items: the query items, to load the images shown.
         gallery_items: the gallery items.

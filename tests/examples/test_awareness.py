@@ -24,7 +24,7 @@ from examples.oamn.awareness import (
 )
 from examples.oamn.data import ReIDItem, load_dataset
 from examples.oamn.demo import QUICK_SYNTHETIC
-from examples.oamn.inference import occlusion_type_names
+from examples.oamn.reporting import occlusion_type_names
 from examples.oamn.synthetic import generate_synthetic_reid
 from oamn.occlusion_aug import LOCATIONS
 

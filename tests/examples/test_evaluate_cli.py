@@ -16,7 +16,7 @@ from examples.oamn import evaluate
 from examples.oamn.checkpoint import load_model
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import build_test_loader, load_dataset
-from examples.oamn.train import train
+from examples.oamn.training import train
 from oamn.reid_eval import evaluate_features
 from tests.examples.fake_data import make_market_tree
 from tests.examples.helpers_eval import (
@@ -285,7 +285,8 @@ def test_errors(checkpoint, tmp_path, capsys, argv, message) -> None:
 def test_package_works_without_matplotlib() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "import examples.oamn.evaluate, examples.oamn.inference, examples.oamn.visualize\n"
+        "import examples.oamn.evaluate, examples.oamn.extraction, examples.oamn.reporting\n"
+        "import examples.oamn.visualize\n"
         "print('ok')"
     )
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from examples.oamn.awareness import grader_statistics, mask_band_statistics
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
-from examples.oamn.inference import extract_for_evaluation
+from examples.oamn.extraction import extract_for_evaluation
 from examples.oamn.visualize import (
     denormalize,
     match_kinds,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from examples.oamn.inference import FeatureSet, extract_features, extract_gallery_bank
+from examples.oamn.extraction import FeatureSet, extract_features, extract_gallery_bank
 from examples.oamn.model import BANK_STRATEGIES, OAMN
 from tests.conftest import DEVICES
 

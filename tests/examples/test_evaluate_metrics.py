@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
-from examples.oamn.inference import (
-    EvaluationFeatures,
-    FeatureSet,
-    evaluate_model,
-    extract_for_evaluation,
-    metrics_report,
-    occlusion_type_names,
-)
+from examples.oamn.evaluation import evaluate_model
+from examples.oamn.extraction import EvaluationFeatures, FeatureSet, extract_for_evaluation
+from examples.oamn.reporting import metrics_report, occlusion_type_names
 from oamn.reid_eval import evaluate_rank, evaluate_unified, predict_occlusion_type, rerank
 from tests.examples.helpers_eval import (
     COLOUR_INPUT,

@@ -1,0 +1,383 @@
+r"""Batched feature extraction of a trained OAMN model: query and gallery features, gallery banks.
+
+The model is anything with OAMN's inference interface (see :class:`examples.oamn.model.OAMN`):
+
+* ``model.extract(images) -> (features (B, D), grader_scores (B, 4))``;
+* ``model.gallery_bank(images, strategy, image_fill) -> (9, B, D)``, the features of each image
+  under the 9 occlusion types (README convention: 0 none, 1-4 half top/bottom/left/right, 5-8
+  quarter top/bottom/left/right).
+
+A loader yields ``(images, pids, camids, ...)`` batches (:func:`examples.oamn.data.
+build_test_loader` does), in the order of its items. Every forward pass runs in eval mode under
+:func:`torch.inference_mode` (:func:`evaluation_mode`, the model's mode restored after), under
+the autocast of the ``amp`` mode (:mod:`examples.oamn.precision`). Everything returned lives on
+the CPU in float32, whatever the device and autocast dtype of the forward passes.
+
+:func:`extract_for_evaluation` gathers what the metrics (:mod:`examples.oamn.reporting`) are
+computed from: the query and gallery features and, per bank strategy
+(:data:`examples.oamn.model.BANK_STRATEGIES`, read from a command line by
+:func:`parse_strategies`), the gallery's bank and the queries' own (for the two-sided rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
+from .model import BANK_STRATEGIES
+from .precision import autocast, check_amp
+
+__all__ = [
+    "EvaluationFeatures",
+    "FeatureSet",
+    "evaluation_mode",
+    "extract_features",
+    "extract_for_evaluation",
+    "extract_gallery_bank",
+    "parse_strategies",
+]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of a list of images, in the loader's order, on the CPU.
+
+    Attributes:
+        features: ``(N, D)`` float32, the model's test features (L2-normalised by OAMN).
+        grader_scores: ``(N, 4)`` float32 occlusion-grader softmax, columns top, bottom, left,
+            right.
+        pids: ``(N,)`` int64 identities as the loader gave them.
+        camids: ``(N,)`` int64 camera ids.
+    """
+
+    features: Tensor
+    grader_scores: Tensor
+    pids: Tensor
+    camids: Tensor
+
+    def __post_init__(self) -> None:
+        lengths = [len(t) for t in (self.features, self.grader_scores, self.pids, self.camids)]
+        if len(set(lengths)) != 1:
+            raise ValueError(
+                "features, grader_scores, pids and camids must have one row per image, got "
+                f"lengths {lengths}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+
+def extract_features(
+    model: nn.Module,
+    loader: Iterable[Sequence[Tensor]],
+    device: str | torch.device,
+    amp: str | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    r"""Features and grader scores of every image of ``loader``, batch by batch, in its order.
+
+    Runs ``model.extract`` under :func:`torch.inference_mode` with the model in eval mode (its
+    previous train/eval mode is restored afterwards, so a training loop can validate midway).
+
+    Args:
+        model: an OAMN model (the bare module, not a DDP wrapper), already on ``device``.
+        loader: yields ``(images (B, 3, H, W) float, pids (B,), camids (B,), ...)`` batches;
+            extra items (e.g. the dataset indices) are ignored.
+        device: where the forward passes run; batches move there with ``non_blocking=True``
+            (fast from a loader with ``pin_memory=True``).
+        amp: ``None`` / ``"none"`` (default: no autocast), ``"bf16"`` or ``"fp16"``
+            (:mod:`~examples.oamn.precision`) to run the forward passes under
+            :func:`torch.autocast`; CUDA devices only.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`FeatureSet`, float32 features and scores on the CPU.
+
+    Raises:
+        TypeError: ``model`` lacks ``extract`` or a batch is not a sequence of tensors.
+        ValueError: an unknown ``amp``, ``amp`` on a non-CUDA device, or an empty loader.
+
+    Example:
+        >>> class Colour(nn.Module):  # a stand-in with OAMN's interface
+        ...     def extract(self, images):
+        ...         feats = images.mean((2, 3))
+        ...         return feats, torch.full((len(images), 4), 0.25)
+        >>> images = torch.rand(5, 3, 8, 4)
+        >>> batches = [(images[:3], torch.tensor([1, 1, 2]), torch.tensor([0, 1, 0])),
+        ...            (images[3:], torch.tensor([2, 3]), torch.tensor([1, 0]))]
+        >>> fs = extract_features(Colour(), batches, "cpu", progress=False)
+        >>> fs.features.shape, fs.pids.tolist(), torch.equal(fs.features, images.mean((2, 3)))
+        (torch.Size([5, 3]), [1, 1, 2, 2, 3], True)
+    """
+    _check_method(model, "extract")
+    outputs, pids, camids = _map_batches(
+        model, loader, device, amp, progress, "features", model.extract
+    )
+    features, scores = (torch.cat(chunks) for chunks in outputs)
+    return FeatureSet(features, scores, pids, camids)
+
+
+def extract_gallery_bank(
+    model: nn.Module,
+    loader: Iterable[Sequence[Tensor]],
+    strategy: str,
+    device: str | torch.device,
+    image_fill: float | Sequence[float] | Tensor,
+    amp: str | None = None,
+    progress: bool = True,
+) -> Tensor:
+    r"""The gallery bank: features of every image of ``loader`` under each occlusion type.
+
+    Runs ``model.gallery_bank(images, strategy, image_fill)`` batch by batch, like
+    :func:`extract_features` (inference mode, eval mode restored afterwards, optional autocast).
+
+    Args:
+        model: an OAMN model on ``device``.
+        loader: yields ``(images, pids, camids, ...)`` batches; only the images are used.
+        strategy: one of :data:`examples.oamn.model.BANK_STRATEGIES`: ``"mask_swap"`` (the
+            authors' black-box images, 9 passes) or ``"feature"`` (the band zeroed on the
+            feature map, one pass).
+        device: where the forward passes run.
+        image_fill: the value of the black box in *normalised* image space (``"mask_swap"``):
+            a number or one per channel; black is ``-mean / std``.
+        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``(9, G, D)`` float32 on the CPU: ``bank[t, g]`` is gallery item ``g`` (loader order)
+        under occlusion type ``t``.
+
+    Raises:
+        TypeError: ``model`` lacks ``gallery_bank`` or a batch is malformed.
+        ValueError: an unknown ``strategy`` or ``amp``, or an empty loader.
+
+    Example:
+        >>> class Colour(nn.Module):
+        ...     def gallery_bank(self, images, strategy, image_fill):
+        ...         return images.mean((2, 3)).expand(9, -1, -1)
+        >>> batches = [(torch.rand(3, 3, 8, 4), torch.arange(3), torch.zeros(3))] * 2
+        >>> extract_gallery_bank(Colour(), batches, "feature", "cpu", 0.0, progress=False).shape
+        torch.Size([9, 6, 3])
+    """
+    _check_method(model, "gallery_bank")
+    _check_strategies([strategy])
+    fill = torch.as_tensor(image_fill, dtype=torch.float32, device=device)
+
+    def bank(images: Tensor) -> tuple[Tensor]:
+        return (model.gallery_bank(images, strategy, fill),)
+
+    (chunks,), _, _ = _map_batches(model, loader, device, amp, progress, f"bank ({strategy})", bank)
+    return torch.cat(chunks, dim=1)
+
+
+@dataclass(frozen=True)
+class EvaluationFeatures:
+    """Everything the metrics are computed from: query and gallery features and the banks.
+
+    Attributes:
+        query: the queries' :class:`FeatureSet`.
+        gallery: the gallery's :class:`FeatureSet` (its features: the "no unification" row).
+        banks: ``{strategy: (9, G, D) float32 bank}`` for each strategy evaluated, in order.
+        seconds: wall-clock seconds of each extraction: ``"query"``, ``"gallery"``, each
+            strategy name (the time to build that gallery bank, image loading included) and
+            ``"<strategy>_query"`` for each query bank.
+        query_banks: ``{strategy: (9, Q, D) float32 bank}`` of the queries, for the two-sided
+            rows (empty: no two-sided rows).
+    """
+
+    query: FeatureSet
+    gallery: FeatureSet
+    banks: dict[str, Tensor] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    query_banks: dict[str, Tensor] = field(default_factory=dict)
+
+
+def extract_for_evaluation(
+    model: nn.Module,
+    query_items: Sequence[ReIDItem],
+    gallery_items: Sequence[ReIDItem],
+    *,
+    height: int,
+    width: int,
+    device: str | torch.device,
+    batch_size: int,
+    workers: int,
+    strategies: Sequence[str] = BANK_STRATEGIES,
+    unify: bool = True,
+    two_sided: bool = True,
+    amp: str | None = None,
+    progress: bool = True,
+) -> EvaluationFeatures:
+    r"""Query features, gallery features and a gallery bank per strategy, from image items.
+
+    The images go through :func:`examples.oamn.data.build_test_loader` (resize to
+    ``height x width``, ImageNet normalisation), so the black box of the ``"mask_swap"`` bank
+    is the normalised black ``-IMAGENET_MEAN / IMAGENET_STD``.
+
+    Args:
+        model: an OAMN model on ``device``.
+        query_items: the query :class:`~examples.oamn.data.ReIDItem` list (non-empty).
+        gallery_items: the gallery items (non-empty).
+        height: input height the model was trained at.
+        width: input width.
+        device: where the forward passes run.
+        batch_size: images per forward pass.
+        workers: loader worker processes (0: in this process).
+        strategies: bank strategies to build, names from
+            :data:`examples.oamn.model.BANK_STRATEGIES`, without repeats.
+        unify: ``False`` builds no bank (``strategies`` ignored).
+        two_sided: also build each strategy's bank of the queries (the two-sided rows).
+        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        progress: show tqdm progress bars.
+
+    Returns:
+        The :class:`EvaluationFeatures`.
+
+    Raises:
+        ValueError: empty item lists, an unknown or repeated strategy, or an unknown ``amp``.
+    """
+    strategies = tuple(strategies) if unify else ()
+    _check_strategies(strategies)
+    check_amp(amp)
+    for name, items in (("query_items", query_items), ("gallery_items", gallery_items)):
+        if len(items) == 0:
+            raise ValueError(f"{name} is empty; pass the dataset's {name.split('_')[0]} split")
+    loaders = {
+        name: build_test_loader(items, height, width, batch_size, workers, split=name)
+        for name, items in (("query", query_items), ("gallery", gallery_items))
+    }
+    seconds: dict[str, float] = {}
+    feature_sets = {}
+    for name, loader in loaders.items():
+        start = time.perf_counter()
+        feature_sets[name] = extract_features(model, loader, device, amp, progress)
+        seconds[name] = time.perf_counter() - start
+    black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    banks: dict[str, dict[str, Tensor]] = {"gallery": {}, "query": {}}
+    for strategy in strategies:
+        for split in ("gallery", "query") if two_sided else ("gallery",):
+            start = time.perf_counter()
+            banks[split][strategy] = extract_gallery_bank(
+                model, loaders[split], strategy, device, black, amp, progress
+            )
+            key = strategy if split == "gallery" else f"{strategy}_query"
+            seconds[key] = time.perf_counter() - start
+    return EvaluationFeatures(
+        feature_sets["query"], feature_sets["gallery"], banks["gallery"], seconds, banks["query"]
+    )
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``"mask_swap,feature"`` -> ``("mask_swap", "feature")``; ``"none"`` or ``""`` -> ``()``.
+
+    Raises:
+        argparse.ArgumentTypeError: an unknown or repeated name.
+
+    Example:
+        >>> parse_strategies("feature, mask_swap"), parse_strategies("none")
+        (('feature', 'mask_swap'), ())
+    """
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in BANK_STRATEGIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown bank strategies {unknown}; choose from {','.join(BANK_STRATEGIES)} "
+            "(comma-separated) or 'none'"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"repeated bank strategies in {text!r}")
+    return names
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and :func:`torch.inference_mode` inside; the model's previous mode after.
+
+    Example:
+        >>> layer = nn.Dropout().train()
+        >>> with evaluation_mode(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _map_batches(
+    model: nn.Module,
+    loader: Iterable[Sequence[Tensor]],
+    device: str | torch.device,
+    amp: str | None,
+    progress: bool,
+    description: str,
+    forward: Callable[[Tensor], Sequence[Tensor]],
+) -> tuple[list[list[Tensor]], Tensor, Tensor]:
+    """Run ``forward`` on each batch's images in inference and eval mode.
+
+    Returns ``forward``'s outputs as lists of float32 CPU chunks (one list per output) and the
+    concatenated int64 pids and camids of the batches.
+    """
+    device = torch.device(device)
+    amp = check_amp(amp)
+    if amp is not None and device.type != "cuda":
+        # CPU bf16 autocast is unreliable: in torch 2.14 a torchvision ResNet's first bf16 call
+        # after a float32 one returns NaN rows (oneDNN), so it is refused, not used silently.
+        raise ValueError(f"amp={amp!r} is for CUDA devices; on {device} pass amp=None")
+    outputs: list[list[Tensor]] = []
+    pids, camids = [], []
+    with evaluation_mode(model), autocast(device, amp):
+        for batch in tqdm(loader, desc=description, disable=not progress, leave=False):
+            images, batch_pids, batch_camids = _unpack(batch)
+            results = forward(images.to(device, non_blocking=True))
+            if not outputs:
+                outputs = [[] for _ in results]
+            for chunks, result in zip(outputs, results, strict=True):
+                chunks.append(result.float().cpu())
+            pids.append(torch.as_tensor(batch_pids).long())
+            camids.append(torch.as_tensor(batch_camids).long())
+    if not pids:
+        raise ValueError("the loader yielded no batch; check that its item list is not empty")
+    return outputs, torch.cat(pids), torch.cat(camids)
+
+
+def _unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images, pids, camids)`` of a loader batch, or a TypeError saying what was expected."""
+    if not isinstance(batch, Sequence) or len(batch) < 3 or not isinstance(batch[0], Tensor):
+        raise TypeError(
+            "the loader must yield (images, pids, camids, ...) batches with images a (B, 3, H, W) "
+            f"tensor, as build_test_loader does; got {type(batch).__name__}"
+        )
+    return batch[0], batch[1], batch[2]
+
+
+def _check_method(model: nn.Module, name: str) -> None:
+    if not callable(getattr(model, name, None)):
+        raise TypeError(
+            f"model must have OAMN's {name}() method (pass the bare OAMN, not a DDP wrapper: "
+            f"model.module); got {type(model).__name__}"
+        )
+
+
+def _check_strategies(strategies: Sequence[str]) -> None:
+    unknown = [s for s in strategies if s not in BANK_STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown bank strategies {unknown}; choose from {BANK_STRATEGIES}")
+    if len(set(strategies)) != len(strategies):
+        raise ValueError(f"strategies must not repeat, got {list(strategies)}")
