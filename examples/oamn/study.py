@@ -7,7 +7,7 @@ r"""The occlusion-awareness study: model variants x seeds, trained alike, measur
 
 Without ``--data-root`` every seed generates its own synthetic benchmark
 (:func:`examples.oamn.synthetic.generate_synthetic_reid` with that seed, cached under
-``--data-cache``) and the training settings start from the demo's (:data:`examples.oamn.demo.
+``--data-cache``) and the training settings start from the demo's (:data:`examples.oamn.comparison.
 DEMO_SETTINGS`); with it, from :class:`~examples.oamn.config.TrainConfig`'s defaults. Training
 options given here replace them for every run; each variant then sets its own switches
 (:data:`VARIANTS`) and each run its ``--seed``. Every run trains into
@@ -39,10 +39,10 @@ import torch
 
 from .awareness import awareness_report
 from .checkpoint import load_model
+from .comparison import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .config import TrainConfig
 from .config_cli import config_parser
 from .data import load_dataset
-from .demo import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .distributed import resolve_device
 from .evaluation import evaluation_report
 from .extraction import parse_strategies

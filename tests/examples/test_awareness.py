@@ -22,8 +22,8 @@ from examples.oamn.awareness import (
     query_awareness,
     synthetic_query_occlusions,
 )
+from examples.oamn.comparison import QUICK_SYNTHETIC
 from examples.oamn.data import ReIDItem, load_dataset
-from examples.oamn.demo import QUICK_SYNTHETIC
 from examples.oamn.reporting import occlusion_type_names
 from examples.oamn.synthetic import generate_synthetic_reid
 from oamn.occlusion_aug import LOCATIONS

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from examples.oamn import demo
+from examples.oamn import comparison, demo
 from examples.oamn.checkpoint import checkpoint_digest, load_checkpoint
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import load_dataset
@@ -62,7 +62,7 @@ def test_quick_run_writes_results_figure_and_checkpoints(quick_run):
     queries = written["awareness"]["oamn"]["synthetic_queries"]
     assert queries["grader"]["count"] == written["dataset"]["num_query"]
     assert queries["grader"]["occluded_count"] == written["dataset"]["num_query"]
-    for name in demo.MODELS:
+    for name in comparison.MODELS:
         state = load_checkpoint(output / name / "checkpoint_last.pt")
         assert state["epoch"] == 1
         assert state["history"][0]["steps"] == 2
@@ -96,14 +96,14 @@ def test_quick_run_configs_differ_only_by_the_method_switches(quick_run):
     assert differing == {*switches, "output_dir"}
     assert all(oamn[key] for key in switches)
     assert not any(baseline[key] for key in switches)
-    assert oamn["backbone"] == demo.DEMO_SETTINGS["backbone"]
+    assert oamn["backbone"] == comparison.DEMO_SETTINGS["backbone"]
     assert oamn["max_steps_per_epoch"] == 2
 
 
 def test_holistic_twins_are_the_same_shots_without_occluder(quick_run):
     _, result = quick_run
     dataset = load_dataset("market1501", result["dataset"]["root"])
-    twins = demo.holistic_queries(dataset)
+    twins = comparison.holistic_queries(dataset)
     assert [(t.pid, t.camid, t.path.name) for t in twins] == [
         (q.pid, q.camid, q.path.name) for q in dataset.query
     ]
@@ -122,7 +122,7 @@ def test_real_layout_has_no_holistic_rows(tiny_market, tmp_path):
     # The default strategies: the band bank only, one- and two-sided, under the grader's and
     # the located types; no manifest, so no true-type rows and the awareness of the
     # augmentation bands only.
-    assert demo.DEFAULT_STRATEGIES == ("band",)
+    assert comparison.DEFAULT_STRATEGIES == ("band",)
     assert [(r["model"], r["queries"], r["setting"]) for r in result["rows"]] == [
         ("baseline", "occluded", "no unification"),
         ("OAMN", "occluded", "no unification"),
@@ -142,7 +142,7 @@ def test_evaluate_models_returns_rows_features_and_awareness(tmp_path):
     dataset = load_dataset("market1501", write_colour_market(tmp_path / "colour"))
     models = {"baseline": ColourModel(), "oamn": ColourModel()}
     size = {"height": HEIGHT, "width": WIDTH, "device": "cpu"}
-    rows, features, awareness = demo.evaluate_models(
+    rows, features, awareness = comparison.evaluate_models(
         models, dataset, **size, strategies=("mask_swap",), progress=False
     )
     assert [(r["model"], r["queries"], r["setting"]) for r in rows] == [
@@ -167,12 +167,12 @@ def test_evaluate_models_returns_rows_features_and_awareness(tmp_path):
 
 
 def test_demo_configs_keep_the_demo_settings():
-    configs = demo.demo_configs("root", "out", epochs=3, backbone="mobilenet_v2")
+    configs = comparison.demo_configs("root", "out", epochs=3, backbone="mobilenet_v2")
     for name, config in configs.items():
         assert config.output_dir == str(Path("out") / name)
         assert config.epochs == 3
         assert config.backbone == "mobilenet_v2"
-        assert config.lr_mult_backbone == demo.DEMO_SETTINGS["lr_mult_backbone"]
+        assert config.lr_mult_backbone == comparison.DEMO_SETTINGS["lr_mult_backbone"]
     assert not configs["baseline"].mask_module
     assert configs["oamn"].mask_module
 
@@ -192,7 +192,7 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path):
 
 def test_a_second_run_reuses_the_trained_models(quick_run, capsys):
     output, result = quick_run
-    checkpoints = [output / name / "checkpoint_last.pt" for name in demo.MODELS]
+    checkpoints = [output / name / "checkpoint_last.pt" for name in comparison.MODELS]
     before = [path.stat().st_mtime_ns for path in checkpoints]
     again = demo.main(
         [
@@ -213,12 +213,14 @@ def test_trained_checkpoint_compares_the_settings_that_change_the_weights(quick_
     output, result = quick_run
     config = TrainConfig.from_dict(result["configs"]["oamn"])
     checkpoint = output / "oamn" / "checkpoint_last.pt"
-    assert demo.trained_checkpoint(checkpoint, config)
+    assert comparison.trained_checkpoint(checkpoint, config)
     cosmetic = dataclasses.replace(config, output_dir="elsewhere", progress=not config.progress)
-    assert demo.trained_checkpoint(checkpoint, cosmetic)
-    assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, lr=config.lr / 2))
-    assert not demo.trained_checkpoint(checkpoint, dataclasses.replace(config, epochs=2))
-    assert not demo.trained_checkpoint(output / "missing.pt", config)
+    assert comparison.trained_checkpoint(checkpoint, cosmetic)
+    assert not comparison.trained_checkpoint(
+        checkpoint, dataclasses.replace(config, lr=config.lr / 2)
+    )
+    assert not comparison.trained_checkpoint(checkpoint, dataclasses.replace(config, epochs=2))
+    assert not comparison.trained_checkpoint(output / "missing.pt", config)
 
 
 def test_trained_checkpoint_refuses_an_unfinished_run(quick_run, tmp_path):
@@ -228,4 +230,4 @@ def test_trained_checkpoint_refuses_an_unfinished_run(quick_run, tmp_path):
     state["epoch"] = 0  # as if interrupted before the end of the last epoch
     state["digest"] = checkpoint_digest(state)  # an intact checkpoint of that run
     torch.save(state, tmp_path / "checkpoint_last.pt")
-    assert not demo.trained_checkpoint(tmp_path / "checkpoint_last.pt", config)
+    assert not comparison.trained_checkpoint(tmp_path / "checkpoint_last.pt", config)
