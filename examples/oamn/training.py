@@ -72,7 +72,7 @@ from .data import (
     train_transform,
 )
 from .distributed import DistributedContext, init_distributed
-from .inference import extract_features
+from .extraction import extract_features
 from .model import build_model
 from .objective import OAMNObjective
 from .run_directory import RunDirectory
