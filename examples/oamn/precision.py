@@ -30,7 +30,7 @@ def check_amp(amp: str | None) -> str | None:
     if amp is None or amp == "none":
         return None
     if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None or one of {AMP_MODES}, got {amp!r}")
+        raise ValueError(f"amp must be None, 'none' or one of {tuple(AMP_DTYPES)}, got {amp!r}")
     return amp
 
 
