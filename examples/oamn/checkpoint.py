@@ -6,11 +6,13 @@ A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
      prefix), "num_classes": int, "epoch": epochs completed, "optimizer": state dict,
      "scaler": GradScaler state dict or None, "rng": generator states at the end of the epoch,
      "history": the per-epoch log records so far, "torch_threads": int,
+     "train_images": split_digest of the training images or None,
      "digest": checkpoint_digest of all the rest}
 
 ``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
-random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.training`). ``torch_threads`` and
-``digest`` are absent from checkpoints written before they existed; those load unverified.
+random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.training`). ``torch_threads``,
+``train_images`` and ``digest`` are absent from checkpoints written before they existed; those
+load unverified.
 Files are written atomically (:func:`~examples.oamn.run_files.write_atomic`), and a
 checkpoint's weights load into a model only where the architecture options agree
 (:func:`load_weights` names those that do not).
@@ -56,6 +58,7 @@ def checkpoint_bytes(
     rng_state: Mapping[str, Any],
     history: list[dict[str, Any]],
     scaler: torch.amp.GradScaler | None = None,
+    train_images: str | None = None,
 ) -> bytes:
     """A checkpoint's file contents (``torch.save`` of the dict in the module docstring).
 
@@ -68,6 +71,8 @@ def checkpoint_bytes(
         rng_state: generator states to record, e.g. ``{"torch": torch.get_rng_state()}``.
         history: per-epoch records (JSON-compatible dicts).
         scaler: the fp16 ``GradScaler``, if one is in use.
+        train_images: :func:`~examples.oamn.data.split_digest` of the images trained on, which
+            a resumed run compares with its own.
 
     The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"`` and its
     :func:`checkpoint_digest`. Serialised in memory, so that one epoch's copies
@@ -86,6 +91,7 @@ def checkpoint_bytes(
         "history": list(history),
         # CPU results depend on it: resuming bit for bit needs the same count.
         "torch_threads": torch.get_num_threads(),
+        "train_images": train_images,
     }
     state["digest"] = checkpoint_digest(state)
     buffer = io.BytesIO()

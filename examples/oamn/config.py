@@ -320,6 +320,8 @@ def _option_text(name: str, value: Any) -> str:
         return option if value else "--no-" + option[2:]
     if isinstance(value, tuple):
         return f"{option} {','.join(map(str, value))}"
+    if isinstance(value, float):
+        return f"{option} {value:g}"  # --val-ids 5, not 5.0
     return f"{option} {'none' if value is None else value}"
 
 

@@ -83,9 +83,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         config_file = given.pop("config", None)
         if config_file is not None:
             values.update(read_settings(config_file))
-        values.update(given)
+    except (FileNotFoundError, ValueError) as error:  # a file's fault: one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    values.update(given)
+    try:
         return TrainConfig.from_dict(values)
-    except (FileNotFoundError, ValueError) as error:
+    except ValueError as error:
         parser.error(str(error))
 
 

@@ -191,11 +191,14 @@ def _evaluate(
         )
     try:
         device = resolve_device(args.device)
-        if args.amp != "none" and device.type != "cuda":
-            raise ValueError(f"--amp {args.amp} is for CUDA devices; on {device} use --amp none")
-        model, config = load_model(args.checkpoint, device)
     except ValueError as error:
         parser.error(str(error))
+    if args.amp != "none" and device.type != "cuda":
+        parser.error(f"--amp {args.amp} is for CUDA devices; on {device} use --amp none")
+    try:
+        model, config = load_model(args.checkpoint, device)
+    except ValueError as error:  # the file's fault (corrupt, foreign): one line, no usage
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     dataset_name = args.dataset or config.dataset
     data_root = args.data_root or (Path(config.data_root) if config.data_root else None)
     if data_root is None or not data_root.is_dir():

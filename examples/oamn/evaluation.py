@@ -9,6 +9,7 @@ evaluation CLI writes its result with :func:`write_evaluation`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -234,6 +235,8 @@ def write_evaluation(
             paths.append(save_awareness_figure(report["awareness"], folder / "awareness.png"))
         result["figures"] = [str(path) for path in paths]
     output = Path(output)
+    if output.parent.exists() and not output.parent.is_dir():  # mkdir would say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(output.parent))
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output, json.dumps(result, indent=2) + "\n")
     return result

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import load_checkpoint
 from .config import TrainConfig, resume_differences
 from .run_files import remove_leftovers, remove_run, run_files, write_atomic
 
@@ -35,7 +36,7 @@ class RunDirectory:
     Example:
         >>> import tempfile
         >>> folder = RunDirectory(TrainConfig(output_dir=tempfile.mkdtemp()))
-        >>> folder.check_free()  # an empty folder holds no other run
+        >>> folder.check_usable()  # an empty folder holds no other run
         >>> folder.prepare(history=[])
         >>> sorted(path.name for path in folder.path.iterdir())
         ['config.json']
@@ -54,15 +55,40 @@ class RunDirectory:
             return []
         return [path for path in run_files(self.path) if not self._same_training(path)]
 
-    def check_free(self) -> None:
-        """Raise ``ValueError`` if the folder holds another run and ``overwrite`` is off."""
+    def check_usable(self, resume_epoch: int | None = None) -> None:
+        """Create the folder and check that it can be written, before the data is read.
+
+        Args:
+            resume_epoch: the epoch of the checkpoint the run resumes, if any.
+
+        Raises:
+            ValueError: without ``overwrite``, the folder holds another run, or this run
+                resumes an older checkpoint of it than its ``checkpoint_last.pt`` (resuming
+                would replace the later epochs' files).
+            OSError: the folder cannot be created or written (the error names the path).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        probe = self.path / ".write_check"
+        write_atomic(probe, b"")
+        probe.unlink()
+        if self.config.overwrite:
+            return
         others = self.other_run_files()
-        if others and not self.config.overwrite:
+        if others:
             names = ", ".join(path.name for path in others)
+            last = self.path / "checkpoint_last.pt"
+            advice = f"pass --resume {last} to continue it, " if last.is_file() else ""
             raise ValueError(
-                f"output_dir (--output-dir) {self.path} already holds a run ({names}); pass "
-                f"--resume {self.path / 'checkpoint_last.pt'} to continue it, --overwrite to "
-                "replace it, or another --output-dir"
+                f"output_dir (--output-dir) {self.path} already holds a run ({names}); "
+                f"{advice}--overwrite to replace it, or another --output-dir"
+            )
+        later = self._epoch_of(self.path / "checkpoint_last.pt")
+        if resume_epoch is not None and later is not None and later > resume_epoch:
+            raise ValueError(
+                f"--resume {self.config.resume} continues from epoch {resume_epoch}, but "
+                f"{self.path} has trained {later} epochs: resuming would replace the later "
+                "epochs' checkpoints and logs; pass --overwrite to do so, or resume into another "
+                "--output-dir"
             )
 
     def prepare(self, history: list[dict[str, Any]]) -> None:
@@ -71,11 +97,12 @@ class RunDirectory:
         records), write that epoch's copies and logs if a kill left them undone."""
         self.path.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.path)
-        if self.other_run_files():  # check_free refused them without overwrite
+        if self.other_run_files():  # check_usable refused them without overwrite
             remove_run(self.path)
         self.config.save(self.path / "config.json")
         if self.config.resume:
             resume = Path(self.config.resume)
+            self._remove_later_epochs(history[-1]["epoch"] if history else 0)
             self._write_copies(resume.read_bytes(), history, resume)
 
     def write_epoch(self, checkpoint: bytes, history: list[dict[str, Any]]) -> None:
@@ -97,11 +124,7 @@ class RunDirectory:
         if best == epoch:
             copies.append(self.path / "checkpoint_best.pt")
         elif best is not None and not (self.path / "checkpoint_best.pt").is_file():
-            warnings.warn(
-                f"{self.path} has no checkpoint_best.pt (epoch {best}, the best validation "
-                "mAP); the run goes on without it until a later epoch validates better",
-                stacklevel=3,
-            )
+            self._restore_best(best)
         for path in copies:
             # A repair rewrites only what differs (the source itself is left alone).
             unchanged = source is not None and path.is_file()
@@ -111,6 +134,37 @@ class RunDirectory:
                 continue
             write_atomic(path, checkpoint)
         self._write_logs(history)
+
+    def _remove_later_epochs(self, epoch: int) -> None:
+        """Remove the checkpoints of epochs after ``epoch`` (a resume from an older checkpoint
+        that ``overwrite`` allowed): the resumed run writes them again."""
+        for path in self.path.glob("checkpoint_epoch*.pt"):
+            later = path.stem.removeprefix("checkpoint_epoch")
+            if later.isdigit() and int(later) > epoch:
+                path.unlink()
+        best = self.path / "checkpoint_best.pt"
+        if (self._epoch_of(best) or 0) > epoch:
+            best.unlink()
+
+    def _restore_best(self, best: int) -> None:
+        """Copy ``checkpoint_epoch{best}.pt`` to the missing ``checkpoint_best.pt``, or warn."""
+        kept = self.path / f"checkpoint_epoch{best}.pt"
+        if kept.is_file():
+            write_atomic(self.path / "checkpoint_best.pt", kept.read_bytes())
+            return
+        warnings.warn(
+            f"{self.path} has no checkpoint_best.pt (epoch {best}, the best validation mAP); "
+            "the run goes on without it until a later epoch validates better",
+            stacklevel=4,
+        )
+
+    @staticmethod
+    def _epoch_of(path: Path) -> int | None:
+        """The epoch of a readable checkpoint; ``None`` for a missing or damaged one."""
+        try:
+            return load_checkpoint(path)["epoch"]
+        except (FileNotFoundError, ValueError):
+            return None
 
     def _write_logs(self, history: list[dict[str, Any]]) -> None:
         write_atomic(self.path / "log.json", json.dumps(history, indent=2) + "\n")

@@ -12,6 +12,7 @@ A failed write (a full disk, a permission) raises an ``OSError`` that names the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,13 +56,20 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
         _write_synced(partial, payload)
         os.replace(partial, path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        _remove_quietly(partial)
         # ENOSPC from a write names no file; the user needs to know which one failed.
         raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     except BaseException:
-        partial.unlink(missing_ok=True)
+        _remove_quietly(partial)
         raise
     _sync_folder(path.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a leftover if the file system lets us: on a read-only one the removal fails too,
+    and the error to report is the write's."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _write_synced(path: Path, payload: bytes) -> None:

@@ -49,9 +49,10 @@ def training_step(
         The objective's detached components (``"loss"`` the total).
 
     Raises:
-        FloatingPointError: the model's outputs or the loss are NaN or infinite (non-finite
-            images, or a diverged model). Nothing is updated: no parameter, and no buffer
-            either (the forward pass's BatchNorm statistics are put back).
+        FloatingPointError: the running statistics, the model's outputs or the loss are NaN
+            or infinite (non-finite or huge images, or a diverged model). Nothing is updated:
+            no parameter, and no buffer either (the forward pass's BatchNorm statistics are put
+            back).
     """
     views = None if augmentation is None else augmentation(images, generator=generator)
     if views is not None:
@@ -87,10 +88,18 @@ def _finite_objective(
     amp: str,
 ) -> ObjectiveResult:
     """The forward pass and the objective of :func:`training_step`; a FloatingPointError if
-    the model's outputs or the loss are not finite."""
+    the running statistics, the model's outputs or the loss are not finite."""
     with autocast(images.device, amp):
         output = network(images)
     advice = "lower --lr, or train without --amp"
+    # Finite but huge inputs (1e30) give finite losses yet infinite running variances, which
+    # would silently spoil every later evaluation.
+    statistics = [buffer for buffer in network.buffers() if buffer.is_floating_point()]
+    if statistics and not bool(torch.stack([b.isfinite().all() for b in statistics]).all()):
+        raise FloatingPointError(
+            "the forward pass made the running (BatchNorm) statistics non-finite: the inputs "
+            f"are too large or the model diverged; {advice}"
+        )
     try:
         result = objective(output, pids, views)
     except ValueError as error:  # the losses refuse NaN and inf inputs

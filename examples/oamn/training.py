@@ -68,6 +68,7 @@ from .data import (
     build_test_loader,
     build_train_loader,
     load_dataset,
+    split_digest,
     split_validation,
     train_transform,
 )
@@ -142,11 +143,12 @@ class Trainer:
         # Refused before the minutes that reading the data can take.
         state = _resumable_checkpoint(config) if config.resume else None
         if context.is_main:
-            self.run_dir.check_free()
+            self.run_dir.check_usable(None if state is None else state["epoch"])
         train_items, val_query, val_gallery = training_split(
             _dataset(config, context).train, config
         )
         self.num_classes = len({item.pid for item in train_items})
+        self.train_images = split_digest(train_items)
         self.loader = _train_loader(train_items, config, context)
         self.val_loaders = _validation_loaders(val_query, val_gallery, config)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -198,6 +200,12 @@ class Trainer:
                 f"checkpoint {path} has {state['num_classes']} classes but this run trains "
                 f"{self.num_classes} identities: resume with the dataset of the checkpoint's "
                 "run (--data-root)"
+            )
+        if state.get("train_images") not in (None, self.train_images):
+            raise ValueError(
+                f"checkpoint {path} was trained on other images than those this run reads from "
+                f"data_root (--data-root) {self.config.data_root} (another dataset, or another "
+                "selection of it): resume with the checkpoint's dataset"
             )
         load_weights(self.model, self.config, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -289,6 +297,7 @@ class Trainer:
             config=self.config,
             num_classes=self.num_classes,
             rng_state=_rng_state(),
+            train_images=self.train_images,
             history=self.history,
             scaler=self.scaler,
         )

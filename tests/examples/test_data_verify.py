@@ -122,6 +122,10 @@ def test_pillow_warning_range_counts_as_a_bomb(
         f"query: {items[0].path}: decompression bomb: 16x32 = 512 pixels, over "
         "PIL.Image.MAX_IMAGE_PIXELS = 300"
     ) in str(info.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read_image too reports it once, as its error
+        with pytest.raises(OSError, match=r"\(query split\): decompression bomb: 16x32"):
+            read_image(items[0].path, "query")
 
 
 def test_clean_dataset_verifies_and_gives_the_same_items(market: Path, capsys) -> None:

@@ -309,4 +309,6 @@ def test_an_output_that_cannot_be_written_is_one_line(checkpoint, tmp_path) -> N
         evaluate.main(["--checkpoint", str(checkpoint), "--output", str(output), *options])
     message = str(exit_info.value.code)
     assert "\n" not in message
-    assert re.fullmatch(r"python -m examples.oamn.evaluate: error: .*/file: File exists", message)
+    assert re.fullmatch(
+        r"python -m examples.oamn.evaluate: error: .*/file: Not a directory", message
+    )

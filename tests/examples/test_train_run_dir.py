@@ -290,11 +290,82 @@ def test_training_reads_every_image_first_unless_told_not_to(tiny_market, tmp_pa
         rf"  train: .*bounding_box_train/0001_c1s1_\S+.jpg: {TRUNCATED}",
     ):
         main(_cli_options(root, run))
-    assert not run.exists()  # found before anything was written
+    assert list(run.iterdir()) == []  # found before any file was written
     with pytest.raises(SystemExit) as exit_info:
         main([*_cli_options(root, run), "--no-verify-images"])
     assert re.fullmatch(
         r"python -m examples.oamn.train: error: cannot read image \S+/bounding_box_train/\S+.jpg "
         rf"\(train split\): {TRUNCATED}.*",
         str(exit_info.value.code),
+    )
+
+
+def test_on_a_read_only_file_system_the_error_names_the_file(tmp_path, monkeypatch) -> None:
+    def read_only(path: Path, *args, **kwargs) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(run_files, "_write_synced", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)  # the leftover cannot be removed either
+    with pytest.raises(OSError, match="Read-only file system") as error_info:
+        write_atomic(tmp_path / "config.json", "{}")
+    monkeypatch.undo()
+    message = os_error_message(error_info.value)
+    assert message == f"{tmp_path / 'config.json'}: Read-only file system"
+
+
+def test_resuming_an_older_checkpoint_of_the_folder_needs_overwrite(tiny_market, tmp_path) -> None:
+    options = _cli_options(tiny_market, tmp_path)
+    main([*options, "--epochs=3", "--keep-epoch-checkpoints", "--val-ids=2", "--val-every=1"])
+    older = str(tmp_path / "checkpoint_epoch1.pt")
+    last = (tmp_path / "checkpoint_last.pt").read_bytes()
+    with pytest.raises(SystemExit, match=r"continues from epoch 1, but .* has trained 3 epochs"):
+        main([f"--resume={older}"])
+    assert (tmp_path / "checkpoint_last.pt").read_bytes() == last  # nothing was replaced
+    best = load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"]
+    history = json.loads((tmp_path / "log.json").read_text())
+    main([f"--resume={older}", "--overwrite"])  # epochs 2 and 3 again
+    again = json.loads((tmp_path / "log.json").read_text())
+    timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in again] == timeless
+    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == best
+
+
+def test_the_folder_is_checked_before_the_data_is_read(tmp_path, monkeypatch) -> None:
+    _fail_writes_of(monkeypatch, ".write_check", OSError(errno.EROFS, "Read-only file system"))
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:  # the data root does not even exist
+        main(_cli_options(tmp_path / "no data", run))
+    assert str(exit_info.value.code) == (
+        f"python -m examples.oamn.train: error: {run / '.write_check'}: Read-only file system"
+    )
+
+
+def test_a_folder_with_only_another_configuration_suggests_no_checkpoint(
+    tiny_market, tmp_path
+) -> None:
+    tiny_config(tiny_market, tmp_path, seed=5).save(tmp_path / "config.json")
+    with pytest.raises(ValueError, match=r"\(config.json\); --overwrite to replace it") as info:
+        train(tiny_config(tiny_market, tmp_path))
+    assert "--resume" not in str(info.value)
+
+
+def test_resume_on_other_images_with_as_many_identities_is_refused(tiny_market, tmp_path) -> None:
+    other = make_market_tree(tmp_path / "other", ids=6, cams=2, per_cam=3)
+    config = tiny_config(tiny_market, tmp_path / "run")
+    train(config)
+    resumed = dataclasses.replace(
+        config, data_root=str(other), epochs=2, resume=str(tmp_path / "run" / "checkpoint_last.pt")
+    )
+    with pytest.raises(ValueError, match=r"was trained on other images than those this run"):
+        train(resumed)
+
+
+def test_a_bad_checkpoint_to_resume_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main([f"--resume={tmp_path / 'empty.pt'}"])
+    error = capsys.readouterr().err
+    assert error == (
+        f"python -m examples.oamn.train: error: checkpoint {tmp_path / 'empty.pt'} is empty (0 "
+        "bytes): a write that never finished; use another checkpoint of the run or train again\n"
     )

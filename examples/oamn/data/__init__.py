@@ -5,7 +5,7 @@ Images leave the loaders normalised on the CPU; the training code moves each bat
 device, where ``oamn.occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
 """
 
-from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids
+from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids, split_digest
 from .layouts import (
     DATASETS,
     GALLERY_CAMID,
@@ -51,6 +51,7 @@ __all__ = [
     "partial_reid",
     "read_image",
     "relabel_ids",
+    "split_digest",
     "split_validation",
     "test_transform",
     "train_transform",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JUNK_PID", "ReIDDataset", "ReIDItem", "relabel_ids"]
+__all__ = ["JUNK_PID", "ReIDDataset", "ReIDItem", "relabel_ids", "split_digest"]
 
 #: Identity of junk images (Market-1501 ``-1_...`` gallery files): never a match, never a negative.
 JUNK_PID = -1
@@ -87,3 +88,20 @@ def relabel_ids(items: Sequence[ReIDItem]) -> tuple[ReIDItem, ...]:
     """
     label_of = {pid: label for label, pid in enumerate(sorted({item.pid for item in items}))}
     return tuple(ReIDItem(item.path, label_of[item.pid], item.camid) for item in items)
+
+
+def split_digest(items: Sequence[ReIDItem]) -> str:
+    """A BLAKE2b digest (32 hex digits) of a split's file names, identities and cameras, in
+    order: equal for the same images wherever the dataset folder is, different for another
+    dataset or another selection of it.
+
+    Example:
+        >>> name = "0002_c1s1_000451_03.jpg"
+        >>> here, there = ReIDItem(Path("/data") / name, 0, 1), ReIDItem(Path("/copy") / name, 0, 1)
+        >>> split_digest([here]) == split_digest([there]), split_digest([here]) == split_digest([])
+        (True, False)
+    """
+    hasher = hashlib.blake2b(digest_size=16)
+    for item in items:
+        hasher.update(f"{item.path.name} {item.pid} {item.camid}\n".encode())
+    return hasher.hexdigest()

@@ -66,7 +66,10 @@ def read_image(path: PathLike, split: str = "unnamed") -> Image.Image:
         PIL.UnidentifiedImageError: cannot read image /.../bad.jpg (train split): not an image ...
     """
     try:
-        return _decode(path)
+        # Reported as an error below (DecompressionBombError): Pillow's warning would repeat it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(path)
     except Exception as error:  # Pillow's decoders raise many types for corrupt files
         kind = type(error) if type(error) in _KEPT_ERRORS else OSError
         raise kind(f"cannot read image {path} ({split} split): {_describe(path, error)}") from error
