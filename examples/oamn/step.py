@@ -92,14 +92,6 @@ def _finite_objective(
     with autocast(images.device, amp):
         output = network(images)
     advice = "lower --lr, or train without --amp"
-    # Finite but huge inputs (1e30) give finite losses yet infinite running variances, which
-    # would silently spoil every later evaluation.
-    statistics = [buffer for buffer in network.buffers() if buffer.is_floating_point()]
-    if statistics and not bool(torch.stack([b.isfinite().all() for b in statistics]).all()):
-        raise FloatingPointError(
-            "the forward pass made the running (BatchNorm) statistics non-finite: the inputs "
-            f"are too large or the model diverged; {advice}"
-        )
     try:
         result = objective(output, pids, views)
     except ValueError as error:  # the losses refuse NaN and inf inputs
@@ -112,4 +104,12 @@ def _finite_objective(
     if not torch.isfinite(result.loss):
         terms = {name: round(float(value), 4) for name, value in result.components.items()}
         raise FloatingPointError(f"the loss is not finite (terms {terms}); {advice}")
+    # Finite but huge inputs (1e30) give a finite loss yet infinite running variances, which
+    # would silently spoil every later evaluation.
+    statistics = [buffer for buffer in network.buffers() if buffer.is_floating_point()]
+    if statistics and not bool(torch.stack([b.isfinite().all() for b in statistics]).all()):
+        raise FloatingPointError(
+            "the running (BatchNorm) statistics are not finite after the forward pass: the "
+            f"inputs are too large or the model diverged; {advice}"
+        )
     return result
