@@ -159,7 +159,7 @@ def trained_checkpoint(path: str | Path, config: TrainConfig) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, verify=False)  # the model is loaded, and verified, later
     stored = TrainConfig.from_dict(state["config"])
     return not resume_differences(stored, config) and state["epoch"] == config.epochs
 

@@ -76,7 +76,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     values: dict[str, Any] = {}
     try:
         if given.get("resume"):
-            stored = load_checkpoint(given["resume"])["config"]
+            stored = load_checkpoint(given["resume"], verify=False)["config"]
             # Where to write and what to replace are the user's to say, never a checkpoint's.
             values.update({k: v for k, v in stored.items() if k not in _NOT_RESUMED})
             values["output_dir"] = str(Path(given["resume"]).parent)

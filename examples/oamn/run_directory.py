@@ -82,8 +82,10 @@ class RunDirectory:
                 f"output_dir (--output-dir) {self.path} already holds a run ({names}); "
                 f"{advice}--overwrite to replace it, or another --output-dir"
             )
+        if resume_epoch is None:
+            return
         later = self._epoch_of(self.path / "checkpoint_last.pt")
-        if resume_epoch is not None and later is not None and later > resume_epoch:
+        if later is not None and later > resume_epoch:
             raise ValueError(
                 f"--resume {self.config.resume} continues from epoch {resume_epoch}, but "
                 f"{self.path} has trained {later} epochs: resuming would replace the later "
@@ -162,7 +164,7 @@ class RunDirectory:
     def _epoch_of(path: Path) -> int | None:
         """The epoch of a readable checkpoint; ``None`` for a missing or damaged one."""
         try:
-            return load_checkpoint(path)["epoch"]
+            return load_checkpoint(path, verify=False)["epoch"]
         except (FileNotFoundError, ValueError):
             return None
 

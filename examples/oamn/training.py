@@ -114,7 +114,7 @@ def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
     """
     last = Path(config.output_dir) / "checkpoint_last.pt"
     try:
-        stored = TrainConfig.from_dict(load_checkpoint(last)["config"])
+        stored = TrainConfig.from_dict(load_checkpoint(last, verify=False)["config"])
     except (FileNotFoundError, ValueError):  # no run there yet, or a damaged one: start again
         return train(dataclasses.replace(config, overwrite=True))
     if resume_differences(stored, config):
