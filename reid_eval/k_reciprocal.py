@@ -31,6 +31,7 @@ from torch import Tensor
 from ._inputs import ArrayLike, check_choice, check_fraction, check_positive_int
 from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
 from .features import unified_queries
+from .ranking import segment_positions
 
 __all__ = ["rerank"]
 
@@ -128,14 +129,13 @@ def rerank(
     settings = (k1, k2, lambda_value, metric, chunk)
     present = torch.unique(types).tolist()
     with torch.no_grad():
+        # 16-bit features are widened once, by PreparedGallery.build in _rerank_group.
         if len(present) == 1:  # every query, in order: no copy into a result
-            gallery = bank[present[0]].to(work_dtype)
-            return _rerank_group(queries.to(work_dtype), gallery, *settings)
+            return _rerank_group(queries, bank[present[0]], *settings)
         result = queries.new_empty(result_shape, dtype=work_dtype)
         for t in present:
             index = torch.nonzero(types == t).squeeze(1)
-            gallery = bank[t].to(work_dtype)
-            result[index] = _rerank_group(queries[index].to(work_dtype), gallery, *settings)
+            result[index] = _rerank_group(queries[index], bank[t], *settings)
     return result
 
 
@@ -265,12 +265,6 @@ def _encodings(
     return _SparseRows(crow, cols, weights.div_(totals[rows]))
 
 
-def _segment_positions(starts: Tensor, lengths: Tensor) -> Tensor:
-    """The concatenated ranges ``starts[s] : starts[s] + lengths[s]``."""
-    offsets = torch.repeat_interleave(starts - (lengths.cumsum(0) - lengths), lengths)
-    return offsets + torch.arange(offsets.numel(), device=offsets.device)
-
-
 def _local_query_expansion(
     encodings: _SparseRows, first_neighbours: Tensor, chunk: int
 ) -> _SparseRows:
@@ -280,7 +274,7 @@ def _local_query_expansion(
     counts, cols, values = [], [], []
     for rows in torch.arange(num_items, device=lengths.device).split(chunk):
         sources = first_neighbours[rows].flatten()
-        positions = _segment_positions(encodings.crow[sources], lengths[sources])
+        positions = segment_positions(encodings.crow[sources], lengths[sources])
         owners = torch.repeat_interleave(rows - rows[0], lengths[sources].view(-1, k2).sum(1))
         keys, slots = torch.unique(
             owners * num_items + encodings.cols[positions], sorted=True, return_inverse=True
@@ -332,7 +326,7 @@ def _blend(
         # order whatever the steps (index_add_ adds in index order), as the published loop.
         for step in _steps(pair_counts, pairs_per_step):
             counts = pair_counts[step]
-            positions = _segment_positions(column_start[query_cols[step]], counts)
+            positions = segment_positions(column_start[query_cols[step]], counts)
             mins = torch.minimum(
                 torch.repeat_interleave(query_values[step], counts), gallery_values[positions]
             )

@@ -21,7 +21,6 @@ Queries without any valid match are skipped, and counted (``num_valid_queries``)
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -217,16 +216,11 @@ class MetricsAccumulator:
             for rows in steps:
                 self._add(query_index[rows], rank_step(rows))
             return
+        # `workers` steps run at once, so the working memory stays bounded; the results kept
+        # until their turn are only the matches' ranks.
         with ThreadPoolExecutor(workers) as pool:
-            # A window of `workers` steps in flight keeps the working memory bounded.
-            pending = deque()
-            for rows in steps:
-                pending.append((rows, pool.submit(rank_step, rows)))
-                if len(pending) >= workers:
-                    done, future = pending.popleft()
-                    self._add(query_index[done], future.result())
-            for done, future in pending:
-                self._add(query_index[done], future.result())
+            for rows, ranks in zip(steps, pool.map(rank_step, steps), strict=True):
+                self._add(query_index[rows], ranks)
 
     def _add(self, query_index: Tensor, ranks: MatchRanks) -> None:
         """Record the queries ``query_index``, ranked as ``ranks``."""

@@ -354,10 +354,7 @@ def _same_identity_pairs(
     first = torch.searchsorted(gallery.sorted_pids, q_pids, side="left")
     counts = torch.searchsorted(gallery.sorted_pids, q_pids, side="right") - first
     rows = torch.repeat_interleave(torch.arange(q_pids.numel(), device=q_pids.device), counts)
-    offset = (
-        torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
-    )
-    cols = gallery.pid_order[first[rows] + offset]
+    cols = gallery.pid_order[segment_positions(first, counts)]
     kept = ~gallery.junk[cols]
     rows, cols = rows[kept], cols[kept]
     return rows, cols, gallery.camids[cols] != q_camids[rows]
@@ -419,14 +416,22 @@ def _sorted_below(distances: Tensor, ceiling: Tensor, junk_columns: Tensor) -> T
         return torch.from_numpy(capped)
     capped = torch.minimum(distances, ceiling[:, None])
     capped[:, junk] = torch.inf
-    return torch.sort(capped).values.contiguous()  # sort keeps a transposed input's strides
+    return torch.sort(capped).values
 
 
 def _sorted(values: Tensor) -> Tensor:
-    """``values`` sorted ascending along their last dimension, on their device."""
+    """1-D ``values`` sorted ascending, on their device."""
     if values.device.type == "cpu" and NUMPY_ON_CPU:
-        # np.sort keeps the input's layout, and searchsorted would copy a non-contiguous result
-        # (a column selection of a numpy matrix is Fortran-ordered).
-        return torch.from_numpy(np.sort(np.ascontiguousarray(values.detach().numpy()), axis=-1))
-    # torch.sort keeps the input's strides: a transposed input gives non-contiguous rows.
-    return torch.sort(values).values.contiguous()
+        return torch.from_numpy(np.sort(values.detach().numpy()))
+    return torch.sort(values).values
+
+
+def segment_positions(starts: Tensor, lengths: Tensor) -> Tensor:
+    """The concatenated index ranges ``starts[s] : starts[s] + lengths[s]`` (1-D int64).
+
+    Example:
+        >>> segment_positions(torch.tensor([5, 0]), torch.tensor([2, 3])).tolist()
+        [5, 6, 0, 1, 2]
+    """
+    offsets = torch.repeat_interleave(starts - (lengths.cumsum(0) - lengths), lengths)
+    return offsets + torch.arange(offsets.numel(), device=offsets.device)
