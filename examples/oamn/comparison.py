@@ -34,6 +34,7 @@ from .data import ReIDDataset, ReIDItem, build_test_loader
 from .evaluation import evaluation_report
 from .extraction import EvaluationFeatures, extract_features
 from .reporting import TABLE_COLUMNS, format_table, library_versions, metrics_report
+from .run_files import write_atomic
 from .synthetic import generate_synthetic_reid
 from .training import train_or_resume
 from .visualize import save_awareness_figure, save_demo_figure
@@ -339,7 +340,7 @@ def run_demo(
         "figures": [str(path) for path in figures],
         "versions": library_versions(),
     }
-    (output_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(output_dir / "results.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -5,7 +5,7 @@ r"""The main demo: a baseline and OAMN trained alike, compared on occluded queri
 
 With no data and no GPU it generates the synthetic occluded-pedestrian benchmark
 (:func:`examples.oamn.synthetic.generate_synthetic_reid`, cached under ``--data-cache``),
-then trains two models with :func:`examples.oamn.train.train_or_resume`, both from the same
+then trains two models with :func:`examples.oamn.training.train_or_resume`, both from the same
 :class:`~examples.oamn.config.TrainConfig` (same backbone, input size, batches, schedule and
 seed), differing only in the method's switches (the first row of the paper's Table 6):
 

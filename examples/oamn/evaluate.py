@@ -252,7 +252,6 @@ def _evaluate(
         command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
         figures=args.figures,
         num_figures=args.num_figures,
-        boundary=args.boundary,
     )
     if "figures" in result:
         print(f"figures: {', '.join(result['figures'])}")

@@ -171,7 +171,6 @@ def write_evaluation(
     command: str,
     figures: str | os.PathLike[str] | None = None,
     num_figures: int = 6,
-    boundary: str = "paper",
 ) -> dict:
     r"""Write a checkpoint's evaluation as JSON, with what it was measured on, and its figures.
 
@@ -191,8 +190,8 @@ def write_evaluation(
         figures: a folder for the PNGs of ranked lists and attention maps
             (:func:`~examples.oamn.visualize.save_figures`) and, when the report has one, of
             the awareness; ``None``: no figure.
-        num_figures: queries shown in the figures.
-        boundary: the grader thresholds' boundary convention the report used.
+        num_figures: queries shown in the figures (their occlusion types with the report's
+            grader thresholds and boundary convention).
 
     Returns:
         What the JSON holds: ``"command"``, ``"checkpoint"``, ``"dataset"`` (name, root, the
@@ -229,7 +228,8 @@ def write_evaluation(
             width=config.width,
             device=device,
             num_queries=num_figures,
-            boundary=boundary,
+            thresholds=tuple(report["settings"]["thresholds"]),
+            boundary=report["settings"]["boundary"],
         )
         if "awareness" in report:
             paths.append(save_awareness_figure(report["awareness"], folder / "awareness.png"))

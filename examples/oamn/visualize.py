@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from oamn.reid_eval import predict_occlusion_type
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDDataset, ReIDItem, build_test_loader
+from .data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, ReIDDataset, ReIDItem, test_transform
 from .extraction import EvaluationFeatures, evaluation_mode
 from .reporting import occlusion_type_names
 
@@ -592,9 +592,9 @@ def _figure(width_inches: float, height_inches: float) -> Figure:
 
 
 def _test_set(items: Sequence[ReIDItem], height: int, width: int, split: str) -> Dataset:
-    """The images of ``items`` exactly as the model saw them: the test loader's dataset, whose
+    """The images of ``items`` exactly as the model saw them (the test loader's transform):
     item ``i`` starts with image ``i``, normalised, ``(3, height, width)``."""
-    return build_test_loader(items, height, width, 1, 0, split=split).dataset
+    return ImageDataset(items, test_transform(height, width), split=split)
 
 
 def _evenly_spaced(count: int, total: int) -> Tensor:

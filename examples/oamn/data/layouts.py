@@ -110,11 +110,10 @@ def parse_folder(
     for path in sorted(files):
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
-        link = _broken_link(path)
-        if link is not None:
-            broken.append(link)
-            continue
-        if not path.is_file():  # a folder named like an image
+        if not path.is_file():  # a folder named like an image, or a broken link
+            link = _broken_link(path)
+            if link is not None:
+                broken.append(link)
             continue
         match = regex.fullmatch(path.name)
         if match is None:
@@ -125,11 +124,9 @@ def parse_folder(
         pid = int(match["pid"])
         items.append(ReIDItem(path, pid, int(match["camid"]) if has_camid else camid))
     if broken:
-        listed = "".join(f"\n  {line}" for line in broken[: verify.MAX_LISTED])
-        hidden = len(broken) - verify.MAX_LISTED
-        more = f"\n  ... and {hidden} more" if hidden > 0 else ""
         raise FileNotFoundError(
-            f"{len(broken)} broken symbolic link(s) named like images in {folder}:{listed}{more}\n"
+            f"{len(broken)} broken symbolic link(s) named like images in {folder}:"
+            f"{verify.listing(broken)}\n"
             "Point them at existing images or remove them."
         )
     if not items:

@@ -47,6 +47,9 @@ def read_image(path: PathLike, split: str = "unnamed") -> Image.Image:
     Returns:
         the decoded RGB image.
 
+    From the first call on, Pillow's ``DecompressionBombWarning`` is ignored in the process:
+    such an image is this function's error instead.
+
     Raises:
         OSError: the file cannot be read or decoded; the message names the file, the split and
             the cause, e.g. ``cannot read image /x/0002_c1s1_000451_03.jpg (train split): image
@@ -65,14 +68,22 @@ def read_image(path: PathLike, split: str = "unnamed") -> Image.Image:
         ...
         PIL.UnidentifiedImageError: cannot read image /.../bad.jpg (train split): not an image ...
     """
+    _ignore_bomb_warnings()
     try:
-        # Reported as an error below (DecompressionBombError): Pillow's warning would repeat it.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return _decode(path)
+        return _decode(path)
     except Exception as error:  # Pillow's decoders raise many types for corrupt files
         kind = type(error) if type(error) in _KEPT_ERRORS else OSError
         raise kind(f"cannot read image {path} ({split} split): {_describe(path, error)}") from error
+
+
+def _ignore_bomb_warnings() -> None:
+    """Keep an ignore filter for Pillow's ``DecompressionBombWarning`` first in the warning
+    filters: :func:`_decode` reports such an image as an error, which the warning would only
+    repeat. A filter is added only when another one came first (normally once a process): a
+    ``catch_warnings`` block per image would reset Python's once-only warnings each time."""
+    first = warnings.filters[0] if warnings.filters else None
+    if first is None or first[0] != "ignore" or first[2] is not Image.DecompressionBombWarning:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def verify_images(
@@ -139,15 +150,24 @@ def verify_images(
                 failures.append(f"{split}: {path}: {reason}")
             bar.update()
     if failures:
-        listed = "\n".join(f"  {line}" for line in failures[:MAX_LISTED])
-        more = (
-            f"\n  ... and {len(failures) - MAX_LISTED:,} more" if len(failures) > MAX_LISTED else ""
-        )
         raise ValueError(
             f"{len(failures):,} of {len(jobs):,} images cannot be read (each was opened and fully "
-            f"decoded):\n{listed}{more}\nReplace or remove these files, or pass "
+            f"decoded):{listing(failures)}\nReplace or remove these files, or pass "
             "verify_images=False (--no-verify-images for training) to skip this check."
         )
+
+
+def listing(lines: Sequence[str]) -> str:
+    """The first :data:`MAX_LISTED` of ``lines``, each on a new indented line, and how many
+    more there are, for error messages.
+
+    Example:
+        >>> listing(["a", "b"])
+        '\\n  a\\n  b'
+    """
+    shown = "".join(f"\n  {line}" for line in lines[:MAX_LISTED])
+    hidden = len(lines) - MAX_LISTED
+    return shown + (f"\n  ... and {hidden:,} more" if hidden > 0 else "")
 
 
 def _decode(path: PathLike) -> Image.Image:
