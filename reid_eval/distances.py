@@ -31,6 +31,7 @@ from ._inputs import (
     check_choice,
     check_finite,
     check_floating,
+    check_positive_int,
     to_tensor,
 )
 
@@ -41,6 +42,18 @@ METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
 
 #: Query rows per matrix product; chunk sizes are rounded up to a multiple of it.
 ROW_BLOCK = 256
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """``chunk_size`` (argument of that name, ``>= 1``) rounded up to whole :data:`ROW_BLOCK`s,
+    so that chunks split no block (a row's distances do not depend on the chunking).
+
+    Example:
+        >>> check_chunk_size(1), check_chunk_size(256), check_chunk_size(300)
+        (256, 256, 512)
+    """
+    return -(-check_positive_int(chunk_size, "chunk_size") // ROW_BLOCK) * ROW_BLOCK
+
 
 #: Norms below this count as this in the cosine (as in ``torch.nn.functional.normalize``).
 _EPS = 1e-12

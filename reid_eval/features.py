@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels, to_tensor
-from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
+from .distances import METRICS, PreparedGallery, check_chunk_size, check_feature_pair
 from .metrics import AP_KINDS, MetricsAccumulator, RankMetrics, check_labels
 
 __all__ = ["evaluate_features", "evaluate_unified"]
@@ -150,7 +150,7 @@ def evaluate_unified(
         tensor([1., 1.], dtype=torch.float64)
     """
     queries, bank, types = unified_queries(q_feats, q_types, g_bank, "g_bank")
-    groups = [(torch.nonzero(types == t).squeeze(1), bank[t]) for t in torch.unique(types).tolist()]
+    groups = [(index, bank[t]) for t, index in type_groups(types)]
     labels = (q_pids, g_pids, q_camids, g_camids)
     settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
     return _evaluate_groups(queries, groups, "g_bank", bank.shape[1], labels, settings)
@@ -175,6 +175,17 @@ def unified_queries(
     types = _check_types(q_types, q_bank[0], bank.shape[0], g_name)
     queries = q_bank[types, torch.arange(q_bank.shape[1], device=q_bank.device)]
     return queries, bank, types
+
+
+def type_groups(types: Tensor) -> list[tuple[int, Tensor]]:
+    """Each type present in ``(Q,)`` int64 ``types``, ascending, with the ``(n,)`` int64
+    indices of its queries.
+
+    Example:
+        >>> [(t, index.tolist()) for t, index in type_groups(torch.tensor([2, 0, 2]))]
+        [(0, [1]), (2, [0, 2])]
+    """
+    return [(t, torch.nonzero(types == t).squeeze(1)) for t in torch.unique(types).tolist()]
 
 
 def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int, g_name: str) -> Tensor:
@@ -207,9 +218,9 @@ def _evaluate_groups(
     )
     metric = check_choice(metric, "metric", METRICS)
     max_rank = check_positive_int(max_rank, "max_rank")
-    chunk = -(-check_positive_int(chunk_size, "chunk_size") // ROW_BLOCK) * ROW_BLOCK
+    chunk = check_chunk_size(chunk_size)
     ap = check_choice(ap, "ap", AP_KINDS)
-    report = progress_reporter(progress, queries.shape[0])
+    report = _progress_reporter(progress, queries.shape[0])
     metrics = MetricsAccumulator(queries.shape[0], num_gallery, queries.device, ap)
     done = 0
     with torch.no_grad():
@@ -225,7 +236,7 @@ def _evaluate_groups(
     return metrics.result(max_rank)
 
 
-def progress_reporter(
+def _progress_reporter(
     progress: bool | Callable[[int, int], None], total: int
 ) -> Callable[[int], None]:
     """``report(done)`` for ``total`` queries: nothing, a line on standard error, or the user's

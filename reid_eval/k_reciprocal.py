@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from ._inputs import ArrayLike, check_choice, check_fraction, check_positive_int
-from .distances import METRICS, ROW_BLOCK, PreparedGallery, check_feature_pair
-from .features import unified_queries
+from .distances import METRICS, PreparedGallery, check_chunk_size, check_feature_pair
+from .features import type_groups, unified_queries
 from .ranking import segment_positions
 
 __all__ = ["rerank"]
@@ -115,7 +115,7 @@ def rerank(
     k2 = check_positive_int(k2, "k2")
     lambda_value = check_fraction(lambda_value, "lambda_value")
     metric = check_choice(metric, "metric", METRICS)
-    chunk = -(-check_positive_int(chunk_size, "chunk_size") // ROW_BLOCK) * ROW_BLOCK
+    chunk = check_chunk_size(chunk_size)
     if q_types is None:
         queries, gallery = check_feature_pair(q_feats, g_feats, "g_feats", "(G, D)")
         bank = gallery[None]  # one type, 0, for every query
@@ -127,14 +127,13 @@ def rerank(
     if 0 in result_shape:
         return queries.new_zeros(result_shape, dtype=work_dtype)
     settings = (k1, k2, lambda_value, metric, chunk)
-    present = torch.unique(types).tolist()
+    groups = type_groups(types)
     with torch.no_grad():
         # 16-bit features are widened once, by PreparedGallery.build in _rerank_group.
-        if len(present) == 1:  # every query, in order: no copy into a result
-            return _rerank_group(queries, bank[present[0]], *settings)
+        if len(groups) == 1:  # every query, in order: no copy into a result
+            return _rerank_group(queries, bank[groups[0][0]], *settings)
         result = queries.new_empty(result_shape, dtype=work_dtype)
-        for t in present:
-            index = torch.nonzero(types == t).squeeze(1)
+        for t, index in groups:
             result[index] = _rerank_group(queries[index], bank[t], *settings)
     return result
 
