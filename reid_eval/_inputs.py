@@ -117,7 +117,7 @@ def check_fraction(value: object, name: str) -> float:
     """``value`` as a float if it is a finite number in ``[0, 1]`` (bools excluded)."""
     if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value <= 1):
+    if not 0 <= value <= 1:  # NaN fails it too
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     return float(value)
 

@@ -95,7 +95,10 @@ class PreparedGallery:
         out = self.features.new_empty(q_feats.shape[0], self.features.shape[0])
         for start in range(0, q_feats.shape[0], ROW_BLOCK):
             rows = slice(start, start + ROW_BLOCK)
-            block = _at_least_float32(q_feats[rows]).clone(memory_format=torch.contiguous_format)
+            # One contiguous copy in the gallery's dtype (16-bit rows widened in that copy).
+            block = q_feats[rows].to(
+                self.features.dtype, memory_format=torch.contiguous_format, copy=True
+            )
             torch.mm(block, self.features.T, out=out[rows])
             q_squared_norms = _squared_norms(block)[:, None]
             _distances_from_dots(out[rows], q_squared_norms, self.squared_norms, self.metric)
