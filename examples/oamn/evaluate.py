@@ -154,16 +154,19 @@ def parse_rerank(text: str) -> tuple[int, int, float]:
         >>> parse_rerank("20,6,0.3"), parse_rerank(" 10, 3, 0 ")
         ((20, 6, 0.3), (10, 3, 0.0))
     """
+    expected = argparse.ArgumentTypeError(
+        f"{text!r}: expected K1,K2,LAMBDA with integers K1, K2 >= 1 and LAMBDA in [0, 1], "
+        "e.g. 20,6,0.3"
+    )
     parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3:
+        raise expected
     try:
         k1, k2, lambda_value = int(parts[0]), int(parts[1]), float(parts[2])
-    except (ValueError, IndexError):
-        k1 = k2 = lambda_value = None
-    if len(parts) != 3 or k1 is None or k1 < 1 or k2 < 1 or not 0 <= lambda_value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected K1,K2,LAMBDA with integers K1, K2 >= 1 and LAMBDA in [0, 1], "
-            "e.g. 20,6,0.3"
-        )
+    except ValueError:
+        raise expected from None
+    if k1 < 1 or k2 < 1 or not 0 <= lambda_value <= 1:
+        raise expected
     return k1, k2, lambda_value
 
 
