@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,10 +24,10 @@ from typing import Any
 
 from oamn.occlusion_aug import LOCATIONS
 
-from .model import BACKBONES, GRADERS, POOLINGS
+from .model import BACKBONES, GRADERS, POOLINGS, STAGES
 from .precision import AMP_MODES
 from .routing import ROUTINGS
-from .run_files import write_atomic
+from .run_files import write_json
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
@@ -108,7 +109,7 @@ class TrainConfig:
     val_batch_size: int = _option(128, "batch size of validation feature extraction")
     # Model.
     backbone: str = _option("resnet50", "torchvision backbone", BACKBONES)
-    split_after: str = _option("layer3", "backbone stage after which the mask module sits")
+    split_after: str = _option("layer3", "backbone stage after which the mask module sits", STAGES)
     last_stride: int = _option(2, "stride of the backbone's last stage (1 or 2)")
     weights: str | None = _option(
         None,
@@ -251,9 +252,9 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        """Write the configuration as indented JSON, atomically (see
+        """Write the configuration as indented, strict JSON, atomically (see
         :mod:`~examples.oamn.run_files`)."""
-        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -357,6 +358,7 @@ def _flag(name: str) -> str:
 def _check_config(config: TrainConfig) -> None:
     """Raise ``ValueError`` naming the field and its option for the first bad value."""
     _check_types_and_choices(config)
+    _check_finite(config)
     _check_ranges(config)
     _check_schedule(config)
     _check_occlusion(config)
@@ -372,6 +374,19 @@ def _check_types_and_choices(config: TrainConfig) -> None:
         choices = spec.metadata["choices"]
         if choices and value not in choices:
             raise ValueError(f"{_flag(spec.name)} must be one of {choices}, got {value!r}")
+
+
+def _check_finite(config: TrainConfig) -> None:
+    """Every float is finite: the range checks below compare, and NaN passes every
+    comparison it fails (``nan < 0`` is false)."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            if isinstance(value, tuple):
+                shown = ",".join(map(str, values))
+                raise ValueError(f"{_flag(spec.name)} must be finite numbers, got {shown}")
+            raise ValueError(f"{_flag(spec.name)} must be a finite number, got {value}")
 
 
 def _check_ranges(config: TrainConfig) -> None:

@@ -183,17 +183,33 @@ def test_non_matching_image_name(tiny_market: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(tiny_market, tmp_path / "market"))
     bad = root / "bounding_box_test" / "person_7.jpg"
     write_image(bad, 7, (8, 4), _rng())
-    with pytest.raises(ValueError, match="does not match the file-name pattern") as info:
+    with pytest.raises(ValueError, match="do not match the file-name pattern") as info:
         load_dataset("market1501", root)
     message = str(info.value)
-    assert f"image {bad} does not match the file-name pattern" in message
-    assert "rename or remove it" in message
+    assert f"1 image(s) in {bad.parent} do not match the file-name pattern" in message
+    assert f"\n  {bad}\n" in message
+    assert "Rename or remove them" in message
     assert "Expected layout:" in message
+
+
+def test_every_misnamed_image_is_listed_up_to_ten(tiny_market: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(tiny_market, tmp_path / "market"))
+    bad = [root / "bounding_box_train" / f"person_{i:02d}.jpg" for i in range(12)]
+    for path in bad:
+        write_image(path, 7, (8, 4), _rng())
+    with pytest.raises(ValueError, match=r"12 image\(s\) in .*bounding_box_train do not") as info:
+        load_dataset("market1501", root)
+    lines = str(info.value).splitlines()
+    listed = [line.strip() for line in lines if line.startswith(f"  {root}/bounding_box_train/")]
+    assert listed == [str(path) for path in bad[:10]]  # sorted, the first ten
+    assert "\n  ... and 2 more\n" in str(info.value)
 
 
 def test_duke_names_are_not_market_names(tmp_path: Path) -> None:
     make_market_tree(tmp_path, ids=1, cams=2, per_cam=1, duke_names=True)
-    with pytest.raises(ValueError, match=r"0001_c1_f0000001\.jpg does not match"):
+    with pytest.raises(
+        ValueError, match=r"do not match the file-name pattern (?s:.*)/0001_c1_f0000001\.jpg\n"
+    ):
         load_dataset("market1501", tmp_path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import pytest
 import torch
@@ -215,3 +216,44 @@ def test_automatic_mask_reductions_resume_from_a_checkpoint(tmp_path) -> None:
     assert restored.mask.attention.spatial_reduction == 1
     for name, value in model.state_dict().items():
         assert torch.equal(restored.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_option_must_be_finite(value, capsys) -> None:
+    # NaN passes every range check written as a comparison (nan < 0 is false).
+    hints = typing.get_type_hints(TrainConfig)
+    names = [name for name, kind in hints.items() if kind in (float, tuple[float, ...])]
+    assert {"lr", "weight_decay", "lambda_id", "lr_step_values", "val_ids"} <= set(names)
+    for name in names:
+        option = "--" + name.replace("_", "-")
+        if hints[name] is float:
+            given, expected = value, f"a finite number, got {value}"
+        else:
+            given, expected = f"0.5,{value}", f"finite numbers, got 0.5,{value}"
+        with pytest.raises(SystemExit):
+            config_from_args([f"{option}={given}"])  # "-inf" alone would read as an option
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.endswith(f"{name} ({option}) must be {expected}"), error
+
+
+def test_non_finite_values_in_a_json_file_or_a_checkpoint_name_the_option(tmp_path, capsys) -> None:
+    (tmp_path / "settings.json").write_text('{"lr": NaN, "epochs": 3}')  # Python's json reads it
+    with pytest.raises(SystemExit):
+        config_from_args(["--config", str(tmp_path / "settings.json")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("error: lr (--lr) must be a finite number, got nan"), error
+    with pytest.raises(ValueError, match=r"lr \(--lr\) must be a finite number, got nan"):
+        TrainConfig.load(tmp_path / "settings.json")
+    stored = TrainConfig(backbone="resnet18", height=64, width=32).to_dict()
+    with pytest.raises(ValueError, match=r"margin \(--margin\) must be a finite number, got inf"):
+        TrainConfig.from_dict({**stored, "margin": float("inf")})
+
+
+def test_the_configuration_is_written_as_strict_json(tmp_path) -> None:
+    TrainConfig(lr=1e-300, weight_decay=0.0).save(tmp_path / "config.json")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    values = json.loads((tmp_path / "config.json").read_text(), parse_constant=refuse)
+    assert TrainConfig.from_dict(values) == TrainConfig(lr=1e-300, weight_decay=0.0)

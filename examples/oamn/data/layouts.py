@@ -81,7 +81,8 @@ def parse_folder(
     Raises:
         FileNotFoundError: ``folder`` does not exist, or holds broken symbolic links named like
             images (the message lists them with their targets).
-        ValueError: a bad pattern, no image in the folder, or an image name that does not match.
+        ValueError: a bad pattern, no image in the folder, or image names that do not match
+            (the message lists them: the first 10 and how many more).
 
     Example:
         >>> import tempfile
@@ -106,7 +107,7 @@ def parse_folder(
             f"image folder {folder} does not exist; create it or fix the dataset root.{where}"
         )
     files = folder.rglob("*") if recursive else folder.iterdir()
-    items, broken = [], []
+    items, broken, misnamed = [], [], []
     for path in sorted(files):
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
@@ -117,12 +118,16 @@ def parse_folder(
             continue
         match = regex.fullmatch(path.name)
         if match is None:
-            raise ValueError(
-                f"image {path} does not match the file-name pattern {regex.pattern!r}; "
-                f"rename or remove it, or pass the right dataset name / pattern.{where}"
-            )
+            misnamed.append(str(path))
+            continue
         pid = int(match["pid"])
         items.append(ReIDItem(path, pid, int(match["camid"]) if has_camid else camid))
+    if misnamed:
+        raise ValueError(
+            f"{len(misnamed)} image(s) in {folder} do not match the file-name pattern "
+            f"{regex.pattern!r}:{verify.listing(misnamed)}\n"
+            f"Rename or remove them, or pass the right dataset name / pattern.{where}"
+        )
     if broken:
         raise FileNotFoundError(
             f"{len(broken)} broken symbolic link(s) named like images in {folder}:"

@@ -12,7 +12,7 @@ __all__ = ["split_validation"]
 
 
 def split_validation(
-    train: Sequence[ReIDItem], num_ids: int | float, seed: int
+    train: Sequence[ReIDItem], num_ids: int | float, seed: int, *, name: str = "num_ids"
 ) -> tuple[tuple[ReIDItem, ...], tuple[ReIDItem, ...], tuple[ReIDItem, ...]]:
     """Hold out training identities as a query/gallery validation set.
 
@@ -32,6 +32,8 @@ def split_validation(
         num_ids: number of identities to hold out (``int >= 0``), or a fraction in ``(0, 1)``
             of all training identities (rounded, at least 1).
         seed: seed of the draws.
+        name: what error messages call ``num_ids``: a command line passes its option's name
+            (``"--val-ids"``).
 
     Returns:
         ``(train_rest, val_query, val_gallery)``: ``train_rest`` keeps the input order with
@@ -57,16 +59,16 @@ def split_validation(
     pids = np.array([item.pid for item in train], dtype=np.int64)
     camids = np.array([item.camid for item in train], dtype=np.int64)
     unique_pids = np.unique(pids)
-    count = _resolve_num_ids(num_ids, len(unique_pids))
+    count = _resolve_num_ids(num_ids, len(unique_pids), name)
     if count == 0:
         return relabel_ids(train), (), ()
 
     eligible = _eligible_ids(pids, camids)
     if count > len(eligible):
         raise ValueError(
-            f"num_ids={num_ids!r} asks for {count} validation identities but only "
+            f"{_given(name, num_ids)} asks for {count} validation identities but only "
             f"{len(eligible)} of the {len(unique_pids)} training identities have images from "
-            ">= 2 cameras with 2 images in one camera; lower num_ids"
+            f">= 2 cameras with 2 images in one camera; lower {name}"
         )
     rng = np.random.default_rng(seed)
     held_out = rng.choice(eligible, size=count, replace=False)
@@ -97,26 +99,31 @@ def split_validation(
     return rest, ordered(is_query), ordered(is_val & ~is_query)
 
 
-def _resolve_num_ids(num_ids: int | float, total: int) -> int:
+def _resolve_num_ids(num_ids: int | float, total: int, name: str) -> int:
     if isinstance(num_ids, bool) or not isinstance(num_ids, int | float):
-        raise TypeError(f"num_ids must be an int or a float, got {type(num_ids).__name__}")
+        raise TypeError(f"{name} must be an int or a float, got {type(num_ids).__name__}")
     if isinstance(num_ids, float):
         if not 0.0 < num_ids < 1.0:
             raise ValueError(
-                f"num_ids={num_ids!r}: a float is a fraction of the identities, in (0, 1); "
+                f"{_given(name, num_ids)}: a float is a fraction of the identities, in (0, 1); "
                 "pass an int for a count"
             )
         count = max(1, round(num_ids * total))
     elif num_ids < 0:
-        raise ValueError(f"num_ids must be >= 0, got {num_ids}")
+        raise ValueError(f"{name} must be >= 0, got {num_ids}")
     else:
         count = num_ids
     if count >= total and count > 0:
         raise ValueError(
-            f"num_ids={num_ids!r} would hold out {count} of the {total} training identities, "
-            "leaving none to train on; lower num_ids"
+            f"{_given(name, num_ids)} would hold out {count} of the {total} training "
+            f"identities, leaving none to train on; lower {name}"
         )
     return count
+
+
+def _given(name: str, value: int | float) -> str:
+    """``num_ids=5`` for an argument, ``--val-ids 5`` for an option."""
+    return f"{name} {value:g}" if name.startswith("-") else f"{name}={value!r}"
 
 
 def _eligible_ids(pids: np.ndarray, camids: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ..routing import ROUTINGS
@@ -10,7 +11,7 @@ from .oamn import OAMN
 if TYPE_CHECKING:  # the configuration module imports this package for its choices
     from ..config import TrainConfig
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "option_names"]
 
 
 def build_model(config: TrainConfig, num_classes: int) -> OAMN:
@@ -27,6 +28,11 @@ def build_model(config: TrainConfig, num_classes: int) -> OAMN:
     Returns:
         The model on the CPU.
 
+    Raises:
+        ValueError, FileNotFoundError: settings that cannot build a model (a feature map too
+            small for the mask's reductions, weights that are neither a file nor a name),
+            naming the training options (:func:`option_names`).
+
     Example:
         >>> from examples.oamn.config import TrainConfig
         >>> config = TrainConfig(backbone="resnet18", height=64, width=32, routing="official")
@@ -34,18 +40,44 @@ def build_model(config: TrainConfig, num_classes: int) -> OAMN:
         >>> model.classifier.out_features, model.mask.detach_input
         (3, True)
     """
-    return OAMN(
-        num_classes,
-        backbone=config.backbone,
-        split_after=config.split_after,
-        last_stride=config.last_stride,
-        input_size=(config.height, config.width),
-        weights=config.weights,
-        pooling=config.pooling,
-        dropout=config.dropout,
-        use_mask=config.mask_module,
-        detach_mask_input=ROUTINGS[config.routing].mask_input_detached,
-        mask_spatial_reduction=config.mask_spatial_reduction,
-        mask_down_ratio=config.mask_down_ratio,
-        grader=config.grader,
-    )
+    try:
+        return OAMN(
+            num_classes,
+            backbone=config.backbone,
+            split_after=config.split_after,
+            last_stride=config.last_stride,
+            input_size=(config.height, config.width),
+            weights=config.weights,
+            pooling=config.pooling,
+            dropout=config.dropout,
+            use_mask=config.mask_module,
+            detach_mask_input=ROUTINGS[config.routing].mask_input_detached,
+            mask_spatial_reduction=config.mask_spatial_reduction,
+            mask_down_ratio=config.mask_down_ratio,
+            grader=config.grader,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise type(error)(option_names(str(error))) from error
+
+
+#: The arguments of :class:`~examples.oamn.model.OAMN` that :func:`build_model` passes from the
+#: configuration field of the same name.
+_SAME_NAMES = (
+    "backbone", "split_after", "last_stride", "weights", "pooling", "dropout",
+    "mask_spatial_reduction", "mask_down_ratio", "grader",
+)  # fmt: skip
+
+
+def option_names(message: str) -> str:
+    """``message`` of :class:`~examples.oamn.model.OAMN`, with its arguments written as the
+    training options that set them.
+
+    Example:
+        >>> option_names("weights='x.pth' is neither a file nor a weight name of backbone='vgg'")
+        "--weights 'x.pth' is neither a file nor a weight name of --backbone 'vgg'"
+        >>> option_names("input_size=(8, 4) gives a (1, 1) map")
+        '--height 8 --width 4 gives a (1, 1) map'
+    """
+    message = re.sub(r"\binput_size=\((\d+), (\d+)\)", r"--height \1 --width \2", message)
+    names = "|".join(_SAME_NAMES)
+    return re.sub(rf"\b({names})=", lambda name: f"--{name[1].replace('_', '-')} ", message)
