@@ -4,7 +4,7 @@ r"""The paper's Table 6 ablation with one command and one budget.
         --backbone mobilenet_v2 --weights FILE --height 128 --width 64 --epochs E \
         --output-dir runs/ablation [--threads N] [--eval-batch-size 128] [any training option]
 
-Four models are trained with :func:`examples.oamn.train.main`, each in its own folder of
+Four models are trained with :func:`examples.oamn.training.train`, each in its own folder of
 ``--output-dir``, with the same options (the ones given here) and its switches:
 
 * ``baseline``: no occlusion augmentation, no mask module, plain batch-hard triplet, no
@@ -42,14 +42,16 @@ from typing import Any
 
 import torch
 
-from . import train
 from .checkpoint import load_checkpoint, load_model
+from .command_errors import locked_command
 from .config import TrainConfig
 from .config_cli import config_from_args
 from .data import load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluate_model
 from .reporting import TABLE_COLUMNS
+from .run_files import remove_leftovers, write_atomic, write_json
+from .training import train
 
 __all__ = ["RUNS", "TABLE_ROWS", "format_markdown", "main"]
 
@@ -113,12 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train the missing models, evaluate them, write ``results.json`` / ``results.md``."""
-    args, train_options = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, train_options = parser.parse_known_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     shared = config_from_args(train_options)  # fails early on a bad training option
-    out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    with locked_command(parser.prog, args.output_dir):
+        return _ablation(args.output_dir, shared, train_options, argv, args.eval_batch_size)
+
+
+def _ablation(
+    out: Path,
+    shared: TrainConfig,
+    train_options: list[str],
+    argv: Sequence[str] | None,
+    eval_batch_size: int,
+) -> dict[str, Any]:
+    """Train, evaluate and write every model of :data:`RUNS` (the folder ``out`` locked)."""
+    remove_leftovers(out, _RESULT_FILES)
     results: dict[str, Any] = {
         "setup": _setup(shared, train_options, argv),
         "runs": {},
@@ -137,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run_argv = [*train_options, *switches, "--output-dir", str(run_dir)]
         _train(run_argv, run_dir, shared.epochs)
         history = json.loads((run_dir / "log.json").read_text())
-        evaluation = _evaluate(run_dir, dataset, args.eval_batch_size)
+        evaluation = _evaluate(run_dir, dataset, eval_batch_size)
         results["runs"][name] = {
             "command": shlex.join(["python", "-m", "examples.oamn.train", *run_argv]),
             "train_seconds": round(sum(record["seconds"] for record in history), 1),
@@ -157,7 +171,7 @@ def _train(run_argv: list[str], run_dir: Path, epochs: int) -> None:
             return
         run_argv = [*run_argv, "--resume", str(checkpoint)]
     print(f"training {run_dir}: {shlex.join(run_argv)}", flush=True)
-    train.main(run_argv)
+    train(config_from_args(run_argv))
 
 
 def _evaluate(run_dir: Path, dataset, batch_size: int) -> dict[str, Any]:
@@ -186,7 +200,8 @@ def _evaluate(run_dir: Path, dataset, batch_size: int) -> dict[str, Any]:
     report["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     for row in report["rows"].values():
         row.pop("cmc")  # the 50 ranks are not needed for the table; keep results.json short
-    cached.write_text(json.dumps(report, indent=2) + "\n")
+    remove_leftovers(run_dir, [cached.name])
+    write_json(cached, report)
     return report
 
 
@@ -205,9 +220,13 @@ def _setup(shared: TrainConfig, train_options: list[str], argv: Sequence[str] | 
     }
 
 
+#: What :func:`_write` writes into the output folder.
+_RESULT_FILES = ("results.json", "results.md")
+
+
 def _write(results: dict[str, Any], out: Path) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(format_markdown(results) + "\n")
+    write_json(out / "results.json", results)
+    write_atomic(out / "results.md", format_markdown(results) + "\n")
 
 
 def format_markdown(results: dict[str, Any]) -> str:

@@ -41,11 +41,14 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_weights",
+    "non_finite_tensors",
     "save_checkpoint",
 ]
 
 FORMAT_VERSION = 1
 _KEYS = ("config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
+#: ``torch.save`` writes a zip archive (since torch 1.6), which starts with these bytes.
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def checkpoint_bytes(
@@ -183,11 +186,17 @@ def load_checkpoint(
             f"checkpoint {path} is empty (0 bytes): a write that never finished; use another "
             "checkpoint of the run or train again"
         )
+    with path.open("rb") as file:
+        magic = file.read(len(_ZIP_MAGIC))
+    if magic != _ZIP_MAGIC:  # torch's own errors for it talk of mmap or of unsafe loading
+        raise ValueError(
+            f"{path} is not a checkpoint: it is not the zip archive that torch.save writes; "
+            "pass a checkpoint_*.pt written by python -m examples.oamn.train"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=not verify)
     except Exception as error:  # torch raises several kinds for corrupt or foreign files
-        reason = str(error) or type(error).__name__
-        raise ValueError(f"checkpoint {path} could not be read: {reason}") from error
+        raise ValueError(f"checkpoint {path} could not be read: {_load_error(error)}") from error
     missing = [key for key in _KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(
@@ -203,6 +212,41 @@ def load_checkpoint(
     if isinstance(state["config"], dict):
         state["config"] = {**_FIELDS_BEFORE_THEY_EXISTED, **state["config"]}
     return state
+
+
+def _load_error(error: Exception) -> str:
+    """Why ``torch.load`` failed, without its advice to load with ``weights_only=False``:
+    that would run whatever code the file holds."""
+    reason = str(error) or type(error).__name__
+    if "weights_only" in reason:
+        return (
+            "it holds Python objects other than tensors and plain values, which a safe load "
+            "refuses; it was not written by python -m examples.oamn.train"
+        )
+    return reason.strip().splitlines()[0]
+
+
+def non_finite_tensors(tensors: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The names (dotted paths) of the floating-point tensors of a nested mapping that hold a
+    NaN or an infinity, e.g. of a state dict or a checkpoint.
+
+    Example:
+        >>> weights = {"w": torch.ones(2), "b": torch.tensor([1.0, float("nan")])}
+        >>> non_finite_tensors({"model": weights, "step": torch.tensor(3)})
+        ['model.b']
+    """
+    names = []
+    for key, value in tensors.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            names += non_finite_tensors(value, f"{name}.")
+        elif (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(value.isfinite().all())
+        ):
+            names.append(name)
+    return names
 
 
 def load_model(
@@ -242,8 +286,15 @@ def load_weights(
         ValueError: the weights do not fit: the message names the architecture options
             (:data:`~examples.oamn.config.ARCHITECTURE_FIELDS`) whose values differ between
             ``config`` and the checkpoint's, or else the parameters that differ (a checkpoint
-            of another version of this code).
+            of another version of this code); or some are NaN or infinite (a diverged run).
     """
+    non_finite = non_finite_tensors(state["model"])
+    if non_finite:
+        raise ValueError(
+            f"checkpoint {path} holds {len(non_finite)} non-finite weight or buffer tensors "
+            f"(e.g. {', '.join(non_finite[:3])}): it comes from a run that diverged; use an "
+            "earlier checkpoint of that run"
+        )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:

@@ -18,7 +18,6 @@ query shots without the occluder, :func:`holistic_queries`), draws the figures
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,7 @@ from .data import ReIDDataset, ReIDItem, build_test_loader
 from .evaluation import evaluation_report
 from .extraction import EvaluationFeatures, extract_features
 from .reporting import TABLE_COLUMNS, format_table, library_versions, metrics_report
-from .run_files import write_atomic
+from .run_files import write_json
 from .synthetic import generate_synthetic_reid
 from .training import train_or_resume
 from .visualize import save_awareness_figure, save_demo_figure
@@ -42,6 +41,7 @@ from .visualize import save_awareness_figure, save_demo_figure
 __all__ = [
     "BASELINE_SWITCHES",
     "DEFAULT_STRATEGIES",
+    "DEMO_FILES",
     "DEMO_SETTINGS",
     "MODELS",
     "QUICK_SETTINGS",
@@ -115,6 +115,8 @@ MODELS: tuple[str, ...] = ("baseline", "oamn")
 #: Banks of OAMN's unified rows by default: the band removed from the attentive features (one
 #: E^I pass per image).
 DEFAULT_STRATEGIES: tuple[str, ...] = ("band",)
+#: The files :func:`run_demo` writes into its folder (glob patterns).
+DEMO_FILES = ("results.json", "demo.png", "awareness.png")
 _TITLES = {"baseline": "baseline", "oamn": "OAMN"}
 
 
@@ -272,7 +274,8 @@ def run_demo(
     seconds: Mapping[str, float] | None = None,
     started: float | None = None,
 ) -> dict[str, Any]:
-    """Train (or reuse) both models, evaluate them, draw the figures, write ``results.json``.
+    """Train (or reuse) both models, evaluate them, write ``results.json``, draw the figures
+    (then add their paths and times to it: a figure that fails loses no result).
 
     Args:
         configs: :func:`demo_configs`' two configurations (each model trains into its
@@ -314,13 +317,6 @@ def run_demo(
         models, dataset, **size, strategies=strategies, progress=oamn.progress
     )
     seconds["evaluate"] = time.perf_counter() - start
-    start = time.perf_counter()
-    figure = save_demo_figure(output_dir / "demo.png", models, features, rows, dataset, **size)
-    figures = [figure]
-    if "oamn" in awareness:
-        figures.append(save_awareness_figure(awareness["oamn"], output_dir / "awareness.png"))
-    seconds["figure"] = time.perf_counter() - start
-    seconds["total"] = time.perf_counter() - started
     short = [{**row, "setting": _short_setting(row["setting"])} for row in rows]
     result = {
         "command": command,
@@ -337,10 +333,20 @@ def run_demo(
         "torch_threads": torch.get_num_threads(),
         "configs": {name: config.to_dict() for name, config in configs.items()},
         "awareness": awareness,
-        "figures": [str(path) for path in figures],
         "versions": library_versions(),
     }
-    write_atomic(output_dir / "results.json", json.dumps(result, indent=2) + "\n")
+    # The results first: a figure that cannot be written (a full disk) loses none of them.
+    write_json(output_dir / "results.json", result)
+    start = time.perf_counter()
+    figure = save_demo_figure(output_dir / "demo.png", models, features, rows, dataset, **size)
+    figures = [figure]
+    if "oamn" in awareness:
+        figures.append(save_awareness_figure(awareness["oamn"], output_dir / "awareness.png"))
+    seconds["figure"] = time.perf_counter() - start
+    seconds["total"] = time.perf_counter() - started
+    result["seconds"] = {name: round(value, 1) for name, value in seconds.items()}
+    result["figures"] = [str(path) for path in figures]
+    write_json(output_dir / "results.json", result)
     return result
 
 

@@ -32,7 +32,9 @@ torchvision weight name such as ``IMAGENET1K_V1``, which needs the torch hub cac
 network). ``--quick`` is a smoke run: a tiny synthetic set and two steps per model (seconds).
 A model whose ``checkpoint_last.pt`` in ``OUTPUT_DIR`` finished training under the same
 settings is reused, not retrained (:func:`~examples.oamn.comparison.trained_checkpoint`), so
-running the command again only re-evaluates and redraws.
+running the command again only re-evaluates and redraws. The output folder is locked while the
+demo runs (:mod:`examples.oamn.locking`): a second demo writing it is refused at once. Ctrl-C
+stops it with one line; running the command again resumes an interrupted training.
 
 This module parses the options and delegates: the comparison itself (configurations, training,
 evaluation, figures, ``results.json``) is :func:`examples.oamn.comparison.run_demo`.
@@ -48,8 +50,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .command_errors import locked_command
 from .comparison import (
     DEFAULT_STRATEGIES,
+    DEMO_FILES,
     DEMO_SETTINGS,
     demo_configs,
     run_demo,
@@ -59,6 +63,7 @@ from .data import DATASETS, load_dataset
 from .distributed import resolve_device
 from .extraction import parse_strategies
 from .model import BACKBONES
+from .run_files import remove_leftovers
 
 __all__ = ["build_parser", "main"]
 
@@ -130,6 +135,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    with locked_command(parser.prog, args.output_dir):
+        return _run(parser, args, argv)
+
+
+def _run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> dict[str, Any]:
+    """The demo of the parsed ``args``, with its folder locked."""
+    remove_leftovers(args.output_dir, DEMO_FILES)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     if args.data_root is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,6 +69,15 @@ class DistributedContext:
         stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
         dist.all_reduce(stacked)
         return dict(zip(values, (stacked / self.world_size).tolist(), strict=True))
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (``value`` itself when single-process); any
+        picklable value."""
+        if not self.is_distributed:
+            return value
+        values = [value]
+        dist.broadcast_object_list(values, src=0)
+        return values[0]
 
     def barrier(self) -> None:
         """Wait for every rank (no-op when single-process)."""

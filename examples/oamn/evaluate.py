@@ -15,32 +15,44 @@ and the queries' predicted occlusion types. ``--rerank`` adds k-reciprocal re-ra
 occlusion awareness
 (:mod:`examples.oamn.awareness`): the mask's band / visible ratio and the grader's accuracy.
 Writes the same as JSON (fractions in [0, 1]) with the command, the config, the dataset sizes
-and the library versions. ``--figures`` adds PNGs of ranked lists, attention maps and the
-awareness (matplotlib needed then only).
+and the library versions. ``--figures`` then adds PNGs of ranked lists, attention maps and the
+awareness (matplotlib needed then only), and their paths to the JSON. The JSON file and the
+figures folder are locked while the command runs (:mod:`examples.oamn.locking`): a second
+command writing either is refused at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
+import importlib.util
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from .checkpoint import load_model
+from .command_errors import exit_on_errors
+from .config import TrainConfig
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
-from .evaluation import evaluation_report, write_evaluation
+from .evaluation import evaluation_report, write_evaluation, write_evaluation_figures
 from .extraction import parse_strategies
-from .model import BANK_STRATEGIES
+from .locking import lock_file, lock_folder
+from .model import BANK_STRATEGIES, OAMN
 from .precision import AMP_MODES
 from .reporting import format_report
-from .run_files import os_error_message
+from .run_files import remove_leftovers
 
 __all__ = ["DEFAULT_RERANK", "build_parser", "main", "parse_rerank"]
 
 #: ``--rerank`` without a value: the k1, k2, lambda of Zhong et al. (CVPR 2017).
 DEFAULT_RERANK = (20, 6, 0.3)
+#: The files this command writes into ``--figures``.
+FIGURE_PATTERN = "*.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,15 +185,18 @@ def parse_rerank(text: str) -> tuple[int, int, float]:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation (see the module docstring); returns the JSON written.
 
-    A file that cannot be read or written (an image, the output folder, a full disk) ends the
-    command with one line naming it and the cause.
+    A file that cannot be read or written (an image, the output folder, a full disk), or
+    outputs that another command is writing, end the command with one line naming the file and
+    the cause; Ctrl-C ends it with one line and exit status 130. The metrics are written before
+    any figure, so a figure that fails loses no metric.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    with exit_on_errors(parser.prog, (OSError,), lambda: _KEPT):
         return _evaluate(parser, args, argv)
-    except OSError as error:
-        raise SystemExit(f"{parser.prog}: error: {os_error_message(error)}") from error
+
+
+_KEPT = "the files reported as written above are complete, and nothing is half-written"
 
 
 def _evaluate(
@@ -198,11 +213,34 @@ def _evaluate(
         parser.error(str(error))
     if args.amp != "none" and device.type != "cuda":
         parser.error(f"--amp {args.amp} is for CUDA devices; on {device} use --amp none")
+    if args.figures is not None and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--figures needs matplotlib: pip install matplotlib, or leave --figures out")
     try:
         model, config = load_model(args.checkpoint, device)
     except ValueError as error:  # the file's fault (corrupt, foreign): one line, no usage
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     dataset_name = args.dataset or config.dataset
+    output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
+    with contextlib.ExitStack() as locks:
+        # Before the minutes of extraction: a second command writing these files stops now.
+        locks.enter_context(lock_file(output, option="--output"))
+        remove_leftovers(output.parent, [glob.escape(output.name)])
+        if args.figures is not None:
+            locks.enter_context(lock_folder(args.figures, option="--figures"))
+            remove_leftovers(args.figures, [FIGURE_PATTERN])
+        return _evaluate_locked(parser, args, argv, model, config, dataset_name, output, device)
+
+
+def _evaluate_locked(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    model: OAMN,
+    config: TrainConfig,
+    dataset_name: str,
+    output: Path,
+    device: torch.device,
+) -> dict:
     data_root = args.data_root or (Path(config.data_root) if config.data_root else None)
     if data_root is None or not data_root.is_dir():
         parser.error(
@@ -238,13 +276,10 @@ def _evaluate(
         f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
     )
     print(format_report(report))
-    output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
     command = sys.argv[1:] if argv is None else list(argv)
     result = write_evaluation(
         output,
         report,
-        features,
-        model,
         config,
         dataset,
         dataset_name=dataset_name,
@@ -253,12 +288,20 @@ def _evaluate(
         device=device,
         amp=args.amp,
         command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
-        figures=args.figures,
-        num_figures=args.num_figures,
     )
-    if "figures" in result:
+    print(f"metrics written to {output}", flush=True)
+    if args.figures is not None:
+        result = write_evaluation_figures(
+            output,
+            result,
+            features,
+            model,
+            dataset,
+            args.figures,
+            device=device,
+            num_figures=args.num_figures,
+        )
         print(f"figures: {', '.join(result['figures'])}")
-    print(f"metrics written to {output}")
     return result
 
 

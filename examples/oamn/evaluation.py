@@ -4,13 +4,12 @@ r"""One trained model's whole evaluation: ranking rows and occlusion awareness, 
 :mod:`examples.oamn.awareness` (mask and grader against known occlusions) and
 :mod:`examples.oamn.reporting` (the metric rows); the evaluation CLI, the demo, the awareness
 study and the ablation (through :func:`evaluate_model`, the report alone) all call it. The
-evaluation CLI writes its result with :func:`write_evaluation`.
+evaluation CLI writes its result with :func:`write_evaluation`, then its figures with
+:func:`write_evaluation_figures`.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,10 +25,10 @@ from .data import ReIDDataset, ReIDItem
 from .extraction import EvaluationFeatures, extract_for_evaluation
 from .model import BANK_STRATEGIES
 from .reporting import library_versions, metrics_report
-from .run_files import write_atomic
+from .run_files import make_parent, write_json
 from .visualize import save_awareness_figure, save_figures
 
-__all__ = ["evaluate_model", "evaluation_report", "write_evaluation"]
+__all__ = ["evaluate_model", "evaluation_report", "write_evaluation", "write_evaluation_figures"]
 
 
 def evaluation_report(
@@ -158,8 +157,6 @@ def evaluate_model(
 def write_evaluation(
     output: str | os.PathLike[str],
     report: dict,
-    features: EvaluationFeatures,
-    model: nn.Module,
     config: TrainConfig,
     dataset: ReIDDataset,
     *,
@@ -169,17 +166,14 @@ def write_evaluation(
     device: torch.device,
     amp: str,
     command: str,
-    figures: str | os.PathLike[str] | None = None,
-    num_figures: int = 6,
 ) -> dict:
-    r"""Write a checkpoint's evaluation as JSON, with what it was measured on, and its figures.
+    r"""Write a checkpoint's evaluation as strict JSON, with what it was measured on.
 
     Args:
-        output: the JSON file to write (atomically; its folder is created).
+        output: the JSON file to write (atomically, :func:`~examples.oamn.run_files.
+            write_json`; its folder is created).
         report: the model's :func:`evaluation_report`.
-        features: the features it was computed from.
-        model: the checkpoint's model, on ``device`` (for the attention maps).
-        config: its training configuration (the input size; recorded whole).
+        config: its training configuration (recorded whole).
         dataset: the test dataset the report was computed on.
         dataset_name: the dataset's name, as recorded.
         data_root: its folder, as recorded.
@@ -187,17 +181,16 @@ def write_evaluation(
         device: where the forward passes ran.
         amp: the autocast mode they ran under, as recorded.
         command: the command line, as recorded.
-        figures: a folder for the PNGs of ranked lists and attention maps
-            (:func:`~examples.oamn.visualize.save_figures`) and, when the report has one, of
-            the awareness; ``None``: no figure.
-        num_figures: queries shown in the figures (their occlusion types with the report's
-            grader thresholds and boundary convention).
 
     Returns:
         What the JSON holds: ``"command"``, ``"checkpoint"``, ``"dataset"`` (name, root, the
         numbers of query and gallery images and identities), ``"device"``, ``"amp"``,
-        ``"config"``, ``"versions"`` (:func:`~examples.oamn.reporting.library_versions`), the
-        report's keys and, with ``figures``, ``"figures"`` (the paths written).
+        ``"config"``, ``"versions"`` (:func:`~examples.oamn.reporting.library_versions`) and
+        the report's keys.
+
+    Raises:
+        OSError: ``output`` cannot be written (the error names it); ``NotADirectoryError``
+            when a file stands where its folder should be.
     """
     result = {
         "command": command,
@@ -216,27 +209,64 @@ def write_evaluation(
         "versions": library_versions(),
         **report,
     }
-    if figures is not None:
-        folder = Path(figures)
-        paths = save_figures(
-            model,
-            features,
-            dataset.query,
-            dataset.gallery,
-            folder,
-            height=config.height,
-            width=config.width,
-            device=device,
-            num_queries=num_figures,
-            thresholds=tuple(report["settings"]["thresholds"]),
-            boundary=report["settings"]["boundary"],
-        )
-        if "awareness" in report:
-            paths.append(save_awareness_figure(report["awareness"], folder / "awareness.png"))
-        result["figures"] = [str(path) for path in paths]
-    output = Path(output)
-    if output.parent.exists() and not output.parent.is_dir():  # mkdir would say "File exists"
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(output.parent))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(output, json.dumps(result, indent=2) + "\n")
+    make_parent(output)
+    write_json(output, result)
+    return result
+
+
+def write_evaluation_figures(
+    output: str | os.PathLike[str],
+    result: dict,
+    features: EvaluationFeatures,
+    model: nn.Module,
+    dataset: ReIDDataset,
+    folder: str | os.PathLike[str],
+    *,
+    device: torch.device,
+    num_figures: int = 6,
+) -> dict:
+    r"""Draw the figures of an evaluation :func:`write_evaluation` wrote, then add their paths
+    to its JSON.
+
+    The metrics are written first so that a figure that cannot be written (a full disk) loses
+    none of them; each PNG is written atomically.
+
+    Args:
+        output: the evaluation's JSON file.
+        result: what it holds (:func:`write_evaluation`'s return).
+        features: the features its report was computed from.
+        model: the checkpoint's model, on ``device`` (for the attention maps).
+        dataset: the test dataset.
+        folder: the folder of the PNGs (created): ranked lists and attention maps
+            (:func:`~examples.oamn.visualize.save_figures`) and, when the report has one,
+            the awareness.
+        device: where the attention maps' forward passes run.
+        num_figures: queries shown (their occlusion types with the report's grader
+            thresholds and boundary convention).
+
+    Returns:
+        ``result`` with ``"figures"``, the paths written.
+
+    Raises:
+        OSError: a figure (or the JSON) cannot be written; the error names the file, and the
+            JSON keeps the metrics.
+    """
+    folder = Path(folder)
+    paths = save_figures(
+        model,
+        features,
+        dataset.query,
+        dataset.gallery,
+        folder,
+        height=result["config"]["height"],
+        width=result["config"]["width"],
+        device=device,
+        num_queries=num_figures,
+        thresholds=tuple(result["settings"]["thresholds"]),
+        boundary=result["settings"]["boundary"],
+    )
+    if "awareness" in result:
+        paths.append(save_awareness_figure(result["awareness"], folder / "awareness.png"))
+    result = {**result, "figures": [str(path) for path in paths]}
+    write_json(output, result)
     return result

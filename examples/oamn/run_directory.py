@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, resume_differences
-from .run_files import remove_leftovers, remove_run, run_files, write_atomic
+from .run_files import remove_leftovers, remove_run, run_files, write_atomic, write_json
 
 __all__ = ["RunDirectory", "best_epoch"]
 
@@ -94,8 +93,8 @@ class RunDirectory:
             )
 
     def prepare(self, history: list[dict[str, Any]]) -> None:
-        """Create the folder, remove what an interrupted write left and the run that
-        ``overwrite`` replaces, write ``config.json``; on resume (``history``: the checkpoint's
+        """Create the folder, remove what an interrupted write of a run file left and the run
+        that ``overwrite`` replaces, write ``config.json``; on resume (``history``: the checkpoint's
         records), write that epoch's copies and logs if a kill left them undone."""
         self.path.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.path)
@@ -169,7 +168,7 @@ class RunDirectory:
             return None
 
     def _write_logs(self, history: list[dict[str, Any]]) -> None:
-        write_atomic(self.path / "log.json", json.dumps(history, indent=2) + "\n")
+        write_json(self.path / "log.json", history)
         table = io.StringIO(newline="")
         columns = list(dict.fromkeys(key for record in history for key in record))
         writer = csv.DictWriter(table, fieldnames=columns)

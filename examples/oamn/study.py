@@ -39,6 +39,7 @@ import torch
 
 from .awareness import awareness_report
 from .checkpoint import load_model
+from .command_errors import locked_command
 from .comparison import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .config import TrainConfig
 from .config_cli import config_parser
@@ -48,6 +49,7 @@ from .evaluation import evaluation_report
 from .extraction import parse_strategies
 from .intervals import paired_difference_interval
 from .reporting import library_versions
+from .run_files import remove_leftovers, write_atomic, write_json
 from .synthetic import generate_synthetic_reid
 from .training import train_or_resume, training_split
 
@@ -288,8 +290,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     given = vars(config_parser().parse_args(train_options))
     base = ({} if args.data_root else dict(DEMO_SETTINGS)) | {"dataset": args.dataset} | given
+    with locked_command(parser.prog, args.output_dir):
+        return _study(args, argv, base)
+
+
+def _study(args: argparse.Namespace, argv: Sequence[str] | None, base: dict[str, Any]) -> dict:
+    """Train what is missing, evaluate, write the results (the study's folder locked)."""
     out: Path = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out, _RESULT_FILES)
     command = sys.argv[1:] if argv is None else list(argv)
     results: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "examples.oamn.study", *command]),
@@ -330,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return results
 
 
+#: What :func:`_write` writes into the output folder.
+_RESULT_FILES = ("results.json", "results.md")
+
+
 def _write(results: dict[str, Any], out: Path) -> None:
     """``results.json`` without the per-query lists (each run's ``evaluation.json`` keeps
     them) and ``results.md``."""
@@ -338,9 +350,9 @@ def _write(results: dict[str, Any], out: Path) -> None:
         **results,
         "runs": {v: {s: _slim(r) for s, r in runs.items()} for v, runs in results["runs"].items()},
     }
-    (out / "results.json").write_text(json.dumps(slim, indent=1) + "\n")
+    write_json(out / "results.json", slim, indent=1)
     tables = [format_markdown(results["summary"]), format_intervals(results["runs"])]
-    (out / "results.md").write_text("\n\n".join(tables) + "\n")
+    write_atomic(out / "results.md", "\n\n".join(tables) + "\n")
 
 
 def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace) -> dict:
@@ -378,7 +390,8 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
     report["train_seconds"] = round(sum(record["seconds"] for record in history), 1)
     if config.val_ids:
         report["validation"] = _validation(model, config, dataset, options)
-    cached.write_text(json.dumps(report, indent=1) + "\n")
+    remove_leftovers(run_dir, [cached.name])
+    write_json(cached, report, indent=1)
     return report
 
 

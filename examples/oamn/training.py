@@ -12,7 +12,10 @@ Run directory ``output_dir`` (:mod:`~examples.oamn.run_directory`): the configur
 each unweighted loss term and of the weighted total ``loss``, and ``val_mAP``, ``val_R1``,
 ``val_R5``, ``val_R10``, ``val_mINP`` when validated) and the checkpoints, each written
 atomically, so a run killed at any moment loses at most the epoch in progress. A folder that
-holds a run is refused unless the run resumes it or ``--overwrite`` replaces it.
+holds a run is refused unless the run resumes it or ``--overwrite`` replaces it; a folder that
+another process is writing is refused at once (:func:`train` holds its lock,
+:mod:`~examples.oamn.locking`). An epoch that leaves a weight, buffer or momentum non-finite is
+not saved: the run stops, naming the last finite checkpoint.
 
 Resume (``--resume DIR/checkpoint_last.pt``): the run directory is the checkpoint's folder
 unless ``--output-dir`` names another; the checkpoint's configuration is the base, and options
@@ -44,10 +47,11 @@ Multi-GPU / multi-node: under ``torchrun`` each process calls :func:`train`, see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +64,7 @@ from tqdm import tqdm
 from oamn.occlusion_aug import OcclusionAugmentation
 from oamn.reid_eval import evaluate_features
 
-from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights
+from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights, non_finite_tensors
 from .config import TrainConfig, resume_differences
 from .data import (
     ReIDDataset,
@@ -74,6 +78,7 @@ from .data import (
 )
 from .distributed import DistributedContext, init_distributed
 from .extraction import extract_features
+from .locking import lock_folder
 from .model import build_model
 from .objective import OAMNObjective
 from .run_directory import RunDirectory
@@ -89,25 +94,57 @@ _BAR_INTERVAL = 10
 def train(config: TrainConfig) -> list[dict[str, Any]]:
     """Run (or resume, with ``config.resume``) a training; return the per-epoch records.
 
-    Under ``torchrun`` each process calls this; rank 0 writes the run directory.
+    Under ``torchrun`` each process calls this; rank 0 writes the run directory, and holds
+    its lock (:func:`~examples.oamn.locking.lock_folder`) for the whole run.
 
     Raises:
         ValueError: a configuration that cannot run here (no ``data_root``, CUDA asked for
             but absent, fp16 on the CPU, a resume with options that differ from the
             checkpoint's, an ``output_dir`` holding another run, a bad image), naming the
             option to change.
-        OSError: a file that cannot be read or written (the error names it).
+        OSError: a file that cannot be read or written (the error names it);
+            :class:`~examples.oamn.locking.InUseError` when another process is writing
+            ``output_dir``.
+        FloatingPointError: a step's loss or outputs, or an epoch's weights, are not finite
+            (the message names the epoch, the likely cause and the last finite checkpoint);
+            nothing of that epoch is saved.
     """
     context = init_distributed(config.device)
     try:
-        return Trainer(config, context).run()
+        _check_runnable(config, context.device)  # before the lock creates the folder
+        with _run_directory_lock(config, context):
+            return Trainer(config, context).run()
     finally:
         context.close()
 
 
+@contextlib.contextmanager
+def _run_directory_lock(config: TrainConfig, context: DistributedContext) -> Iterator[None]:
+    """Rank 0 holds the lock of ``config.output_dir`` from before the folder is looked at
+    until its last file is written; when another process holds it, every rank stops with the
+    same error (rather than waiting for rank 0 at the first collective)."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(lock_folder(config.output_dir, option="--output-dir"))
+            except OSError as error:
+                refusal = error
+        # errno, strerror, filename: an InUseError itself does not unpickle.
+        shared = context.from_main(
+            None if refusal is None else (refusal.errno, refusal.strerror, refusal.filename)
+        )
+        if refusal is not None:
+            raise refusal
+        if shared is not None:
+            raise OSError(*shared)
+        yield
+
+
 def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
     """Bring the run in ``config.output_dir`` to ``config.epochs`` epochs, for tools that own
-    their run folders (the demo, the study): resume the run there when its
+    their run folders and hold the lock of a folder above them (the demo, the study): resume
+    the run there when its
     ``checkpoint_last.pt`` was trained with the same settings
     (:func:`~examples.oamn.config.resume_differences`; a run that has all its epochs trains
     nothing), otherwise train afresh, replacing it.
@@ -148,6 +185,7 @@ class Trainer:
             _dataset(config, context).train, config
         )
         self.num_classes = len({item.pid for item in train_items})
+        _check_batch_fits(config, self.num_classes)
         self.train_images = split_digest(train_items)
         self.loader = _train_loader(train_items, config, context)
         self.val_loaders = _validation_loaders(val_query, val_gallery, config)
@@ -186,6 +224,7 @@ class Trainer:
         self.context.barrier()
         for epoch in range(self.start_epoch, self.config.epochs):
             record = self._train_epoch(epoch)
+            self._check_finite_state(epoch, record["lr"])
             if self._validates(epoch):
                 record |= self._validate()
             self.history.append(record)
@@ -274,7 +313,33 @@ class Trainer:
                 scaler=self.scaler,
             )
         except FloatingPointError as error:
-            raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {error}") from None
+            raise FloatingPointError(
+                f"epoch {epoch + 1}, step {step + 1}: {error}; {self._last_checkpoint()}"
+            ) from None
+
+    def _check_finite_state(self, epoch: int, lr: float) -> None:
+        """Stop before ``epoch``'s checkpoint when a step left a weight, buffer or momentum
+        non-finite: every step checks its loss and outputs, but an update can still overflow.
+        """
+        names = non_finite_tensors(
+            {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        )
+        if names:
+            amp = f" or --amp {self.config.amp}" if self.config.amp != "none" else ""
+            raise FloatingPointError(
+                f"epoch {epoch + 1} left {len(names)} non-finite weight, buffer or momentum "
+                f"tensors (e.g. {', '.join(names[:3])}) although every loss was finite: the "
+                f"updates overflowed, most likely a learning rate too high (--lr "
+                f"{self.config.lr:g}, {lr:g} this epoch){amp}; nothing of epoch "
+                f"{epoch + 1} was saved; {self._last_checkpoint()}; train again with a lower --lr"
+            )
+
+    def _last_checkpoint(self) -> str:
+        """Where the run's last finite weights are, for a divergence error."""
+        if not self.history:
+            return "no checkpoint was written"
+        last = self.run_dir.path / "checkpoint_last.pt"
+        return f"the last finite checkpoint is {last} (epoch {self.history[-1]['epoch']})"
 
     def _validates(self, epoch: int) -> bool:
         last = epoch + 1 == self.config.epochs
@@ -363,6 +428,17 @@ def _check_runnable(config: TrainConfig, device: torch.device) -> None:
         )
 
 
+def _check_batch_fits(config: TrainConfig, num_ids: int) -> None:
+    """A ``P x K`` batch needs ``P`` distinct identities among those left to train on."""
+    if config.ids_per_batch > num_ids:
+        held = f" that --val-ids {config.val_ids:g} leaves" if config.val_ids else ""
+        fix = " or --val-ids" if config.val_ids else ""
+        raise ValueError(
+            f"ids_per_batch (--ids-per-batch) {config.ids_per_batch} exceeds the {num_ids} "
+            f"training identities{held}; lower --ids-per-batch{fix}"
+        )
+
+
 def training_split(
     train_items: Sequence[ReIDItem], config: TrainConfig
 ) -> tuple[Sequence[ReIDItem], Sequence[ReIDItem], Sequence[ReIDItem]]:
@@ -372,7 +448,9 @@ def training_split(
     if not config.val_ids:
         return train_items, (), ()
     count = config.val_ids
-    return split_validation(train_items, int(count) if count >= 1 else count, config.seed)
+    return split_validation(
+        train_items, int(count) if count >= 1 else count, config.seed, name="--val-ids"
+    )
 
 
 def _derived_seed(*keys: int) -> int:

@@ -17,11 +17,13 @@ pipeline works without it.
 The maps come from forward passes in eval and inference mode
 (:func:`~examples.oamn.extraction.evaluation_mode`, the model's mode restored).
 
-Images come normalised from the test transform and are de-normalised for display.
+Images come normalised from the test transform and are de-normalised for display. Each PNG is
+written atomically: an error (a full disk) leaves the previous file or none, never a part.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from oamn.reid_eval import predict_occlusion_type
 from .data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, ReIDDataset, ReIDItem, test_transform
 from .extraction import EvaluationFeatures, evaluation_mode
 from .reporting import occlusion_type_names
+from .run_files import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -575,9 +578,13 @@ def draw_image(axes: Axes, image: Tensor, colour: str, title: str, dashed: bool 
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG atomically: drawn in memory, then written whole or not at all
+    (:func:`~examples.oamn.run_files.write_atomic`; an error names ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", facecolor="white")
+    png = io.BytesIO()
+    figure.savefig(png, format="png", facecolor="white")
+    write_atomic(path, png.getvalue())
     return path
 
 

@@ -2,8 +2,9 @@
 
 ``python -m tests.examples.interrupted_run MOMENT -- TRAIN OPTIONS``, where ``MOMENT`` is
 ``FILE:N`` (halfway through writing the ``N``-th version of run file ``FILE``, e.g.
-``checkpoint_best.pt:1``) or ``step:N`` (at the start of the ``N``-th training step). One torch
-thread, as the tests that resume the run in their own process use.
+``checkpoint_best.pt:1``) or ``step:N`` (at the start of the ``N``-th training step); or
+``interrupt:N``, which sends SIGINT (Ctrl-C) instead of SIGKILL at the start of the ``N``-th
+step. One torch thread, as the tests that resume the run in their own process use.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ def main() -> None:
     assert separator == "--", "usage: interrupted_run MOMENT -- TRAIN OPTIONS"
     name, count = moment.rsplit(":", 1)
     calls = 0
-    if name == "step":
+    if name in ("step", "interrupt"):
         step = training.training_step
 
         def step_then_die(*args, **kwargs):
             nonlocal calls
             calls += 1
             if calls == int(count):
-                _die()
+                os.kill(os.getpid(), signal.SIGINT) if name == "interrupt" else _die()
             return step(*args, **kwargs)
 
         training.training_step = step_then_die
@@ -43,7 +44,7 @@ def main() -> None:
 
         def write_half_then_die(path: Path, payload: bytes) -> None:
             nonlocal calls
-            if path.name == name + run_files.PARTIAL_SUFFIX:
+            if run_files.partial_target(path) == name:
                 calls += 1
                 if calls == int(count):
                     with path.open("wb") as file:

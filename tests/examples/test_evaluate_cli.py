@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import errno
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from examples.oamn import evaluate
+from examples.oamn import evaluate, run_files
 from examples.oamn.checkpoint import load_model
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import build_test_loader, load_dataset
@@ -265,7 +269,9 @@ def test_no_two_sided_no_awareness_and_the_seed(colour_cli, capsys) -> None:
             ["--checkpoint", "{ckpt}", "--device", "cpu", "--amp", "bf16"],
             "--amp bf16 is for CUDA devices",
         ),
-        (["--checkpoint", "{junk}"], "not an OAMN training checkpoint|could not be read"),
+        (["--checkpoint", "{junk}"], "junk.pt is not an OAMN training checkpoint"),
+        (["--checkpoint", "{json}"], r"settings.json is not a checkpoint: it is not the zip"),
+        (["--checkpoint", "{pickle}"], r"pickle.pt could not be read: it holds Python objects"),
         (["--checkpoint", "{ckpt}", "--rerank", "20,6"], "expected K1,K2,LAMBDA"),
         (["--checkpoint", "{ckpt}", "--rerank", "20,0,0.3"], "expected K1,K2,LAMBDA"),
         (["--checkpoint", "{ckpt}", "--rerank", "20,6,1.5"], "expected K1,K2,LAMBDA"),
@@ -274,12 +280,17 @@ def test_no_two_sided_no_awareness_and_the_seed(colour_cli, capsys) -> None:
 def test_errors(checkpoint, tmp_path, capsys, argv, message) -> None:
     junk = tmp_path / "junk.pt"
     torch.save({"weights": 1}, junk)
+    (tmp_path / "settings.json").write_text('{"lr": 0.1}')
+    torch.save(argparse.Namespace(lr=0.1), tmp_path / "pickle.pt")  # torch.save's, not weights
     paths = {"missing": tmp_path / "absent", "ckpt": checkpoint, "junk": junk}
+    paths |= {"json": tmp_path / "settings.json", "pickle": tmp_path / "pickle.pt"}
     argv = [a.format(**paths) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(argv)
     assert exit_info.value.code == 2
-    assert re.search(message, capsys.readouterr().err)
+    error = capsys.readouterr().err
+    assert re.search(message, error)
+    assert "weights_only=False" not in error  # torch's advice, which must never be followed
 
 
 def test_package_works_without_matplotlib() -> None:
@@ -312,3 +323,80 @@ def test_an_output_that_cannot_be_written_is_one_line(checkpoint, tmp_path) -> N
     assert re.fullmatch(
         r"python -m examples.oamn.evaluate: error: .*/file: Not a directory", message
     )
+
+
+def _fail_png_writes(monkeypatch) -> None:
+    """A disk that fills up at the first figure: every PNG write fails after a few bytes."""
+    write = run_files._write_synced
+
+    def full_disk(path: Path, payload: bytes) -> None:
+        if (run_files.partial_target(path) or "").endswith(".png"):
+            path.write_bytes(payload[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, payload)
+
+    monkeypatch.setattr(run_files, "_write_synced", full_disk)
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} is not strict JSON: {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_full_disk_while_drawing_keeps_the_metrics(
+    checkpoint, tmp_path, monkeypatch, capsys
+) -> None:
+    _fail_png_writes(monkeypatch)
+    output, figures = tmp_path / "metrics.json", tmp_path / "figures"
+    options = ["--device", "cpu", "--workers", "0", "--no-progress", "--no-awareness"]
+    paths = ["--checkpoint", str(checkpoint), "--output", str(output), "--figures", str(figures)]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([*paths, *options])
+    assert str(exit_info.value.code) == (
+        f"python -m examples.oamn.evaluate: error: {figures / 'ranked_plain.png'}: No space "
+        "left on device"
+    )
+    assert f"metrics written to {output}" in capsys.readouterr().out
+    result = _strict_json(output)
+    assert 0 <= result["rows"]["plain"]["mAP"] <= 1
+    assert "figures" not in result
+    # No part of a PNG, no temporary; the locks of the two outputs, released.
+    assert [(p.name, p.read_text()) for p in figures.iterdir()] == [(".lock", "")]
+    listed = ["figures", "metrics.json", ".metrics.json.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(listed)
+
+
+def test_a_really_full_disk_while_drawing_keeps_the_metrics(checkpoint, tmp_path) -> None:
+    # A 16 KiB tmpfs mounted over the figures folder in a mount namespace of the command's own
+    # (it vanishes with the command), where the user may mount: the first PNG fills it.
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            ["unshare", "--mount", "--map-root-user", "true"], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("no mount namespaces here (unshare --mount --map-root-user fails)")
+    output, figures = tmp_path / "metrics.json", tmp_path / "figures"
+    figures.mkdir()
+    evaluation = [sys.executable, "-m", "examples.oamn.evaluate", "--checkpoint", str(checkpoint)]
+    evaluation += ["--output", str(output), "--figures", str(figures), "--device", "cpu"]
+    evaluation += ["--workers", "0", "--no-progress", "--no-awareness"]
+    script = f"mount -t tmpfs -o size=16k tmpfs {shlex.quote(str(figures))} && exec "
+    done = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script + shlex.join(evaluation)],
+        cwd=REPOSITORY,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"python -m examples.oamn.evaluate: error: {figures / 'ranked_plain.png'}: No space "
+        "left on device"
+    ), done.stderr
+    assert "Traceback" not in done.stderr
+    assert 0 <= _strict_json(output)["rows"]["plain"]["mAP"] <= 1

@@ -155,6 +155,7 @@ def test_collect_summarises_the_evaluations_without_training(tmp_path, monkeypat
     assert "gain band" not in results["summary"]["remedies"]
     assert "| gain band | 15.0 ± 7.1 (2) | - |" in table
     assert sorted(path.name for path in out.iterdir()) == [
+        ".lock",  # the study's lock, released (empty)
         "baseline",
         "paper",
         "remedies",

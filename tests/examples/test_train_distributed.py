@@ -13,7 +13,9 @@ import torch.multiprocessing as mp
 
 from examples.oamn.config import TrainConfig
 from examples.oamn.distributed import DistributedContext, init_distributed
-from examples.oamn.training import Trainer
+from examples.oamn.locking import lock_folder
+from examples.oamn.run_files import os_error_message
+from examples.oamn.training import Trainer, train
 from tests.examples.helpers_train import tiny_config
 
 WORLD_SIZE = 2
@@ -25,8 +27,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, port: int, config: dict[str, Any], results: str) -> None:
-    # The variables torchrun sets for each process it starts (env:// rendezvous).
+def _as_torchrun_would(rank: int, port: int) -> None:
+    """The variables torchrun sets for each process it starts (env:// rendezvous)."""
     os.environ |= {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
@@ -35,6 +37,10 @@ def _worker(rank: int, port: int, config: dict[str, Any], results: str) -> None:
         "WORLD_SIZE": str(WORLD_SIZE),
     }
     torch.set_num_threads(1)
+
+
+def _worker(rank: int, port: int, config: dict[str, Any], results: str) -> None:
+    _as_torchrun_would(rank, port)
     context = init_distributed("cpu")
     try:
         trainer = Trainer(TrainConfig.from_dict(config), context)
@@ -83,3 +89,30 @@ def test_two_process_gloo_training_keeps_the_replicas_equal(tiny_market, tmp_pat
         "log.csv",
         "log.json",
     ]
+
+
+def _refused_worker(rank: int, port: int, config: dict[str, Any], results: str) -> None:
+    _as_torchrun_would(rank, port)
+    try:
+        train(TrainConfig.from_dict(config))
+    except OSError as error:
+        (Path(results) / f"rank{rank}.txt").write_text(os_error_message(error))
+
+
+def test_every_rank_stops_when_another_process_writes_the_run_directory(
+    tiny_market, tmp_path
+) -> None:
+    # Only rank 0 takes the lock; the others must not go on to wait for it at a collective.
+    run_dir = tmp_path / "run"
+    config = tiny_config(tiny_market, run_dir)
+    with lock_folder(run_dir, option="--output-dir"):
+        mp.spawn(
+            _refused_worker,
+            args=(_free_port(), config.to_dict(), str(tmp_path)),
+            nprocs=WORLD_SIZE,
+            join=True,
+        )
+    messages = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(WORLD_SIZE)]
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(f"{run_dir}: in use by process {os.getpid()} on ")
+    assert [path.name for path in run_dir.iterdir()] == [".lock"]

@@ -70,8 +70,8 @@ def _assert_every_file_loads(run_dir: Path) -> None:
         elif path.suffix == ".csv":
             with path.open(newline="") as file:
                 list(csv.DictReader(file))
-        else:
-            assert path.name.endswith(".partial"), path
+        else:  # a killed writer's temporary, or its lock file (which blocks no later run)
+            assert path.name.endswith(".partial") or path.name == ".lock", path
 
 
 def _timeless(history: list[dict]) -> list[dict]:
@@ -129,6 +129,35 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     last = run_dir / "checkpoint_last.pt"
     main([*options, f"--resume={last}"] if last.is_file() else options)
     assert not list(run_dir.glob("*.partial"))
+    _assert_same_run(run_dir, uninterrupted)
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_ctrl_c_stops_with_one_line_naming_the_checkpoint_to_resume(
+    tiny_market, uninterrupted, tmp_path, step
+) -> None:
+    run_dir = tmp_path / "run"
+    options = _options(tiny_market, run_dir)
+    moment = f"interrupt:{step}"
+    interrupted = subprocess.run(
+        [sys.executable, "-m", "tests.examples.interrupted_run", moment, "--", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert interrupted.returncode == 130, interrupted.stderr
+    last = run_dir / "checkpoint_last.pt"
+    advice = (
+        f"epoch 1 is saved: continue with python -m examples.oamn.train --resume {last}"
+        if step == 3  # the first step of epoch 2
+        else f"no checkpoint was written yet ({run_dir}): run the command again to start over"
+    )
+    assert interrupted.stderr == f"python -m examples.oamn.train: interrupted; {advice}\n"
+    _assert_every_file_loads(run_dir)
+    assert not list(run_dir.glob("*.partial"))
+    assert (run_dir / ".lock").read_text() == ""  # released on the way out: no holder
+    main([*options, f"--resume={last}"] if last.is_file() else options)
     _assert_same_run(run_dir, uninterrupted)
 
 

@@ -10,7 +10,13 @@ import math
 import pytest
 import torch
 
-from examples.oamn.checkpoint import load_checkpoint, load_model, save_checkpoint
+from examples.oamn import training
+from examples.oamn.checkpoint import (
+    checkpoint_digest,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import ImageDataset, build_train_loader, load_dataset
 from examples.oamn.data import test_transform as eval_transform
@@ -257,8 +263,12 @@ def test_resume_mismatches_fail_clearly(tiny_market, tmp_path) -> None:
     ):
         train(dataclasses.replace(config, resume=checkpoint, val_ids=2.0))
     (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.raises(ValueError, match=r"foreign\.pt is not a checkpoint: it is not the zip"):
         load_checkpoint(tmp_path / "foreign.pt")
+    truncated = (tmp_path / "checkpoint_last.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(truncated[: len(truncated) // 2])
+    with pytest.raises(ValueError, match=r"truncated.pt could not be read: .*central directory"):
+        load_checkpoint(tmp_path / "truncated.pt")
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"empty.pt is empty \(0 bytes\): a write that never"):
         load_checkpoint(tmp_path / "empty.pt")
@@ -278,6 +288,74 @@ def test_non_finite_values_stop_the_run(tiny_market, tmp_path, overrides, match)
     config = tiny_config(tiny_market, tmp_path, warmup_epochs=0, max_steps_per_epoch=3, **overrides)
     with pytest.raises(FloatingPointError, match=match):
         train(config)
+
+
+def test_a_divergent_step_names_the_last_finite_checkpoint(tiny_market, tmp_path) -> None:
+    config = tiny_config(tiny_market, tmp_path, epochs=2, warmup_epochs=0, max_steps_per_epoch=3)
+    train(dataclasses.replace(config, epochs=1))
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"--resume={tmp_path / 'checkpoint_last.pt'}", "--epochs=2", "--lambda-id=1e39"])
+    assert "--lambda-id 1e+39 (checkpoint: --lambda-id 1)" in str(exit_info.value.code)
+    fresh = dataclasses.replace(config, output_dir=str(tmp_path / "fresh"), lambda_id=1e39)
+    with pytest.raises(FloatingPointError) as error_info:
+        train(fresh)
+    assert str(error_info.value).endswith(
+        "; lower --lr, or train without --amp; no checkpoint was written"
+    )
+
+
+def test_an_epoch_that_leaves_non_finite_weights_is_not_saved(
+    tiny_market, tmp_path, monkeypatch
+) -> None:
+    # Every step's loss is finite, but an update overflows a weight (a learning rate too high
+    # for the momentum, say): that epoch's checkpoint must not be written.
+    config = tiny_config(tiny_market, tmp_path, epochs=2, val_ids=2, val_every=1)
+    step, calls = training.training_step, []
+
+    def overflowing_step(network, *args, **kwargs):
+        components = step(network, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == config.max_steps_per_epoch:  # the last step of the resumed epoch
+            with torch.no_grad():
+                next(network.parameters())[0].fill_(math.inf)
+        return components
+
+    train(dataclasses.replace(config, epochs=1))
+
+    def written() -> dict[str, bytes]:  # config.json is the resumed run's (epochs 2)
+        return {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "config.json"}
+
+    saved = written()
+    monkeypatch.setattr(training, "training_step", overflowing_step)
+    last = tmp_path / "checkpoint_last.pt"
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"--resume={last}", "--epochs=2"])
+    message = str(exit_info.value.code)
+    first = next(name for name, _ in training.build_model(config, 4).named_parameters())
+    assert message.startswith(
+        "python -m examples.oamn.train: error: epoch 2 left 1 non-finite weight, buffer or "
+        f"momentum tensors (e.g. model.{first}) although every loss was finite"
+    ), message
+    assert (
+        f"nothing of epoch 2 was saved; the last finite checkpoint is {last} (epoch 1); train "
+        "again with a lower --lr"
+    ) in message
+    assert written() == saved
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_market, tmp_path) -> None:
+    train(tiny_config(tiny_market, tmp_path))
+    state = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    name = next(key for key, value in state["model"].items() if value.is_floating_point())
+    state["model"][name][0] = math.nan
+    state["digest"] = checkpoint_digest(state)  # a diverged run, not a damaged file
+    torch.save(state, tmp_path / "diverged.pt")
+    with pytest.raises(
+        ValueError,
+        match=rf"diverged.pt holds 1 non-finite weight or buffer tensors \(e.g. {name}\): it "
+        "comes from a run that diverged; use an earlier checkpoint",
+    ):
+        load_model(tmp_path / "diverged.pt")
 
 
 @pytest.mark.parametrize("bad", ["nan image", "huge image", "inf loss"])

@@ -3,9 +3,11 @@ should not, and one-line errors for files that cannot be written."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import errno
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -36,7 +38,7 @@ def _fail_writes_of(monkeypatch, name: str, error: OSError) -> None:
     write = run_files._write_synced
 
     def failing(path: Path, payload: bytes) -> None:
-        if path.name == name + run_files.PARTIAL_SUFFIX:
+        if run_files.partial_target(path) == name:
             path.write_bytes(payload[:10])  # the failure comes after part of the file
             raise error
         write(path, payload)
@@ -89,12 +91,33 @@ def test_os_error_message_keeps_the_last_line_of_a_loader_worker_error() -> None
 
 def test_remove_run_deletes_only_the_run_files(tmp_path) -> None:
     names = ["config.json", "log.json", "log.csv", "checkpoint_best.pt", "checkpoint_epoch3.pt",
-             "checkpoint_last.pt.partial", "notes.txt", "evaluation.json"]  # fmt: skip
+             "checkpoint_last.pt.partial", "log.json.4242-0a1b2c3d.partial", "notes.txt",
+             "evaluation.json", "evaluation.json.77-ffee0011.partial"]  # fmt: skip
     for name in names:
         (tmp_path / name).write_text("x")
     removed = remove_run(tmp_path)
-    assert sorted(p.name for p in removed) == sorted(names[:6])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json", "notes.txt"]
+    assert sorted(p.name for p in removed) == sorted(names[:7])
+    # Another command's temporary may be a write in progress: not the run's to remove.
+    kept = ["evaluation.json", "evaluation.json.77-ffee0011.partial", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+
+
+def test_each_write_has_a_temporary_of_its_own(tmp_path, monkeypatch) -> None:
+    temporaries = []
+    write = run_files._write_synced
+
+    def recording(path: Path, payload: bytes) -> None:
+        temporaries.append(path.name)
+        write(path, payload)
+
+    monkeypatch.setattr(run_files, "_write_synced", recording)
+    for text in ("first", "second"):
+        write_atomic(tmp_path / "log.json", text)
+    assert len(set(temporaries)) == 2
+    for name in temporaries:
+        assert re.fullmatch(rf"log\.json\.{os.getpid()}-[0-9a-f]{{8}}\.partial", name)
+        assert run_files.partial_target(name) == "log.json"
+    assert (tmp_path / "log.json").read_text() == "second"
 
 
 # A folder that holds a run.
@@ -111,6 +134,7 @@ def test_a_used_run_directory_is_refused_unless_overwrite(tiny_market, tmp_path)
     assert (run / "checkpoint_last.pt").read_bytes() == before
     train(tiny_config(other, run, overwrite=True))
     assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",
         "checkpoint_last.pt",
         "config.json",
         "log.csv",
@@ -297,7 +321,8 @@ def test_training_reads_every_image_first_unless_told_not_to(tiny_market, tmp_pa
         rf"  train: .*bounding_box_train/0001_c1s1_\S+.jpg: {TRUNCATED}",
     ):
         main(_cli_options(root, run))
-    assert list(run.iterdir()) == []  # found before any file was written
+    # Found before any file was written: only the lock, released.
+    assert [(p.name, p.read_text()) for p in run.iterdir()] == [(".lock", "")]
     with pytest.raises(SystemExit) as exit_info:
         main([*_cli_options(root, run), "--no-verify-images"])
     assert re.fullmatch(
@@ -365,3 +390,61 @@ def test_a_bad_checkpoint_to_resume_is_one_line(tmp_path, capsys) -> None:
         f"python -m examples.oamn.train: error: checkpoint {tmp_path / 'empty.pt'} is empty (0 "
         "bytes): a write that never finished; use another checkpoint of the run or train again\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["json", "pickle"])
+def test_a_file_that_is_not_a_checkpoint_is_named_as_such(tmp_path, capsys, kind) -> None:
+    path = tmp_path / "not_a_checkpoint"
+    if kind == "json":  # torch.load's own error: "mmap can only be used with files saved ..."
+        path.write_text('{"lr": 0.1}')
+        expected = f"{path} is not a checkpoint: it is not the zip archive that torch.save writes"
+    else:  # torch.load's own error advises weights_only=False, which would run its code
+        torch.save(argparse.Namespace(lr=0.1), path)
+        expected = f"checkpoint {path} could not be read: it holds Python objects other than"
+    for verify in (True, False):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            load_checkpoint(path, verify=verify)
+    with pytest.raises(SystemExit):
+        main([f"--resume={path}"])
+    error = capsys.readouterr().err
+    assert error.startswith(f"python -m examples.oamn.train: error: {expected}"), error
+    assert error.count("\n") == 1
+    assert "weights_only" not in error
+    assert "mmap" not in error
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--val-ids=100"],
+            "--val-ids 100 would hold out 100 of the 6 training identities, leaving none to "
+            "train on; lower --val-ids",
+        ),
+        (
+            ["--ids-per-batch=100"],
+            "ids_per_batch (--ids-per-batch) 100 exceeds the 6 training identities; lower "
+            "--ids-per-batch",
+        ),
+        (
+            ["--val-ids=0.9"],
+            "ids_per_batch (--ids-per-batch) 2 exceeds the 1 training identities that --val-ids "
+            "0.9 leaves; lower --ids-per-batch or --val-ids",
+        ),
+        (
+            ["--height=8", "--width=4"],
+            "--height 8 --width 4 gives a (1, 1) feature map after layer3 (stride 16), and the "
+            "mask module's RGA-S cannot use --mask-spatial-reduction 2, --mask-down-ratio 2 ",
+        ),
+        (
+            [f"--weights={Path('absent.pth').absolute()}"],
+            f"--weights '{Path('absent.pth').absolute()}' is neither an existing file (no such "
+            "path was found) nor a weight name of --backbone 'mobilenet_v2'",
+        ),
+    ],
+)
+def test_settings_that_cannot_run_name_the_options(tiny_market, tmp_path, options, message) -> None:
+    # Each comes from a part that names its own arguments (the split, the sampler, the model).
+    with pytest.raises(SystemExit) as exit_info:
+        main([*_cli_options(tiny_market, tmp_path), *options])
+    assert str(exit_info.value.code).startswith(f"python -m examples.oamn.train: error: {message}")

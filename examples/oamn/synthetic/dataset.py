@@ -425,7 +425,7 @@ def _write_dataset(folder: Path, parameters: dict) -> None:
         for image, name in zip(occluded, query_names, strict=True):
             Image.fromarray(image).save(folder / FOLDERS["query"] / name, **save)
     manifest = _manifest(parameters, identities, cameras, shots, names)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n")
 
 
 def _manifest(
