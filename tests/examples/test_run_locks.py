@@ -82,7 +82,7 @@ def test_two_trainings_of_one_folder_started_together(tiny_market, tmp_path) -> 
 def test_two_resumes_of_one_run_started_together(tiny_market, tmp_path) -> None:
     template = tmp_path / "template"
     train(tiny_config(tiny_market, template, max_steps_per_epoch=1))
-    iterations = 4
+    iterations = 2
     for i in range(iterations):
         shutil.copytree(template, tmp_path / f"run{i}")
     resume = ["--resume", str(tmp_path / "run{i}" / "checkpoint_last.pt"), "--epochs", "2"]
@@ -104,7 +104,7 @@ def test_two_evaluations_of_one_output_started_together(tiny_market, tmp_path) -
     output = tmp_path / "metrics{i}.json"
     first = [*common, "--output", str(output)]
     second = [*first, "--no-two-sided"]
-    races = _race("examples.oamn.evaluate", 3, first, second)
+    races = _race("examples.oamn.evaluate", 2, first, second)
     for i, runs in enumerate(races):
         metrics = tmp_path / f"metrics{i}.json"
         winner = _winner_and_refusal(runs, "evaluate", metrics, "--output")
