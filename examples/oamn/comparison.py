@@ -11,7 +11,7 @@ A model whose ``checkpoint_last.pt`` finished training under the same settings i
 :func:`run_demo` trains (or reuses) both, evaluates them (:func:`evaluate_models`: the occluded
 queries, OAMN also unified and its occlusion awareness, and on the synthetic benchmark the same
 query shots without the occluder, :func:`holistic_queries`), draws the figures
-(:func:`examples.oamn.visualize.save_demo_figure`, the awareness) and writes
+(:func:`examples.oamn.summary_figures.save_demo_figure`, the awareness) and writes
 ``OUTPUT_DIR/results.json``. The command line is :mod:`examples.oamn.demo`.
 """
 
@@ -34,9 +34,9 @@ from .evaluation import evaluation_report
 from .extraction import EvaluationFeatures, extract_features
 from .reporting import TABLE_COLUMNS, format_table, library_versions, metrics_report
 from .run_files import write_json
+from .summary_figures import save_awareness_figure, save_demo_figure
 from .synthetic import generate_synthetic_reid
 from .training import train_or_resume
-from .visualize import save_awareness_figure, save_demo_figure
 
 __all__ = [
     "BASELINE_SWITCHES",

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, optional_type, read_settings
+from .config import TrainConfig, read_settings
+from .config_checks import optional_type
 
 __all__ = ["config_from_args", "config_parser"]
 

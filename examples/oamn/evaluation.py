@@ -26,7 +26,8 @@ from .extraction import EvaluationFeatures, extract_for_evaluation
 from .model import BANK_STRATEGIES
 from .reporting import library_versions, metrics_report
 from .run_files import make_parent, write_json
-from .visualize import save_awareness_figure, save_figures
+from .summary_figures import save_awareness_figure
+from .visualize import save_figures
 
 __all__ = ["evaluate_model", "evaluation_report", "write_evaluation", "write_evaluation_figures"]
 

@@ -1,5 +1,6 @@
-"""The folder of one training run: refused when it holds another run, prepared, repaired after a
-kill, and written after each epoch (rank 0 writes it).
+"""The folder of one training run: locked for the run (:func:`lock_run_directory`), refused when
+it holds another run, prepared, repaired after a kill, and written after each epoch (rank 0
+writes it).
 
 Files: ``config.json`` (the resolved configuration), ``log.csv`` and ``log.json`` (one record
 per epoch), ``checkpoint_last.pt`` every epoch, ``checkpoint_best.pt`` (the best validation
@@ -12,17 +13,21 @@ was written, so a run killed at any moment loses at most the epoch in progress, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, resume_differences
+from .distributed import DistributedContext
+from .locking import lock_folder
 from .run_files import remove_leftovers, remove_run, run_files, write_atomic, write_json
 
-__all__ = ["RunDirectory", "best_epoch"]
+__all__ = ["RunDirectory", "best_epoch", "lock_run_directory"]
 
 
 class RunDirectory:
@@ -195,3 +200,26 @@ def best_epoch(history: list[dict[str, Any]]) -> int | None:
     """
     scored = [(record["val_mAP"], record["epoch"]) for record in history if "val_mAP" in record]
     return max(scored)[1] if scored else None
+
+
+@contextlib.contextmanager
+def lock_run_directory(config: TrainConfig, context: DistributedContext) -> Iterator[None]:
+    """Rank 0 holds the lock of ``config.output_dir`` from before the folder is looked at
+    until its last file is written; when another process holds it, every rank stops with the
+    same error (rather than waiting for rank 0 at the first collective)."""
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(lock_folder(config.output_dir, option="--output-dir"))
+            except OSError as error:
+                refusal = error
+        # errno, strerror, filename: an InUseError itself does not unpickle.
+        shared = context.from_main(
+            None if refusal is None else (refusal.errno, refusal.strerror, refusal.filename)
+        )
+        if refusal is not None:
+            raise refusal
+        if shared is not None:
+            raise OSError(*shared)
+        yield

@@ -14,8 +14,8 @@ each unweighted loss term and of the weighted total ``loss``, and ``val_mAP``, `
 atomically, so a run killed at any moment loses at most the epoch in progress. A folder that
 holds a run is refused unless the run resumes it or ``--overwrite`` replaces it; a folder that
 another process is writing is refused at once (:func:`train` holds its lock,
-:mod:`~examples.oamn.locking`). An epoch that leaves a weight, buffer or momentum non-finite is
-not saved: the run stops, naming the last finite checkpoint.
+:func:`~examples.oamn.run_directory.lock_run_directory`). An epoch that leaves a weight, buffer
+or momentum non-finite is not saved: the run stops, naming the last finite checkpoint.
 
 Resume (``--resume DIR/checkpoint_last.pt``): the run directory is the checkpoint's folder
 unless ``--output-dir`` names another; the checkpoint's configuration is the base, and options
@@ -37,9 +37,9 @@ Mixed precision: ``--amp bf16`` runs the forward passes under ``torch.autocast``
 the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only on CUDA, with a ``GradScaler``.
 The losses are always computed in float32; validation on the CPU runs in float32.
 
-Validation (``--val-ids N``) holds ``N`` training identities out of training (a query/gallery
-split of them, :func:`~examples.oamn.data.split_validation`) and evaluates them every
-``--val-every`` epochs and after the last one; the test set is never looked at.
+Validation (``--val-ids N``, :mod:`~examples.oamn.validation`) holds ``N`` training identities
+out of training and evaluates them every ``--val-every`` epochs and after the last one; the test
+set is never looked at.
 
 Multi-GPU / multi-node: under ``torchrun`` each process calls :func:`train`, see
 :mod:`examples.oamn.distributed`.
@@ -47,45 +47,39 @@ Multi-GPU / multi-node: under ``torchrun`` each process calls :func:`train`, see
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from oamn.occlusion_aug import OcclusionAugmentation
-from oamn.reid_eval import evaluate_features
 
 from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights, non_finite_tensors
 from .config import TrainConfig, resume_differences
 from .data import (
     ReIDDataset,
     ReIDItem,
-    build_test_loader,
     build_train_loader,
     load_dataset,
     split_digest,
-    split_validation,
     train_transform,
 )
 from .distributed import DistributedContext, init_distributed
-from .extraction import extract_features
-from .locking import lock_folder
 from .model import build_model
 from .objective import OAMNObjective
-from .run_directory import RunDirectory
+from .run_directory import RunDirectory, lock_run_directory
 from .schedule import build_optimizer, set_learning_rates
 from .step import training_step
+from .validation import training_split, validation_loaders, validation_metrics
 
-__all__ = ["Trainer", "train", "train_or_resume", "training_split", "validation_metrics"]
+__all__ = ["Trainer", "train", "train_or_resume"]
 
 #: Steps between updates of the progress bar's loss values (each update waits for the device).
 _BAR_INTERVAL = 10
@@ -95,7 +89,7 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     """Run (or resume, with ``config.resume``) a training; return the per-epoch records.
 
     Under ``torchrun`` each process calls this; rank 0 writes the run directory, and holds
-    its lock (:func:`~examples.oamn.locking.lock_folder`) for the whole run.
+    its lock (:func:`~examples.oamn.run_directory.lock_run_directory`) for the whole run.
 
     Raises:
         ValueError: a configuration that cannot run here (no ``data_root``, CUDA asked for
@@ -112,40 +106,16 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     context = init_distributed(config.device)
     try:
         _check_runnable(config, context.device)  # before the lock creates the folder
-        with _run_directory_lock(config, context):
+        with lock_run_directory(config, context):
             return Trainer(config, context).run()
     finally:
         context.close()
 
 
-@contextlib.contextmanager
-def _run_directory_lock(config: TrainConfig, context: DistributedContext) -> Iterator[None]:
-    """Rank 0 holds the lock of ``config.output_dir`` from before the folder is looked at
-    until its last file is written; when another process holds it, every rank stops with the
-    same error (rather than waiting for rank 0 at the first collective)."""
-    with contextlib.ExitStack() as stack:
-        refusal = None
-        if context.is_main:
-            try:
-                stack.enter_context(lock_folder(config.output_dir, option="--output-dir"))
-            except OSError as error:
-                refusal = error
-        # errno, strerror, filename: an InUseError itself does not unpickle.
-        shared = context.from_main(
-            None if refusal is None else (refusal.errno, refusal.strerror, refusal.filename)
-        )
-        if refusal is not None:
-            raise refusal
-        if shared is not None:
-            raise OSError(*shared)
-        yield
-
-
 def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
     """Bring the run in ``config.output_dir`` to ``config.epochs`` epochs, for tools that own
     their run folders and hold the lock of a folder above them (the demo, the study): resume
-    the run there when its
-    ``checkpoint_last.pt`` was trained with the same settings
+    the run there when its ``checkpoint_last.pt`` was trained with the same settings
     (:func:`~examples.oamn.config.resume_differences`; a run that has all its epochs trains
     nothing), otherwise train afresh, replacing it.
     """
@@ -188,7 +158,7 @@ class Trainer:
         _check_batch_fits(config, self.num_classes)
         self.train_images = split_digest(train_items)
         self.loader = _train_loader(train_items, config, context)
-        self.val_loaders = _validation_loaders(val_query, val_gallery, config)
+        self.val_loaders = validation_loaders(val_query, val_gallery, config)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         # A resumed run takes every weight from its checkpoint: no ImageNet file is read.
         initial = dataclasses.replace(config, weights=None) if config.resume else config
@@ -369,41 +339,6 @@ class Trainer:
         self.run_dir.write_epoch(checkpoint, self.history)
 
 
-def validation_metrics(
-    model: nn.Module,
-    query: DataLoader,
-    gallery: DataLoader,
-    config: TrainConfig,
-    device: torch.device,
-) -> dict[str, float]:
-    """``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10`` and ``val_mINP`` of the held-out
-    identities (R_k at the last rank where the gallery is smaller than k).
-
-    The forward passes run under ``config.amp`` on CUDA; the CPU validates in float32
-    (extraction takes autocast on CUDA only).
-    """
-    amp = config.amp if device.type == "cuda" else None
-    query_set, gallery_set = (
-        extract_features(model, loader, device, amp, config.progress) for loader in (query, gallery)
-    )
-    result = evaluate_features(
-        query_set.features,
-        gallery_set.features,
-        query_set.pids,
-        gallery_set.pids,
-        query_set.camids,
-        gallery_set.camids,
-    )
-    cmc = result.cmc
-    return {
-        "val_mAP": result.mAP,
-        "val_R1": float(cmc[0]),
-        "val_R5": float(cmc[min(4, len(cmc) - 1)]),
-        "val_R10": float(cmc[min(9, len(cmc) - 1)]),
-        "val_mINP": result.mINP,
-    }
-
-
 def _warn_on_another_thread_count(state: dict[str, Any], path: str) -> None:
     """Warn when a checkpoint was written with another torch thread count than this process
     uses: CPU results depend on it."""
@@ -437,20 +372,6 @@ def _check_batch_fits(config: TrainConfig, num_ids: int) -> None:
             f"ids_per_batch (--ids-per-batch) {config.ids_per_batch} exceeds the {num_ids} "
             f"training identities{held}; lower --ids-per-batch{fix}"
         )
-
-
-def training_split(
-    train_items: Sequence[ReIDItem], config: TrainConfig
-) -> tuple[Sequence[ReIDItem], Sequence[ReIDItem], Sequence[ReIDItem]]:
-    """``(train_rest, val_query, val_gallery)``: the identities ``config.val_ids`` holds out for
-    validation (:func:`~examples.oamn.data.split_validation`; a count ``>= 1`` or a fraction),
-    or all of ``train_items`` and no validation split."""
-    if not config.val_ids:
-        return train_items, (), ()
-    count = config.val_ids
-    return split_validation(
-        train_items, int(count) if count >= 1 else count, config.seed, name="--val-ids"
-    )
 
 
 def _derived_seed(*keys: int) -> int:
@@ -509,16 +430,4 @@ def _train_loader(
             flip_prob=config.flip_prob,
             rotation=config.rotation,
         ),
-    )
-
-
-def _validation_loaders(
-    query: Sequence[ReIDItem], gallery: Sequence[ReIDItem], config: TrainConfig
-) -> tuple[DataLoader, ...]:
-    """The loaders of the held-out identities' query and gallery images; none without them."""
-    if not query:
-        return ()
-    return tuple(
-        build_test_loader(items, config.height, config.width, config.val_batch_size, 0, split=split)
-        for split, items in (("validation query", query), ("validation gallery", gallery))
     )

@@ -12,12 +12,12 @@ from PIL import Image
 from examples.oamn.awareness import grader_statistics, mask_band_statistics
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
 from examples.oamn.extraction import extract_for_evaluation
+from examples.oamn.summary_figures import save_awareness_figure
 from examples.oamn.visualize import (
     denormalize,
     match_kinds,
     ranked_indices,
     save_attention_maps,
-    save_awareness_figure,
     save_figures,
     save_ranked_lists,
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from examples.oamn import study
-from examples.oamn.study import VARIANTS, build_parser, format_markdown, summarise
+from examples.oamn.study import VARIANTS, build_parser
+from examples.oamn.study_report import format_markdown, summarise
 
 
 def report(
