@@ -1,5 +1,5 @@
 """The automatic reductions: hand-computed values, the paper's wherever they work, the largest
-that work otherwise, explicit values kept, and the README's table."""
+that work otherwise, explicit values kept, and the table of docs/PACKAGES.md."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from torch import nn
 
 from oamn.attention import RGA, RGASpatial
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PACKAGES = Path(__file__).resolve().parents[2] / "docs" / "PACKAGES.md"
 
-#: The feature maps of the README table: 128x64, 256x128 (the paper) and 384x192 images at
+#: The feature maps of the docs' table: 128x64, 256x128 (the paper) and 384x192 images at
 #: stride 16, with ResNet-50's 1024 layer3 channels.
-README_SIZES = [(8, 4), (16, 8), (24, 12)]
-README_CHANNELS = 1024
-TIMES = "\N{MULTIPLICATION SIGN}"  # the README writes sizes as 8 TIMES 4
+TABLE_SIZES = [(8, 4), (16, 8), (24, 12)]
+TABLE_CHANNELS = 1024
+TIMES = "\N{MULTIPLICATION SIGN}"  # the docs write sizes as 8 TIMES 4
 
 
 def reductions(layer: nn.Module) -> tuple[int, int, int]:
@@ -109,8 +109,8 @@ def test_explicit_values_are_kept() -> None:
     assert layer.W_channel[0].out_channels == 5  # (1 + 64 // 4) // 3
 
 
-def readme_row(size: tuple[int, int]) -> str:
-    layer = RGASpatial(README_CHANNELS, size)
+def table_row(size: tuple[int, int]) -> str:
+    layer = RGASpatial(TABLE_CHANNELS, size)
     relations = layer.gg_spatial[0].out_channels
     hidden = layer.W_spatial[0].out_channels
     parameters = sum(p.numel() for p in layer.parameters())
@@ -120,7 +120,7 @@ def readme_row(size: tuple[int, int]) -> str:
     )
 
 
-def test_readme_table_of_automatic_values_is_the_layers() -> None:
+def test_docs_table_of_automatic_values_is_the_layers() -> None:
     row_start = re.compile(rf"\| \d+{TIMES}\d+ \|")
-    table = [line for line in README.read_text().splitlines() if row_start.match(line)]
-    assert table == [readme_row(size) for size in README_SIZES]
+    table = [line for line in PACKAGES.read_text().splitlines() if row_start.match(line)]
+    assert table == [table_row(size) for size in TABLE_SIZES]
