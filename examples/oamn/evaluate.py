@@ -32,17 +32,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from .checkpoint import load_model
 from .command_errors import exit_on_errors
-from .config import TrainConfig
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluation_report, write_evaluation, write_evaluation_figures
 from .extraction import parse_strategies
 from .locking import lock_file, lock_folder
-from .model import BANK_STRATEGIES, OAMN
+from .model import BANK_STRATEGIES
 from .precision import AMP_MODES
 from .reporting import format_report
 from .run_files import remove_leftovers
@@ -228,81 +225,68 @@ def _evaluate(
         if args.figures is not None:
             locks.enter_context(lock_folder(args.figures, option="--figures"))
             remove_leftovers(args.figures, [FIGURE_PATTERN])
-        return _evaluate_locked(parser, args, argv, model, config, dataset_name, output, device)
-
-
-def _evaluate_locked(
-    parser: argparse.ArgumentParser,
-    args: argparse.Namespace,
-    argv: Sequence[str] | None,
-    model: OAMN,
-    config: TrainConfig,
-    dataset_name: str,
-    output: Path,
-    device: torch.device,
-) -> dict:
-    data_root = args.data_root or (Path(config.data_root) if config.data_root else None)
-    if data_root is None or not data_root.is_dir():
-        parser.error(
-            f"--data-root {data_root}: no such folder; pass the {dataset_name} folder with "
-            "--data-root (the checkpoint's data_root is used by default)"
-        )
-    try:
-        dataset = load_dataset(dataset_name, data_root)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(f"cannot load {dataset_name} from {data_root}: {error}")
-    report, features = evaluation_report(
-        model,
-        dataset.query,
-        dataset.gallery,
-        data_root,
-        height=config.height,
-        width=config.width,
-        device=device,
-        batch_size=args.batch_size,
-        workers=config.workers if args.workers is None else args.workers,
-        strategies=args.strategies,
-        two_sided=not args.no_two_sided,
-        awareness=not args.no_awareness,
-        awareness_seed=args.awareness_seed,
-        amp=args.amp,
-        ap=args.ap,
-        boundary=args.boundary,
-        rerank=args.rerank,
-        progress=not args.no_progress,
-    )
-    print(
-        f"{dataset_name} ({data_root}): {report['num_query']} queries, "
-        f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
-    )
-    print(format_report(report))
-    command = sys.argv[1:] if argv is None else list(argv)
-    result = write_evaluation(
-        output,
-        report,
-        config,
-        dataset,
-        dataset_name=dataset_name,
-        data_root=data_root,
-        checkpoint=args.checkpoint,
-        device=device,
-        amp=args.amp,
-        command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
-    )
-    print(f"metrics written to {output}", flush=True)
-    if args.figures is not None:
-        result = write_evaluation_figures(
-            output,
-            result,
-            features,
+        data_root = args.data_root or (Path(config.data_root) if config.data_root else None)
+        if data_root is None or not data_root.is_dir():
+            parser.error(
+                f"--data-root {data_root}: no such folder; pass the {dataset_name} folder with "
+                "--data-root (the checkpoint's data_root is used by default)"
+            )
+        try:
+            dataset = load_dataset(dataset_name, data_root)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(f"cannot load {dataset_name} from {data_root}: {error}")
+        report, features = evaluation_report(
             model,
-            dataset,
-            args.figures,
+            dataset.query,
+            dataset.gallery,
+            data_root,
+            height=config.height,
+            width=config.width,
             device=device,
-            num_figures=args.num_figures,
+            batch_size=args.batch_size,
+            workers=config.workers if args.workers is None else args.workers,
+            strategies=args.strategies,
+            two_sided=not args.no_two_sided,
+            awareness=not args.no_awareness,
+            awareness_seed=args.awareness_seed,
+            amp=args.amp,
+            ap=args.ap,
+            boundary=args.boundary,
+            rerank=args.rerank,
+            progress=not args.no_progress,
         )
-        print(f"figures: {', '.join(result['figures'])}")
-    return result
+        print(
+            f"{dataset_name} ({data_root}): {report['num_query']} queries, "
+            f"{report['num_gallery']} gallery images; checkpoint {args.checkpoint}"
+        )
+        print(format_report(report))
+        command = sys.argv[1:] if argv is None else list(argv)
+        result = write_evaluation(
+            output,
+            report,
+            config,
+            dataset,
+            dataset_name=dataset_name,
+            data_root=data_root,
+            checkpoint=args.checkpoint,
+            device=device,
+            amp=args.amp,
+            command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
+        )
+        print(f"metrics written to {output}", flush=True)
+        if args.figures is not None:
+            result = write_evaluation_figures(
+                output,
+                result,
+                features,
+                model,
+                dataset,
+                args.figures,
+                device=device,
+                num_figures=args.num_figures,
+            )
+            print(f"figures: {', '.join(result['figures'])}")
+        return result
 
 
 if __name__ == "__main__":
