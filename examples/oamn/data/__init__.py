@@ -5,18 +5,17 @@ Images leave the loaders normalised on the CPU; the training code moves each bat
 device, where ``oamn.occlusion_aug.OcclusionAugmentation`` makes the aligned occluded views.
 """
 
+from .folders import IMAGE_EXTENSIONS, parse_folder
 from .items import JUNK_PID, ReIDDataset, ReIDItem, relabel_ids, split_digest
 from .layouts import (
     DATASETS,
     GALLERY_CAMID,
-    IMAGE_EXTENSIONS,
     QUERY_CAMID,
     dukemtmc,
     load_dataset,
     market1501,
     occluded_duke,
     occluded_reid,
-    parse_folder,
     partial_ilids,
     partial_reid,
 )
