@@ -16,6 +16,11 @@ variant common in ReID (the authors' code uses plain cross-entropy). It is not r
 here.
 
 Location codes follow the project convention: 0 none, 1 top, 2 bottom, 3 left, 4 right.
+
+Under ``torch.autocast`` (bfloat16 or float16) every loss and :func:`pairwise_distances`
+computes in float32: autocast is off inside them and 16-bit inputs are widened, so the result
+and the gradients they pass back are float32 (a 16-bit distance matrix would blur the hardest
+positive and negative). Outside autocast they compute in their inputs' dtype.
 """
 
 from .distances import pairwise_distances

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._precision import float32_under_autocast
+
 __all__ = ["pairwise_distances"]
 
 # Squared distances are floored at this before the square root, whose derivative is infinite at 0
@@ -14,6 +16,7 @@ __all__ = ["pairwise_distances"]
 _MIN_SQUARED_DISTANCE = 1e-12
 
 
+@float32_under_autocast
 def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool = False) -> Tensor:
     r"""Euclidean distances between all pairs of rows, batched over leading dimensions.
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._precision import float32_under_autocast
 from ._validation import (
     check_choice,
     check_finite,
@@ -98,6 +99,7 @@ def grader_targets(
     return torch.where(occluded[:, None], targets, 0.25)
 
 
+@float32_under_autocast
 def grader_loss(
     scores: Tensor,
     location: Tensor | Sequence[int],

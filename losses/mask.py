@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ._precision import float32_under_autocast
 from ._validation import (
     check_bool_vector,
     check_choice,
@@ -59,6 +60,7 @@ _REDUCTIONS = ("mean", "batchmean")
 _SCALE_FLOOR = 1e-12
 
 
+@float32_under_autocast
 def mask_consistency_loss(
     f_holistic: Tensor,
     f_occluded: Tensor,
@@ -147,6 +149,7 @@ def mask_consistency_loss(
     return total / (f_holistic.numel() if reduction == "mean" else batch)
 
 
+@float32_under_autocast
 def mask_complement_loss(
     g_holistic: Tensor,
     g_top: Tensor | None,

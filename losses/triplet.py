@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._precision import float32_under_autocast
 from ._validation import (
     check_finite,
     check_flag,
@@ -59,6 +60,7 @@ class TripletLossDetails:
         return int((~self.valid_anchors).sum())
 
 
+@float32_under_autocast
 def batch_hard_triplet_loss(
     features: Tensor,
     labels: Tensor | Sequence[int],
@@ -101,6 +103,7 @@ def batch_hard_triplet_loss(
     return triplet_loss_details(features, labels, margin, None, squared, normalize).loss
 
 
+@float32_under_autocast
 def grouped_triplet_loss(
     features: Tensor,
     labels: Tensor | Sequence[int],
@@ -153,6 +156,7 @@ def grouped_triplet_loss(
     return triplet_loss_details(features, labels, margin, groups, squared, normalize).loss
 
 
+@float32_under_autocast
 def triplet_loss_details(
     features: Tensor,
     labels: Tensor | Sequence[int],
