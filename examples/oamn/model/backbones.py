@@ -17,6 +17,11 @@ mobilenet_v2   features[0:2] (2)           layer1      features[2:4], 24 ch, 4
 
 ``last_stride=1`` removes the downsampling of ``layer4`` (stride 16 instead of 32, the usual ReID
 trick; the paper keeps 2). Splitting after ``layer4`` leaves E^II empty (an identity).
+
+Under ``torch.autocast`` the strided depthwise convolutions (MobileNetV2's four stride-2 3x3
+ones) compute in float32: oneDNN's bfloat16 kernel of their backward pass is about 3x slower
+than its float32 one on the CPU (torch 2.14), which made a bf16 MobileNetV2 step slower than a
+float32 one. The modules stay ``nn.Conv2d`` with the same parameters and state-dict keys.
 """
 
 from __future__ import annotations
@@ -25,10 +30,18 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["BACKBONES", "STAGES", "BackboneSplit", "build_torchvision_model", "split_backbone"]
+__all__ = [
+    "BACKBONES",
+    "STAGES",
+    "BackboneSplit",
+    "Float32Conv2d",
+    "build_torchvision_model",
+    "split_backbone",
+]
 
 #: Supported backbone names (torchvision constructors).
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
@@ -144,6 +157,9 @@ def split_backbone(
     split = STAGES.index(split_after) + 1
     low = nn.Sequential(OrderedDict(stem + [m for stage in STAGES[:split] for m in stages[stage]]))
     high = nn.Sequential(OrderedDict(m for stage in STAGES[split:] for m in stages[stage]))
+    for conv in model.modules():
+        if _strided_depthwise(conv):
+            conv.__class__ = Float32Conv2d
     family = "mobilenet_v2" if name == "mobilenet_v2" else "resnet"
     factors = {**_STAGE_STRIDE[family], "layer4": last_stride}
     stride = _STEM_STRIDE[name] * math.prod(factors[stage] for stage in STAGES[:split])
@@ -153,6 +169,26 @@ def split_backbone(
         low_channels=_output_channels(low),
         high_channels=_output_channels(high) if len(high) else _output_channels(low),
         stride=stride,
+    )
+
+
+class Float32Conv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that computes in float32 under autocast (a float32 output); outside
+    autocast it is ``nn.Conv2d``. See the module docstring for why."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not torch.is_autocast_enabled(input.device.type):
+            return super().forward(input)
+        with torch.autocast(input.device.type, enabled=False):
+            return super().forward(input.float())
+
+
+def _strided_depthwise(module: nn.Module) -> bool:
+    return (
+        type(module) is nn.Conv2d
+        and module.groups > 1
+        and module.groups == module.in_channels
+        and max(module.stride) > 1
     )
 
 
