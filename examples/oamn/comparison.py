@@ -32,6 +32,7 @@ from .config import TrainConfig, resume_differences
 from .data import ReIDDataset, ReIDItem, build_test_loader
 from .evaluation import evaluation_report
 from .extraction import EvaluationFeatures, extract_features
+from .precision import resolve_amp
 from .reporting import TABLE_COLUMNS, format_table, library_versions, metrics_report
 from .run_files import write_json
 from .summary_figures import save_awareness_figure, save_demo_figure
@@ -189,6 +190,7 @@ def evaluate_models(
     device: str | torch.device,
     strategies: Sequence[str] = DEFAULT_STRATEGIES,
     batch_size: int = 128,
+    amp: str = "auto",
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, EvaluationFeatures], dict[str, dict]]:
     """Evaluate each model on the occluded queries (OAMN also unified, with its occlusion
@@ -203,6 +205,7 @@ def evaluate_models(
         strategies: OAMN's gallery-bank strategies (:data:`examples.oamn.model.BANK_STRATEGIES`
             names), one unified row each.
         batch_size: images per forward pass.
+        amp: the autocast mode of the forward passes (:mod:`~examples.oamn.precision`).
         progress: show progress bars.
 
     Returns:
@@ -230,6 +233,7 @@ def evaluate_models(
             workers=0,
             strategies=strategies if oamn else (),
             awareness=oamn,
+            amp=amp,
             progress=progress,
         )
         if "awareness" in report:
@@ -237,7 +241,7 @@ def evaluate_models(
         reports = {"occluded": report}
         if twins is not None:
             loader = build_test_loader(twins, height, width, batch_size, 0, split="query_holistic")
-            holistic = extract_features(model, loader, device, progress=progress)
+            holistic = extract_features(model, loader, device, amp, progress)
             reports["holistic"] = metrics_report(
                 EvaluationFeatures(holistic, features[name].gallery)
             )
@@ -293,13 +297,14 @@ def run_demo(
         What ``results.json`` holds: ``"command"``, ``"dataset"`` (name, root and split
         sizes), ``"rows"`` (:func:`evaluate_models`), ``"table"`` (the rows as text, settings
         shortened), ``"seconds"`` of each stage (data, training of each model, evaluation,
-        figures, total; rounded to 0.1 s), ``"torch_threads"``, ``"configs"``, OAMN's
-        ``"awareness"``, ``"figures"`` (the paths written) and ``"versions"``.
+        figures, total; rounded to 0.1 s), ``"torch_threads"``, ``"amp"`` (the mode each
+        model trained under, and the evaluation's), ``"configs"``, OAMN's ``"awareness"``,
+        ``"figures"`` (the paths written) and ``"versions"``.
     """
     started = time.perf_counter() if started is None else started
     seconds = dict(seconds or {})
     output_dir = Path(output_dir)
-    models = {}
+    models, trained = {}, {}
     for name, config in configs.items():
         checkpoint = Path(config.output_dir) / "checkpoint_last.pt"
         start = time.perf_counter()
@@ -309,12 +314,13 @@ def run_demo(
             print(f"training the {_TITLES[name]} ({config.output_dir})", file=sys.stderr)
             train_or_resume(config)
         seconds[f"train_{name}"] = time.perf_counter() - start
-        models[name], _ = load_model(checkpoint, device)
+        models[name], trained[name] = load_model(checkpoint, device)
     oamn = configs["oamn"]
     size = {"height": oamn.height, "width": oamn.width, "device": device}
+    amp = resolve_amp(oamn.amp, device)
     start = time.perf_counter()
     rows, features, awareness = evaluate_models(
-        models, dataset, **size, strategies=strategies, progress=oamn.progress
+        models, dataset, **size, strategies=strategies, amp=amp, progress=oamn.progress
     )
     seconds["evaluate"] = time.perf_counter() - start
     short = [{**row, "setting": _short_setting(row["setting"])} for row in rows]
@@ -331,6 +337,10 @@ def run_demo(
         "table": format_table(short, ("model", "queries", "setting")),
         "seconds": {name: round(value, 1) for name, value in seconds.items()},
         "torch_threads": torch.get_num_threads(),
+        "amp": {
+            **{name: config.amp for name, config in trained.items()},
+            "evaluation": amp,
+        },
         "configs": {name: config.to_dict() for name, config in configs.items()},
         "awareness": awareness,
         "versions": library_versions(),

@@ -192,7 +192,12 @@ class TrainConfig:
     seed: int = _option(0, "seed of every random draw: all randomness is a function of it")
     device: str = _option("auto", "device: auto (cuda when available), cpu, cuda, cuda:N")
     amp: str = _option(
-        "none", "mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA, with a GradScaler)", AMP_MODES
+        "auto",
+        "mixed precision: auto (bf16 where the device has bfloat16 arithmetic: a CPU with AMX or "
+        "AVX-512 BF16, a CUDA GPU of compute capability 8 and up; float32 elsewhere; a resumed "
+        "run keeps its checkpoint's mode), none (float32), bf16 (CUDA or CPU) or fp16 (CUDA, with "
+        "a GradScaler). The run records the mode it resolved to",
+        AMP_MODES,
     )
     channels_last: bool = _option(False, "channels_last memory format (faster ResNets)")
     output_dir: str = _option("runs/oamn", "run directory (config, logs, checkpoints)")
@@ -292,7 +297,8 @@ def config_differences(
 
 def resume_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
     """The settings of ``config`` that a run resumed from a checkpoint of ``stored`` cannot
-    take: every field but :data:`RUN_ONLY_FIELDS`, and ``epochs`` when it shrinks.
+    take: every field but :data:`RUN_ONLY_FIELDS`, ``epochs`` when it shrinks, and ``amp``
+    unless ``config`` leaves it ``"auto"`` (the resumed run then keeps ``stored``'s mode).
 
     Example:
         >>> resume_differences(TrainConfig(), TrainConfig(workers=0, epochs=40, lr=0.05))
@@ -301,7 +307,9 @@ def resume_differences(stored: TrainConfig, config: TrainConfig) -> list[str]:
     names = [
         spec.name
         for spec in dataclasses.fields(TrainConfig)
-        if spec.name not in RUN_ONLY_FIELDS and spec.name != "epochs"
+        if spec.name not in RUN_ONLY_FIELDS
+        and spec.name != "epochs"
+        and not (spec.name == "amp" and config.amp == "auto")
     ]
     if config.epochs < stored.epochs:
         names.insert(0, "epochs")

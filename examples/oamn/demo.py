@@ -63,6 +63,7 @@ from .data import DATASETS, load_dataset
 from .distributed import resolve_device
 from .extraction import parse_strategies
 from .model import BACKBONES
+from .precision import AMP_MODES
 from .run_files import remove_leftovers
 
 __all__ = ["build_parser", "main"]
@@ -123,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
     )
     parser.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default="auto",
+        help="mixed precision of training and evaluation: auto (bf16 where the device has "
+        "bfloat16 arithmetic, float32 elsewhere; the default), none (float32), bf16, fp16 (CUDA)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: tiny synthetic set, 2 steps per model"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -165,6 +173,7 @@ def _run(
         "weights": args.weights,
         "seed": args.seed,
         "device": args.device,
+        "amp": args.amp,
         "progress": not args.no_progress,
     }
     if args.epochs is not None:

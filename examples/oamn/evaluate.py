@@ -40,7 +40,7 @@ from .evaluation import evaluation_report, write_evaluation, write_evaluation_fi
 from .extraction import parse_strategies
 from .locking import lock_file, lock_folder
 from .model import BANK_STRATEGIES
-from .precision import AMP_MODES
+from .precision import AMP_MODES, resolve_amp
 from .reporting import format_report
 from .run_files import remove_leftovers
 
@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--amp",
         choices=AMP_MODES,
-        default="none",
-        help="autocast dtype of the forward passes, CUDA only (default: none)",
+        default="auto",
+        help="autocast dtype of the forward passes: auto (bf16 where the device has bfloat16 "
+        "arithmetic, float32 elsewhere; the default), none (float32), bf16, or fp16 (CUDA only)",
     )
     parser.add_argument(
         "--ap",
@@ -208,8 +209,10 @@ def _evaluate(
         device = resolve_device(args.device)
     except ValueError as error:
         parser.error(str(error))
-    if args.amp != "none" and device.type != "cuda":
-        parser.error(f"--amp {args.amp} is for CUDA devices; on {device} use --amp none")
+    try:
+        amp = resolve_amp(args.amp, device)
+    except ValueError as error:
+        parser.error(f"--amp: {error}")
     if args.figures is not None and importlib.util.find_spec("matplotlib") is None:
         parser.error("--figures needs matplotlib: pip install matplotlib, or leave --figures out")
     try:
@@ -249,7 +252,7 @@ def _evaluate(
             two_sided=not args.no_two_sided,
             awareness=not args.no_awareness,
             awareness_seed=args.awareness_seed,
-            amp=args.amp,
+            amp=amp,
             ap=args.ap,
             boundary=args.boundary,
             rerank=args.rerank,
@@ -270,7 +273,7 @@ def _evaluate(
             data_root=data_root,
             checkpoint=args.checkpoint,
             device=device,
-            amp=args.amp,
+            amp=amp,
             command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
         )
         print(f"metrics written to {output}", flush=True)

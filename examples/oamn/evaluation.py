@@ -75,7 +75,8 @@ def evaluation_report(
         awareness: measure the mask and the grader (:func:`~examples.oamn.awareness.
             awareness_report`); ``False`` (default) also drops the true-type rows.
         awareness_seed: seed of the augmentation bands of the awareness measurement.
-        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        amp: ``None``, ``"none"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"`` (bf16 where
+            the device has bfloat16 arithmetic, see :func:`~examples.oamn.precision.resolve_amp`).
         metric: distance of the rankings, ``"euclidean"`` or ``"cosine"``.
         max_rank: length of the reported CMC curve, ``>= 10``.
         ap: ``"step"`` or ``"trapezoid"``.

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
 from .model import BANK_STRATEGIES
-from .precision import autocast, check_amp
+from .precision import autocast, resolve_amp
 
 __all__ = [
     "EvaluationFeatures",
@@ -93,9 +93,9 @@ def extract_features(
             extra items (e.g. the dataset indices) are ignored.
         device: where the forward passes run; batches move there with ``non_blocking=True``
             (fast from a loader with ``pin_memory=True``).
-        amp: ``None`` / ``"none"`` (default: no autocast), ``"bf16"`` or ``"fp16"``
-            (:mod:`~examples.oamn.precision`) to run the forward passes under
-            :func:`torch.autocast`; CUDA devices only.
+        amp: ``None`` / ``"none"`` (default: no autocast), ``"bf16"``, ``"fp16"`` (CUDA
+            only) or ``"auto"`` (:mod:`~examples.oamn.precision`) to run the forward passes
+            under :func:`torch.autocast`.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -103,7 +103,8 @@ def extract_features(
 
     Raises:
         TypeError: ``model`` lacks ``extract`` or a batch is not a sequence of tensors.
-        ValueError: an unknown ``amp``, ``amp`` on a non-CUDA device, or an empty loader.
+        ValueError: an unknown ``amp``, ``"fp16"`` off CUDA, or an empty loader.
+        FloatingPointError: a forward pass under autocast gave non-finite features.
 
     Example:
         >>> class Colour(nn.Module):  # a stand-in with OAMN's interface
@@ -148,7 +149,7 @@ def extract_gallery_bank(
         device: where the forward passes run.
         image_fill: the value of the black box in *normalised* image space (``"mask_swap"``):
             a number or one per channel; black is ``-mean / std``.
-        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        amp: ``None``, ``"none"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"``.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -235,7 +236,7 @@ def extract_for_evaluation(
             :data:`examples.oamn.model.BANK_STRATEGIES`, without repeats.
         unify: ``False`` builds no bank (``strategies`` ignored).
         two_sided: also build each strategy's bank of the queries (the two-sided rows).
-        amp: ``None``, ``"none"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        amp: ``None``, ``"none"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"``.
         progress: show tqdm progress bars.
 
     Returns:
@@ -246,7 +247,7 @@ def extract_for_evaluation(
     """
     strategies = tuple(strategies) if unify else ()
     _check_strategies(strategies)
-    check_amp(amp)
+    amp = resolve_amp(amp, device)
     for name, items in (("query_items", query_items), ("gallery_items", gallery_items)):
         if len(items) == 0:
             raise ValueError(f"{name} is empty; pass the dataset's {name.split('_')[0]} split")
@@ -335,11 +336,7 @@ def _map_batches(
     concatenated int64 pids and camids of the batches.
     """
     device = torch.device(device)
-    amp = check_amp(amp)
-    if amp is not None and device.type != "cuda":
-        # CPU bf16 autocast is unreliable: in torch 2.14 a torchvision ResNet's first bf16 call
-        # after a float32 one returns NaN rows (oneDNN), so it is refused, not used silently.
-        raise ValueError(f"amp={amp!r} is for CUDA devices; on {device} pass amp=None")
+    amp = resolve_amp(amp, device)
     outputs: list[list[Tensor]] = []
     pids, camids = [], []
     with evaluation_mode(model), autocast(device, amp):
@@ -350,6 +347,11 @@ def _map_batches(
                 outputs = [[] for _ in results]
             for chunks, result in zip(outputs, results, strict=True):
                 chunks.append(result.float().cpu())
+            if amp != "none" and not all(bool(chunks[-1].isfinite().all()) for chunks in outputs):
+                raise FloatingPointError(
+                    f"the model's {description} under amp {amp} are not finite (a bfloat16 or "
+                    "float16 overflow); extract with amp 'none' (--amp none)"
+                )
             pids.append(torch.as_tensor(batch_pids).long())
             camids.append(torch.as_tensor(batch_camids).long())
     if not pids:

@@ -302,6 +302,7 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
         data_root,
         strategies=args.strategies,
         awareness=True,
+        amp=config.amp,
         **options,
     )
     for row in report["rows"].values():

@@ -33,9 +33,12 @@ checkpoint_last.pt`` continues bit for bit on the CPU with the same number of to
 (recorded in the checkpoint; resume warns when it differs), and on CUDA up to the
 nondeterminism of its kernels.
 
-Mixed precision: ``--amp bf16`` runs the forward passes under ``torch.autocast`` on CUDA or on
-the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only on CUDA, with a ``GradScaler``.
-The losses are always computed in float32; validation on the CPU runs in float32.
+Mixed precision: ``--amp bf16`` runs the forward passes (training and validation) under
+``torch.autocast`` on CUDA or on the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only
+on CUDA, with a ``GradScaler``. The default ``--amp auto`` is bf16 where the device has
+bfloat16 arithmetic and float32 elsewhere (:func:`~examples.oamn.precision.resolve_amp`); the
+run's ``config.json`` and checkpoints record the mode it resolved to, and a resumed run keeps
+its checkpoint's. The losses are always computed in float32.
 
 Validation (``--val-ids N``, :mod:`~examples.oamn.validation`) holds ``N`` training identities
 out of training and evaluates them every ``--val-every`` epochs and after the last one; the test
@@ -74,6 +77,7 @@ from .data import (
 from .distributed import DistributedContext, init_distributed
 from .model import build_model
 from .objective import OAMNObjective
+from .precision import resolve_amp
 from .run_directory import RunDirectory, lock_run_directory
 from .schedule import build_optimizer, set_learning_rates
 from .step import training_step
@@ -142,13 +146,16 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, context: DistributedContext) -> None:
-        self.config = config
         self.context = context
         self.device = context.device
         _check_runnable(config, self.device)
-        self.run_dir = RunDirectory(config)
         # Refused before the minutes that reading the data can take.
         state = _resumable_checkpoint(config) if config.resume else None
+        # The run records the mode "auto" stands for here (a resumed run keeps its own).
+        amp = state["config"]["amp"] if state is not None and config.amp == "auto" else config.amp
+        config = dataclasses.replace(config, amp=resolve_amp(amp, self.device))
+        self.config = config
+        self.run_dir = RunDirectory(config)
         if context.is_main:
             self.run_dir.check_usable(None if state is None else state["epoch"])
         train_items, val_query, val_gallery = training_split(
@@ -359,7 +366,7 @@ def _check_runnable(config: TrainConfig, device: torch.device) -> None:
         )
     if config.amp == "fp16" and device.type != "cuda":
         raise ValueError(
-            f"amp (--amp) fp16 needs CUDA but this run is on {device}; use --amp bf16 or none"
+            f"amp (--amp) fp16 needs CUDA but this run is on {device}; use --amp bf16, auto or none"
         )
 
 

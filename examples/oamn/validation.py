@@ -59,12 +59,11 @@ def validation_metrics(
     """``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10`` and ``val_mINP`` of the held-out
     identities (R_k at the last rank where the gallery is smaller than k).
 
-    The forward passes run under ``config.amp`` on CUDA; the CPU validates in float32
-    (extraction takes autocast on CUDA only).
+    The forward passes run under ``config.amp``'s autocast (``"auto"`` resolved on ``device``).
     """
-    amp = config.amp if device.type == "cuda" else None
     query_set, gallery_set = (
-        extract_features(model, loader, device, amp, config.progress) for loader in (query, gallery)
+        extract_features(model, loader, device, config.amp, config.progress)
+        for loader in (query, gallery)
     )
     result = evaluate_features(
         query_set.features,

@@ -92,8 +92,11 @@ def test_autocast_is_finite_and_close_to_float32(device: str, layer_class: type)
         out = layer(x)
     assert bool(torch.isfinite(out).all())
     if layer_class is RGASpatial:
+        # The mask in (0, 1), a sigmoid of bfloat16 logits: measured 0.009 at most on CPU.
         assert bool(((out >= 0) & (out <= 1)).all())
-    torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.05)
+        torch.testing.assert_close(out.float(), expected, atol=0.02, rtol=0.0)
+    else:  # features times two maps: the error scales with the features
+        torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.05)
     out.float().sum().backward()
     assert bool(torch.isfinite(x.grad).all())
 

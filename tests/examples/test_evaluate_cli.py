@@ -20,6 +20,7 @@ from examples.oamn import evaluate, run_files
 from examples.oamn.checkpoint import load_model
 from examples.oamn.config import TrainConfig
 from examples.oamn.data import build_test_loader, load_dataset
+from examples.oamn.precision import resolve_amp
 from examples.oamn.training import train
 from oamn.reid_eval import evaluate_features
 from tests.examples.fake_data import make_market_tree
@@ -95,6 +96,7 @@ def test_cli_end_to_end(checkpoint, tmp_path, capsys) -> None:
     assert result["dataset"]["num_query"] == 6
     assert result["dataset"]["num_gallery"] == 8
     assert result["config"]["backbone"] == "resnet18"
+    assert result["amp"] == resolve_amp("auto", "cpu")  # the mode --amp auto ran, recorded
     libraries = {"python", "torch", "torchvision", "kornia", "einops", "numpy", "oamn"}
     assert set(result["versions"]) >= libraries
     assert result["command"].startswith("python -m examples.oamn.evaluate --checkpoint")
@@ -266,8 +268,8 @@ def test_no_two_sided_no_awareness_and_the_seed(colour_cli, capsys) -> None:
         (["--checkpoint", "{ckpt}", "--data-root", "{missing}"], "no such folder"),
         (["--checkpoint", "{ckpt}", "--dataset", "cuhk03"], "unknown dataset 'cuhk03'"),
         (
-            ["--checkpoint", "{ckpt}", "--device", "cpu", "--amp", "bf16"],
-            "--amp bf16 is for CUDA devices",
+            ["--checkpoint", "{ckpt}", "--device", "cpu", "--amp", "fp16"],
+            "--amp: amp fp16 needs CUDA but the device is cpu; use bf16 or none",
         ),
         (["--checkpoint", "{junk}"], "junk.pt is not an OAMN training checkpoint"),
         (["--checkpoint", "{json}"], r"settings.json is not a checkpoint: it is not the zip"),

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from examples.oamn import precision
 from examples.oamn.extraction import FeatureSet, extract_features, extract_gallery_bank
 from examples.oamn.model import BANK_STRATEGIES, OAMN
 from tests.conftest import DEVICES
@@ -87,29 +88,51 @@ def test_fill_reaches_the_model_on_its_device() -> None:
 
 
 @pytest.mark.parametrize(
-    "device",
+    ("device", "amp"),
     [
-        pytest.param(
-            "cuda",
-            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
-        )
+        ("cpu", "bf16"),
+        pytest.param("cuda", "bf16", marks=DEVICES[1].marks),
+        pytest.param("cuda", "fp16", marks=DEVICES[1].marks),
     ],
 )
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_autocast_gives_close_float32_features(tiny_oamn, device, amp) -> None:
     model = tiny_oamn.to(device)
     loader, _ = make_loader(4)
     exact = extract_features(model, loader, device, progress=False)
     mixed = extract_features(model, loader, device, amp=amp, progress=False)
-    assert mixed.features.dtype == torch.float32
+    assert mixed.features.dtype == mixed.grader_scores.dtype == torch.float32
+    # Unit-norm features: 0.05 is a few bfloat16 roundings (8 mantissa bits) of each layer.
     torch.testing.assert_close(mixed.features, exact.features, atol=0.05, rtol=0.0)
     assert not torch.equal(mixed.features, exact.features)  # autocast really ran
 
 
-def test_autocast_refused_off_cuda(tiny_oamn) -> None:
+def test_auto_amp_follows_the_device(tiny_oamn, monkeypatch) -> None:
     loader, _ = make_loader(4)
-    with pytest.raises(ValueError, match="amp='bf16' is for CUDA devices; on cpu pass amp=None"):
-        extract_features(tiny_oamn, loader, "cpu", amp="bf16")
+    exact = extract_features(tiny_oamn, loader, "cpu", progress=False)
+    bf16 = extract_features(tiny_oamn, loader, "cpu", amp="bf16", progress=False)
+    for native, expected in ((True, bf16), (False, exact)):
+        flags = frozenset({"avx512_bf16"} if native else ())
+        monkeypatch.setattr(precision, "cpu_bf16_flags", lambda flags=flags: flags)
+        auto = extract_features(tiny_oamn, loader, "cpu", amp="auto", progress=False)
+        assert torch.equal(auto.features, expected.features)
+
+
+def test_fp16_refused_off_cuda(tiny_oamn) -> None:
+    loader, _ = make_loader(4)
+    with pytest.raises(ValueError, match="amp fp16 needs CUDA but the device is cpu; use bf16"):
+        extract_features(tiny_oamn, loader, "cpu", amp="fp16")
+
+
+def test_non_finite_features_under_autocast_are_an_error() -> None:
+    class Overflowing(torch.nn.Module):  # finite in float32, not under autocast
+        def extract(self, images):
+            value = torch.inf if torch.is_autocast_enabled("cpu") else 1.0
+            return torch.full((len(images), 2), value), torch.full((len(images), 4), 0.25)
+
+    loader, _ = make_loader(4)
+    assert extract_features(Overflowing(), loader, "cpu", progress=False).features.max() == 1
+    with pytest.raises(FloatingPointError, match=r"under amp bf16 are not finite.*--amp none"):
+        extract_features(Overflowing(), loader, "cpu", amp="bf16", progress=False)
 
 
 def test_train_mode_restored_and_inference_mode_used(tiny_oamn) -> None:
@@ -148,7 +171,7 @@ def test_progress_bar_is_shown_unless_disabled(tiny_oamn, capsys) -> None:
         (
             lambda m, loader: extract_features(m, loader, "cpu", amp="fp8"),
             ValueError,
-            "amp must be None",
+            "amp must be one of",
         ),
         (
             lambda m, loader: extract_features(m, [], "cpu"),

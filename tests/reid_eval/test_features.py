@@ -142,6 +142,27 @@ def test_16_bit_features_are_compared_in_float32(dtype: torch.dtype) -> None:
         assert m.mAP == 1.0
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_distances_and_metrics_are_unchanged_under_autocast(metric: str) -> None:
+    # Autocast lowers matrix products to bfloat16; the evaluator's stay float32 (out= products),
+    # so evaluating inside a model's autocast block changes no bit of any distance or metric.
+    generator = torch.Generator().manual_seed(0)
+    q_feats, g_feats = torch.randn(300, 64, generator=generator), torch.randn(500, 64)
+    q_pids, g_pids = torch.randint(20, (300,)), torch.randint(20, (500,))
+    q_cams, g_cams = torch.zeros(300, dtype=torch.long), torch.ones(500, dtype=torch.long)
+    expected = pairwise_distance(q_feats, g_feats, metric)
+    metrics = evaluate_features(q_feats, g_feats, q_pids, g_pids, q_cams, g_cams, metric)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (q_feats @ g_feats.T).dtype == torch.bfloat16
+        distances = pairwise_distance(q_feats, g_feats, metric)
+        under_autocast = evaluate_features(
+            q_feats, g_feats, q_pids, g_pids, q_cams, g_cams, metric, chunk_size=256
+        )
+    assert distances.dtype == torch.float32
+    assert torch.equal(distances, expected)
+    assert_same_metrics(under_autocast, metrics)
+
+
 def test_progress_reports_every_chunk(capsys) -> None:
     q, g, *labels = features_case(3, num_q=600)
     calls = []

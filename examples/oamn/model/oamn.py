@@ -38,7 +38,8 @@ class OAMNOutput:
         logits: ``(N, num_classes)`` identity logits.
         grader_scores: ``(N, 4)`` softmax occlusion scores, columns top, bottom, left, right
             (``oamn.losses``' order), computed from ``g.detach()`` (``f.detach()`` for the
-            ``"feature_profiles"`` grader; see :mod:`examples.oamn.model.grader`).
+            ``"feature_profiles"`` grader; see :mod:`examples.oamn.model.grader`); float32,
+            under autocast too.
     """
 
     f: Tensor
@@ -304,7 +305,10 @@ class OAMN(nn.Module):
         return features.mean(dim=(2, 3))
 
     def _grade(self, f: Tensor, g: Tensor) -> Tensor:
-        return self.grader((f if self.grader_reads_features else g).detach()).softmax(dim=1)
+        # The softmax in float32 under autocast too: 8 mantissa bits would round scores near
+        # 0 and 1, which the grader loss and the occlusion-type thresholds read.
+        logits = self.grader((f if self.grader_reads_features else g).detach())
+        return logits.float().softmax(dim=1)
 
     def _check_images(self, images: Tensor) -> None:
         if not isinstance(images, Tensor):
