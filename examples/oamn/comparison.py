@@ -78,7 +78,6 @@ DEMO_SETTINGS: dict[str, Any] = {
     "lr_mult_mask": 1.0,
     "mask_spatial_reduction": 2,
     "mask_down_ratio": 2,
-    "channels_last": True,
 }
 
 #: The baseline's switches: Table 6's first row (holistic images only, no mask, plain triplet).
