@@ -18,8 +18,8 @@ mobilenet_v2   features[0:2] (2)           layer1      features[2:4], 24 ch, 4
 ``last_stride=1`` removes the downsampling of ``layer4`` (stride 16 instead of 32, the usual ReID
 trick; the paper keeps 2). Splitting after ``layer4`` leaves E^II empty (an identity).
 
-Under ``torch.autocast`` the strided depthwise convolutions (MobileNetV2's four stride-2 3x3
-ones) compute in float32: oneDNN's bfloat16 kernel of their backward pass is about 3x slower
+Under CPU autocast the strided depthwise convolutions (MobileNetV2's four stride-2 3x3 ones)
+compute in float32: oneDNN's bfloat16 kernel of their backward pass is about 3x slower
 than its float32 one on the CPU (torch 2.14), which made a bf16 MobileNetV2 step slower than a
 float32 one. The modules stay ``nn.Conv2d`` with the same parameters and state-dict keys.
 """
@@ -173,11 +173,11 @@ def split_backbone(
 
 
 class Float32Conv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` that computes in float32 under autocast (a float32 output); outside
-    autocast it is ``nn.Conv2d``. See the module docstring for why."""
+    """An ``nn.Conv2d`` that computes in float32 under CPU autocast (a float32 output); on
+    other devices and outside autocast it is ``nn.Conv2d``. See the module docstring for why."""
 
     def forward(self, input: Tensor) -> Tensor:
-        if not torch.is_autocast_enabled(input.device.type):
+        if input.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
             return super().forward(input)
         with torch.autocast(input.device.type, enabled=False):
             return super().forward(input.float())
