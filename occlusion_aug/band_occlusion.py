@@ -10,7 +10,7 @@ from kornia.augmentation import IntensityAugmentationBase2D
 from torch import Tensor
 
 from ._options import BandOptions, BandOptionsAttributes
-from ._paste import paste_single_bands
+from ._paste import paste_bands
 from ._validation import check_images
 from .params import CORNERS, OcclusionParams
 
@@ -168,11 +168,12 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
         batch, _, height, width = input.shape
         occlusion = self._occlusion_params(params, batch, height, width)
         output = input.clone()  # keeps the input's memory format
+        canvases = dict.fromkeys(self.options.location_codes, output)
         location = params["location"].to("cpu", torch.int64)
         if not (self.p == 1.0 and self.p_batch == 1.0):
             # kornia gives the rows its gate skips their input back: paste nothing into them.
             location = torch.where(params["batch_prob"].cpu() > 0.5, location, 0)
-        paste_single_bands(output, input, occlusion, location)
+        paste_bands(canvases, input, occlusion, self.areas, location=location)
         return output
 
     def _occlusion_params(
