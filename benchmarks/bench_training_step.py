@@ -17,6 +17,11 @@ memory format):
   16 ids x 4 images, split after layer3, channels_last);
 * ``defaults``: ``TrainConfig``'s defaults (ResNet-50 at 256x128, 32 ids x 2 images), with the
   loader in the main process.
+
+``PYTHONPATH`` puts each checkout's ``examples`` first, but the ``oamn`` packages come from
+wherever the interpreter has them installed (an editable install of this checkout, usually):
+give ``--baseline-python``, an interpreter with the baseline checkout installed, to time its
+own. The script prints where each arm's ``oamn.losses`` comes from.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ DEMO_OPTIONS = [
 SETTINGS = {"demo": DEMO_OPTIONS, "defaults": ["--workers=0"]}
 
 
-def step_seconds(checkout: Path, options: list[str], data_root: Path, steps: int) -> float:
+def step_seconds(
+    checkout: Path, python: str, options: list[str], data_root: Path, steps: int
+) -> float:
     """Seconds per step of the second epoch of a fresh training run of ``checkout``."""
     with tempfile.TemporaryDirectory() as output_dir:
         command = [
-            sys.executable,
+            python,
             "-m",
             "examples.oamn.train",
             *options,
@@ -61,15 +68,32 @@ def step_seconds(checkout: Path, options: list[str], data_root: Path, steps: int
             "--no-verify-images",
             "--no-progress",
         ]
-        environment = {**os.environ, "PYTHONPATH": str(checkout)}
-        subprocess.run(command, cwd=checkout, env=environment, check=True, capture_output=True)
+        subprocess.run(
+            command, cwd=checkout, env=_environment(checkout), check=True, capture_output=True
+        )
         _, record = json.loads((Path(output_dir) / "log.json").read_text())
     return record["seconds"] / record["steps"]
+
+
+def _environment(checkout: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(checkout)}
+
+
+def library_origin(checkout: Path, python: str) -> str:
+    """Where ``python`` run in ``checkout`` imports ``oamn.losses`` from."""
+    code = "import oamn.losses; print(oamn.losses.__file__)"
+    return subprocess.run(
+        [python, "-c", code], cwd=checkout, env=_environment(checkout), check=True,
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
+    parser.add_argument(
+        "--baseline-python", default=sys.executable, help="the baseline's interpreter"
+    )
     parser.add_argument("--setting", choices=tuple(SETTINGS), default="demo")
     parser.add_argument("--steps", type=int, default=10, help="steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each checkout")
@@ -77,10 +101,15 @@ def main() -> None:
     args = parser.parse_args()
     data_root = synthetic_benchmark(args.data_cache).resolve()
     options = SETTINGS[args.setting]
+    baseline_checkout = args.baseline.resolve()
+    print(f"baseline's oamn.losses: {library_origin(baseline_checkout, args.baseline_python)}")
+    print(f"this checkout's oamn.losses: {library_origin(REPOSITORY, sys.executable)}")
     pairs = []
     for repeat in range(args.repeats):
-        baseline = step_seconds(args.baseline.resolve(), options, data_root, args.steps)
-        current = step_seconds(REPOSITORY, options, data_root, args.steps)
+        baseline = step_seconds(
+            baseline_checkout, args.baseline_python, options, data_root, args.steps
+        )
+        current = step_seconds(REPOSITORY, sys.executable, options, data_root, args.steps)
         pairs.append((baseline, current))
         print(
             f"run {repeat + 1}: baseline {baseline:.3f} s/step, this checkout {current:.3f} "

@@ -10,7 +10,7 @@ synthetic benchmark, with the loader in the main process; ``demo`` is the README
 model (``examples.oamn.comparison.DEMO_SETTINGS``: ResNet-18
 from scratch, 128x64, 16 ids x 4 images) on the synthetic benchmark (generated into
 ``--data-cache`` when absent); ``study`` is the real-data study's (docs/RESULTS.md: MobileNetV2
-from ImageNet weights, 128x64, 32 ids x 2 images). Both build the run with
+from ImageNet weights, 128x64, 32 ids x 2 images). Each builds the run with
 :class:`examples.oamn.training.Trainer`, so data, model, augmentation and objective are the
 pipeline's; other ``TrainConfig`` fields can be set with ``--set name=value`` (JSON values).
 
@@ -21,8 +21,8 @@ and the optimiser step. Then the same number of whole steps is timed through
 :func:`examples.oamn.step.training_step` (which also checks that every value is finite), and a
 bare backbone step as the yardstick: torchvision's network of the same name, with its own
 classifier, forward and backward on the ``5 B`` views (holistic images only for a run without
-occlusion) and one SGD step. The CPU runs each part synchronously, so wall times add up; on
-CUDA every boundary synchronises, which the parts' sum pays for.
+occlusion) and one SGD step. Everything runs on the CPU, synchronously, so the parts' wall
+times add up.
 """
 
 from __future__ import annotations

@@ -101,7 +101,9 @@ def native_bf16(device: torch.device | str) -> bool:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        # Compute capability 8.0 (Ampere) and up: bf16 tensor cores. Asked of the device itself
+        # (torch.cuda.is_bf16_supported asks the current one).
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         return bool(cpu_bf16_flags())
     return False

@@ -93,7 +93,7 @@ def _finite_objective(
     the running statistics, the model's outputs or the loss are not finite."""
     with autocast(images.device, amp):
         output = network(images)
-    advice = "lower --lr, or train without --amp"
+    advice = "lower --lr, or train in float32 (--amp none)"
     try:
         result = objective(output, pids, views)
     except ValueError as error:  # the losses refuse NaN and inf inputs

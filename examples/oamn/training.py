@@ -30,8 +30,9 @@ the batches and the CPU-side augmentation (the data loaders' sampler, whatever t
 workers), the global torch generator (dropout) reseeded at the start of the epoch, and the
 occlusion augmentation's generator seeded from ``(seed, e, rank, step)``. So ``--resume
 checkpoint_last.pt`` continues bit for bit on the CPU with the same number of torch threads
-(recorded in the checkpoint; resume warns when it differs), and on CUDA up to the
-nondeterminism of its kernels.
+(recorded in the checkpoint; resume warns when it differs) and the same memory format
+(``channels_last``, which a resume may change), and on CUDA up to the nondeterminism of its
+kernels.
 
 Mixed precision: ``--amp bf16`` runs the forward passes (training and validation) under
 ``torch.autocast`` on CUDA or on the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only
@@ -152,7 +153,15 @@ class Trainer:
         # Refused before the minutes that reading the data can take.
         state = _resumable_checkpoint(config) if config.resume else None
         # The run records the mode "auto" stands for here (a resumed run keeps its own).
-        amp = state["config"]["amp"] if state is not None and config.amp == "auto" else config.amp
+        amp = config.amp
+        if state is not None and amp == "auto":
+            amp = state["config"].get("amp", "none")
+            if amp == "fp16" and self.device.type != "cuda":
+                raise ValueError(
+                    f"--resume {config.resume}: the checkpoint trained with --amp fp16, which "
+                    f"needs CUDA, and this run is on {self.device}: resume it on a GPU, or start "
+                    "a new run in another --output-dir"
+                )
         config = dataclasses.replace(config, amp=resolve_amp(amp, self.device))
         self.config = config
         self.run_dir = RunDirectory(config)

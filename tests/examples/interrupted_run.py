@@ -24,6 +24,10 @@ def _die() -> None:
 
 
 def main() -> None:
+    # A process started in the background by a shell without job control (a CI script's `&`)
+    # inherits SIGINT ignored; Ctrl-C at a terminal raises KeyboardInterrupt, which is what the
+    # interrupt moments test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     moment, separator, *argv = sys.argv[1:]
     assert separator == "--", "usage: interrupted_run MOMENT -- TRAIN OPTIONS"
     name, count = moment.rsplit(":", 1)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from examples.oamn import precision
-from examples.oamn.checkpoint import load_checkpoint
+from examples.oamn.checkpoint import checkpoint_digest, load_checkpoint
 from examples.oamn.config import TrainConfig, resume_differences
 from examples.oamn.model import OAMN
 from examples.oamn.model.backbones import Float32Conv2d
@@ -49,10 +49,6 @@ def test_bf16_flags_on_arm() -> None:
     assert bf16_flags("Features\t: fp asimd sve\n", "aarch64") == set()
 
 
-def test_cpu_bf16_flags_of_this_machine_are_a_subset() -> None:
-    assert precision.cpu_bf16_flags() <= precision.NATIVE_BF16_FLAGS
-
-
 @pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "none")])
 def test_auto_is_bf16_where_native(monkeypatch, native, expected) -> None:
     cpu_with(monkeypatch, native=native)
@@ -61,17 +57,19 @@ def test_auto_is_bf16_where_native(monkeypatch, native, expected) -> None:
     assert resolve_amp("auto", torch.device("cpu")) == expected
 
 
-def test_auto_asks_cuda_for_native_bf16(monkeypatch) -> None:
+def test_auto_asks_the_cuda_device_itself_for_native_bf16(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    asked = {}
+    capabilities = {0: (8, 0), 1: (7, 0)}  # an A100 and a V100 (bf16 only emulated)
+    asked = []
 
-    def supported(including_emulation: bool = True) -> bool:
-        asked["emulation"] = including_emulation
-        return False  # e.g. a V100: bf16 only emulated
+    def capability(device: torch.device) -> tuple[int, int]:
+        asked.append(device.index)
+        return capabilities[device.index]
 
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
-    assert resolve_amp("auto", "cuda") == "none"
-    assert asked == {"emulation": False}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    assert resolve_amp("auto", "cuda:0") == "bf16"
+    assert resolve_amp("auto", "cuda:1") == "none"
+    assert asked == [0, 1]
     assert resolve_amp("auto", "meta") == "none"
 
 
@@ -122,6 +120,21 @@ def test_a_resumed_run_keeps_its_checkpoints_mode(tiny_market, tmp_path, monkeyp
     assert resume_differences(stored, resumed) == []
     explicit = tiny_config(tiny_market, tmp_path, amp="bf16", epochs=3, max_steps_per_epoch=1)
     assert resume_differences(stored, explicit) == ["--amp bf16 (checkpoint: --amp none)"]
+
+
+def test_resuming_an_fp16_run_on_the_cpu_names_the_checkpoint(tiny_market, tmp_path) -> None:
+    train(tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1))
+    path = tmp_path / "checkpoint_last.pt"
+    state = load_checkpoint(path)
+    state["config"] |= {"amp": "fp16", "device": "cuda"}  # as a CUDA run writes it
+    state["digest"] = checkpoint_digest(state)
+    fp16 = tmp_path / "fp16.pt"
+    torch.save(state, fp16)
+    resumed = tiny_config(
+        tiny_market, tmp_path, amp="auto", epochs=2, max_steps_per_epoch=1, resume=str(fp16)
+    )
+    with pytest.raises(ValueError, match=r"fp16.pt: the checkpoint trained with --amp fp16"):
+        train(resumed)
 
 
 def test_grader_scores_and_batchnorm_statistics_stay_float32_under_autocast() -> None:

@@ -301,7 +301,7 @@ def test_a_divergent_step_names_the_last_finite_checkpoint(tiny_market, tmp_path
     with pytest.raises(FloatingPointError) as error_info:
         train(fresh)
     assert str(error_info.value).endswith(
-        "; lower --lr, or train without --amp; no checkpoint was written"
+        "; lower --lr, or train in float32 (--amp none); no checkpoint was written"
     )
 
 
