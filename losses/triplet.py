@@ -60,7 +60,6 @@ class TripletLossDetails:
         return int((~self.valid_anchors).sum())
 
 
-@float32_under_autocast
 def batch_hard_triplet_loss(
     features: Tensor,
     labels: Tensor | Sequence[int],
@@ -103,7 +102,6 @@ def batch_hard_triplet_loss(
     return triplet_loss_details(features, labels, margin, None, squared, normalize).loss
 
 
-@float32_under_autocast
 def grouped_triplet_loss(
     features: Tensor,
     labels: Tensor | Sequence[int],

@@ -152,17 +152,7 @@ class Trainer:
         _check_runnable(config, self.device)
         # Refused before the minutes that reading the data can take.
         state = _resumable_checkpoint(config) if config.resume else None
-        # The run records the mode "auto" stands for here (a resumed run keeps its own).
-        amp = config.amp
-        if state is not None and amp == "auto":
-            amp = state["config"].get("amp", "none")
-            if amp == "fp16" and self.device.type != "cuda":
-                raise ValueError(
-                    f"--resume {config.resume}: the checkpoint trained with --amp fp16, which "
-                    f"needs CUDA, and this run is on {self.device}: resume it on a GPU, or start "
-                    "a new run in another --output-dir"
-                )
-        config = dataclasses.replace(config, amp=resolve_amp(amp, self.device))
+        config = dataclasses.replace(config, amp=_run_amp(config, state, self.device))
         self.config = config
         self.run_dir = RunDirectory(config)
         if context.is_main:
@@ -377,6 +367,21 @@ def _check_runnable(config: TrainConfig, device: torch.device) -> None:
         raise ValueError(
             f"amp (--amp) fp16 needs CUDA but this run is on {device}; use --amp bf16, auto or none"
         )
+
+
+def _run_amp(config: TrainConfig, state: dict[str, Any] | None, device: torch.device) -> str:
+    """The mode the run trains and records: what ``"auto"`` stands for on ``device``, or for a
+    resumed run the checkpoint's own."""
+    if state is None or config.amp != "auto":
+        return resolve_amp(config.amp, device)
+    amp = state["config"].get("amp", "none")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"--resume {config.resume}: the checkpoint trained with --amp fp16, which needs "
+            f"CUDA, and this run is on {device}: resume it on a GPU, or start a new run in "
+            "another --output-dir"
+        )
+    return resolve_amp(amp, device)
 
 
 def _check_batch_fits(config: TrainConfig, num_ids: int) -> None:
