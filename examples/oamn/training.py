@@ -29,17 +29,13 @@ Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)``
 the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
 workers), the global torch generator (dropout) reseeded at the start of the epoch, and the
 occlusion augmentation's generator seeded from ``(seed, e, rank, step)``. So ``--resume
-checkpoint_last.pt`` continues bit for bit on the CPU with the same number of torch threads
-(recorded in the checkpoint; resume warns when it differs) and the same memory format
-(``channels_last``, which a resume may change), and on CUDA up to the nondeterminism of its
-kernels.
+checkpoint_last.pt`` continues bit for bit on the CPU with the same torch thread count
+(resume warns when it differs) and ``channels_last``, and on CUDA up to its kernels' noise.
 
-Mixed precision: ``--amp bf16`` runs the forward passes (training and validation) under
-``torch.autocast`` on CUDA or on the CPU (bfloat16 needs no loss scaling); ``--amp fp16`` only
-on CUDA, with a ``GradScaler``. The default ``--amp auto`` is bf16 where the device has
-bfloat16 arithmetic and float32 elsewhere (:func:`~examples.oamn.precision.resolve_amp`); the
-run's ``config.json`` and checkpoints record the mode it resolved to, and a resumed run keeps
-its checkpoint's. The losses are always computed in float32.
+Mixed precision (:mod:`~examples.oamn.precision`): the forward passes of training and
+validation run under ``torch.autocast`` with ``--amp``: bf16 (CUDA or CPU), fp16 (CUDA, with a
+``GradScaler``) or the default auto (bf16 where the device has it natively), recorded resolved
+in ``config.json`` and the checkpoints; a resumed run keeps its checkpoint's. Losses are float32.
 
 Validation (``--val-ids N``, :mod:`~examples.oamn.validation`) holds ``N`` training identities
 out of training and evaluates them every ``--val-every`` epochs and after the last one; the test
@@ -374,14 +370,14 @@ def _run_amp(config: TrainConfig, state: dict[str, Any] | None, device: torch.de
     resumed run the checkpoint's own."""
     if state is None or config.amp != "auto":
         return resolve_amp(config.amp, device)
-    amp = state["config"].get("amp", "none")
-    if amp == "fp16" and device.type != "cuda":
+    try:
+        return resolve_amp(state["config"].get("amp", "none"), device)
+    except ValueError:  # fp16, off CUDA
         raise ValueError(
             f"--resume {config.resume}: the checkpoint trained with --amp fp16, which needs "
             f"CUDA, and this run is on {device}: resume it on a GPU, or start a new run in "
             "another --output-dir"
-        )
-    return resolve_amp(amp, device)
+        ) from None
 
 
 def _check_batch_fits(config: TrainConfig, num_ids: int) -> None:
