@@ -2,7 +2,9 @@
 
 Corner patches of other images pasted as top/bottom/left/right half/quarter bands: the 5-view
 OAMN expansion with labels, a single-view kornia augmentation, and the band geometry shared with
-test-time occlusion (see README.md for the convention).
+test-time occlusion (see README.md for the convention); and object-like occluders (another
+image in a shape of partial extent, continuous depth and ragged edge) labelled with the nearest
+band type.
 """
 
 from .augmentation import OcclusionAugmentation, OcclusionBatch
@@ -18,12 +20,15 @@ from .bands import (
     occlusion_type,
 )
 from .crops import resize_crops
+from .objects import ObjectOcclusion, ObjectOcclusionParams
 from .params import CORNERS, OcclusionParams, draw_occlusion_params
 
 __all__ = [
     "CORNERS",
     "LOCATIONS",
     "NUM_OCCLUSION_TYPES",
+    "ObjectOcclusion",
+    "ObjectOcclusionParams",
     "OcclusionAugmentation",
     "OcclusionBatch",
     "OcclusionParams",

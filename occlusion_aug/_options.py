@@ -35,11 +35,11 @@ class BandOptions:
         """The options, or a TypeError/ValueError naming the first bad one."""
         areas = _check_areas(areas)
         return cls(
-            locations=_check_locations(locations),
+            locations=check_locations(locations),
             areas=areas,
             area_probs=_check_area_probs(area_probs, len(areas)),
-            patch_area=_check_range("patch_area", patch_area, upper=1.0),
-            patch_ratio=_check_range("patch_ratio", patch_ratio, upper=None),
+            patch_area=check_range("patch_area", patch_area, upper=1.0),
+            patch_ratio=check_range("patch_ratio", patch_ratio, upper=None),
         )
 
     @functools.cached_property
@@ -107,7 +107,7 @@ class BandOptionsAttributes:
         return self.options.areas
 
 
-def _check_locations(locations: Sequence[str]) -> tuple[str, ...]:
+def check_locations(locations: Sequence[str]) -> tuple[str, ...]:
     if isinstance(locations, str):
         raise TypeError(f"locations must be a sequence of names, got the string {locations!r}")
     locations = tuple(locations)
@@ -140,9 +140,7 @@ def _check_area_probs(area_probs: Sequence[float] | None, num_areas: int) -> tup
     return probs
 
 
-def _check_range(
-    name: str, bounds: tuple[float, float], upper: float | None
-) -> tuple[float, float]:
+def check_range(name: str, bounds: tuple[float, float], upper: float | None) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError):

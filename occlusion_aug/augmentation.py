@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from ._options import BandOptions, BandOptionsAttributes
 from ._paste import memory_format_of, paste_bands
 from ._validation import check_images
-from .bands import occlusion_type
+from .bands import band_mask, occlusion_type
 from .params import OcclusionParams
 
 __all__ = ["OcclusionAugmentation", "OcclusionBatch"]
@@ -28,15 +29,19 @@ class OcclusionBatch:
         location: ``(V*B,)`` int64 location codes (0 none, 1 top, 2 bottom, 3 left, 4 right).
         area: ``(V*B,)`` float32 band areas (0 for holistic rows).
         sample_index: ``(V*B,)`` int64, the input row each output row was made from.
-        params: the drawn :class:`~oamn.occlusion_aug.OcclusionParams`; pass them back as
-            ``params=`` to reproduce ``images`` bit for bit.
+        params: the drawn parameters (:class:`~oamn.occlusion_aug.OcclusionParams`, or
+            :class:`~oamn.occlusion_aug.ObjectOcclusionParams`); pass them back as ``params=``
+            to reproduce ``images`` bit for bit.
+        occluded: ``(V*B, 1, H, W)`` bool, ``True`` on each view's occluded pixels (the band,
+            or the object's shape; all ``False`` on holistic rows).
     """
 
     images: Tensor
     location: Tensor
     area: Tensor
     sample_index: Tensor
-    params: OcclusionParams
+    params: Any
+    occluded: Tensor
 
     @property
     def num_views(self) -> int:
@@ -178,7 +183,7 @@ class OcclusionAugmentation(BandOptionsAttributes, nn.Module):
         if batch == 0:
             raise ValueError("images is an empty batch (B = 0)")
         if occluders is not None:
-            _check_occluders(occluders, images)
+            check_occluders(occluders, images)
             sources = occluders
         else:
             if batch < 2:
@@ -194,10 +199,12 @@ class OcclusionAugmentation(BandOptionsAttributes, nn.Module):
             params = self.generate_parameters(batch, source_size, num_occluders, generator)
         else:
             self._check_params(params, batch, source_size, num_occluders)
+        labels = self._labels(params, images.device)
         return OcclusionBatch(
             images=self._paste(images, sources, params),
             params=params,
-            **self._labels(params, images.device),
+            occluded=band_mask(labels["location"], labels["area"], height, width),
+            **labels,
         )
 
     def _paste(self, images: Tensor, sources: Tensor, params: OcclusionParams) -> Tensor:
@@ -260,7 +267,7 @@ class OcclusionAugmentation(BandOptionsAttributes, nn.Module):
             raise ValueError(f"params hold areas {unknown} that are not in areas={self.areas}")
 
 
-def _check_occluders(occluders: Tensor, images: Tensor) -> None:
+def check_occluders(occluders: Tensor, images: Tensor) -> None:
     if not isinstance(occluders, Tensor):
         raise TypeError(f"occluders must be a torch.Tensor, got {type(occluders).__name__}")
     if occluders.ndim != 4 or occluders.shape[0] == 0 or min(occluders.shape[2:]) == 0:
