@@ -5,7 +5,9 @@
   :func:`triplet_loss_details` for the anchors they exclude and the rows they mine;
 * :func:`mask_consistency_loss` (``L_mask1``, eq. 2) and :func:`mask_complement_loss`
   (``L_mask2``, eq. 3): the attention-mask constraints;
-* :func:`grader_targets` and :func:`grader_loss` (``L_score``, eq. 7): the occlusion grader.
+* :func:`grader_targets` and :func:`grader_loss` (``L_score``, eq. 7): the occlusion grader;
+* :func:`mask_visibility_loss`: the mask supervised by the augmentation's known occluders (not
+  in the paper).
 
 Where the paper and the authors' code differ (distances, reductions, grader targets), both are
 available and documented; each function says which one the paper's loss weights assume.
@@ -39,6 +41,7 @@ from .triplet import (
     grouped_triplet_loss,
     triplet_loss_details,
 )
+from .visibility import MaskVisibilityLoss, mask_visibility_loss, visibility_target
 
 __all__ = [
     "BatchHardTripletLoss",
@@ -46,6 +49,7 @@ __all__ = [
     "GroupedTripletLoss",
     "MaskComplementLoss",
     "MaskConsistencyLoss",
+    "MaskVisibilityLoss",
     "TripletLossDetails",
     "batch_hard_triplet_loss",
     "grader_loss",
@@ -53,6 +57,8 @@ __all__ = [
     "grouped_triplet_loss",
     "mask_complement_loss",
     "mask_consistency_loss",
+    "mask_visibility_loss",
     "pairwise_distances",
     "triplet_loss_details",
+    "visibility_target",
 ]
