@@ -1,10 +1,11 @@
-"""The gallery bank of occlusion unification (METHOD §5): one feature per occlusion type.
+"""The bank of occlusion unification: each image's feature under each of the 9 occlusion types.
 
 Each image (gallery, and for the two-sided unification the query too) gets a feature under each
-of the 9 occlusion types (0 none, 1-4 half
-top/bottom/left/right, 5-8 quarter top/bottom/left/right; ``oamn.occlusion_aug``'s convention), so a
-query predicted to be occluded in type ``t`` is compared with every gallery item in type ``t``.
-The strategies:
+of the 9 occlusion types (0 none, 1-4 half top/bottom/left/right, 5-8 quarter
+top/bottom/left/right; ``oamn.occlusion_aug``'s convention), so a query predicted to be occluded
+in type ``t`` is compared with every gallery item in type ``t``
+(:func:`~oamn.reid_eval.evaluate_unified`). The builder is model-free: it takes the model's
+parts as callables, so any network with a feature map can be unified. The strategies:
 
 * ``"mask_swap"`` (the authors'): ``embed(f * m_t)``, the clean E^I features ``f`` weighted by the
   mask of the image with the band filled by a constant (a black box):
@@ -18,20 +19,23 @@ The strategies:
 The two swap strategies keep the band's *features* and only change the mask, so they remove the
 band only as far as the mask learnt to drop occluded positions (a mask that never saw a black box
 or a zeroed ``f`` in training reads them as it pleases); ``"band"`` removes it exactly. The bands
-are taken at ``f``'s resolution with ``oamn.occlusion_aug.band_mask``'s rounding.
+are taken at ``f``'s resolution with ``oamn.occlusion_aug.band_mask``'s rounding: a band of
+area ``a`` over ``n`` lines covers ``floor(a * n + 1/2)`` of them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from oamn.occlusion_aug import NUM_OCCLUSION_TYPES, location_and_area, occlude
+__all__ = ["BANK_STRATEGIES", "NUM_OCCLUSION_TYPES", "band_of_type", "occlusion_bank"]
 
-__all__ = ["BANK_STRATEGIES", "occlusion_bank"]
+#: Number of occlusion types: none, 4 half and 4 quarter bands.
+NUM_OCCLUSION_TYPES = 9
 
 #: Bank strategies: the authors' image-level "mask swap", the feature-level mask swap, and the
 #: band removed from the attentive features.
@@ -68,7 +72,7 @@ def occlusion_bank(
         ``(9, N, D)`` tensor, row ``t`` the L2-normalised features under occlusion type ``t``.
 
     Example:
-        >>> encode = torch.nn.Conv2d(3, 4, 1)
+        >>> encode = torch.nn.Conv2d(3, 4, 1)  # any E^I, mask and E^II of your own model
         >>> bank = occlusion_bank(torch.randn(2, 3, 8, 4), encode, lambda f: f[:, :1].sigmoid(),
         ...                       lambda g: g.mean((2, 3)), strategy="feature")
         >>> bank.shape, bool(torch.allclose(bank.norm(dim=2), torch.ones(9, 2)))
@@ -83,18 +87,58 @@ def occlusion_bank(
     clean = F.normalize(embed(g), dim=1)
     bank = clean.new_empty((NUM_OCCLUSION_TYPES, *clean.shape))
     bank[0] = clean
-    count = images.shape[0]
-    locations, areas = location_and_area(torch.arange(1, NUM_OCCLUSION_TYPES, device=f.device))
-    for occlusion, (location, area) in enumerate(zip(locations, areas, strict=True), start=1):
-        location, area = location.expand(count), area.expand(count)
+    for occlusion in range(1, NUM_OCCLUSION_TYPES):
         if strategy == "band":
-            occluded_g = occlude(g, location, area, 0.0)
+            occluded_g = _remove(g, occlusion, 0.0)
         else:
             swapped = (
-                encode(occlude(images, location, area, image_fill))
+                encode(_remove(images, occlusion, image_fill))
                 if strategy == "mask_swap"
-                else occlude(f, location, area, 0.0)
+                else _remove(f, occlusion, 0.0)
             )
             occluded_g = attend(swapped) * f
         bank[occlusion] = F.normalize(embed(occluded_g), dim=1)
     return bank
+
+
+def band_of_type(
+    occlusion_type: int, height: int, width: int, device: torch.device | str | None = None
+) -> Tensor:
+    r"""``(1, 1, H, W)`` bool mask of the band of one occlusion type (0 gives an empty mask).
+
+    Types 1-4 are the half bands top, bottom, left, right, 5-8 the quarter bands; a band of area
+    ``a`` covers ``floor(a * n + 1/2)`` of the ``n`` lines, as ``oamn.occlusion_aug.band_mask``.
+
+    Example:
+        >>> band_of_type(6, 4, 2)[0, 0].long()  # quarter bottom of a 4 x 2 map
+        tensor([[0, 0],
+                [0, 0],
+                [0, 0],
+                [1, 1]])
+    """
+    if not 0 <= occlusion_type < NUM_OCCLUSION_TYPES:
+        raise ValueError(f"occlusion_type must be in [0, 9), got {occlusion_type!r}")
+    mask = torch.zeros((1, 1, height, width), dtype=torch.bool, device=device)
+    if occlusion_type == 0:
+        return mask
+    location, area = (occlusion_type - 1) % 4, 0.5 if occlusion_type <= 4 else 0.25
+    lines = math.floor(area * (height if location < 2 else width) + 0.5)
+    band = [slice(0, lines), slice(height - lines, height), slice(None), slice(None)][location]
+    columns = [slice(None), slice(None), slice(0, lines), slice(width - lines, width)][location]
+    mask[..., band, columns] = True
+    return mask
+
+
+def _remove(x: Tensor, occlusion_type: int, fill: float | Tensor) -> Tensor:
+    """``x`` ``(N, C, H, W)`` with the band of ``occlusion_type`` set to ``fill`` (a number or
+    a ``(C,)`` tensor)."""
+    band = band_of_type(occlusion_type, x.shape[2], x.shape[3], x.device)
+    fill = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+    if fill.ndim == 1 and fill.numel() == x.shape[1]:
+        fill = fill.view(1, -1, 1, 1)
+    elif fill.ndim != 0:
+        raise ValueError(
+            f"fill must be a number or have shape ({x.shape[1]},), one value per channel, got "
+            f"shape {tuple(fill.shape)}"
+        )
+    return torch.where(band, fill, x)

@@ -18,7 +18,10 @@ from ._inputs import ArrayLike, check_choice, check_positive_int, to_labels, to_
 from .distances import METRICS, PreparedGallery, check_chunk_size, check_feature_pair
 from .metrics import AP_KINDS, MetricsAccumulator, RankMetrics, check_labels
 
-__all__ = ["evaluate_features", "evaluate_unified"]
+__all__ = ["evaluate_features", "evaluate_soft_unified", "evaluate_unified"]
+
+#: How far a row of ``q_probs`` may sum from 1.
+_PROBABILITY_TOLERANCE = 1e-3
 
 
 def evaluate_features(
@@ -77,9 +80,9 @@ def evaluate_features(
     queries, gallery = check_feature_pair(q_feats, g_feats, "g_feats", "(G, D)")
     all_queries = torch.arange(queries.shape[0], device=queries.device)
     labels = (q_pids, g_pids, q_camids, g_camids)
-    groups = [(all_queries, gallery)]
+    groups = [(all_queries, _distances_to(gallery, "g_feats", queries))]
     settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
-    return _evaluate_groups(queries, groups, "g_feats", gallery.shape[0], labels, settings)
+    return _evaluate_groups(queries, groups, gallery.shape[0], labels, settings)
 
 
 def evaluate_unified(
@@ -150,10 +153,73 @@ def evaluate_unified(
         tensor([1., 1.], dtype=torch.float64)
     """
     queries, bank, types = unified_queries(q_feats, q_types, g_bank, "g_bank")
-    groups = [(index, bank[t]) for t, index in type_groups(types)]
+    groups = [(index, _distances_to(bank[t], "g_bank", queries)) for t, index in type_groups(types)]
     labels = (q_pids, g_pids, q_camids, g_camids)
     settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
-    return _evaluate_groups(queries, groups, "g_bank", bank.shape[1], labels, settings)
+    return _evaluate_groups(queries, groups, bank.shape[1], labels, settings)
+
+
+def evaluate_soft_unified(
+    q_feats: ArrayLike,
+    q_probs: ArrayLike,
+    g_bank: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    chunk_size: int = 256,
+    ap: str = "step",
+    *,
+    junk_pids: Sequence[int] = (-1,),
+    progress: bool | Callable[[int, int], None] = False,
+) -> RankMetrics:
+    r"""Soft occlusion unification: each distance weighted by the query's type probabilities.
+
+    ``d(q, g) = sum_t p(t | q) * d_t(q, g)``, where ``d_t`` compares the query with
+    ``g_bank[t]``, the gallery under type ``t``: the plain query (one-sided, ``q_feats`` of shape
+    ``(Q, D)``) or the query under type ``t`` too (two-sided, ``q_feats`` of shape ``(T, Q, D)``).
+    Where the grader hesitates between types, the ranking blends them instead of staking
+    everything on its argmax. For one-hot ``q_probs`` (``p(t | q) = 1`` for the type ``t_q``)
+    the distances are those of :func:`evaluate_unified` with ``q_types = t_q``, bit for bit
+    (the other terms add exact zeros), hence the same metrics.
+
+    Cost: each chunk of queries computes one distance block per type that any of its queries
+    gives a non-zero probability, so up to ``T`` times :func:`evaluate_features` (9 for OAMN);
+    memory is two ``(chunk, G)`` blocks.
+
+    Args:
+        q_feats: ``(Q, D)`` query features, or their ``(T, Q, D)`` bank (two-sided).
+        q_probs: ``(Q, T)`` non-negative type probabilities, rows summing to 1 (within 1e-3),
+            e.g. the softmax of a 9-way grader (columns 0 none, 1-4 half top/bottom/left/right,
+            5-8 quarter).
+        g_bank: ``(T, G, D)`` gallery features under each type, same dtype and device.
+        q_pids, g_pids, q_camids, g_camids: identities and cameras, see
+            :func:`evaluate_features`.
+        metric, max_rank, chunk_size, ap, junk_pids, progress: see :func:`evaluate_features`.
+
+    Returns:
+        The metrics, see :class:`~oamn.reid_eval.RankMetrics`, per query in the input order.
+
+    Example:
+        >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> bank = torch.stack([torch.eye(2), torch.eye(2).flip(0)])  # type 1 swaps the items
+        >>> ids, cams = torch.tensor([0, 1]), torch.tensor([0, 0])
+        >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])  # query 1 mostly type 1
+        >>> evaluate_soft_unified(q, probs, bank, ids, ids, cams, cams + 1).ap
+        tensor([1.0000, 0.5000], dtype=torch.float64)
+    """
+    given = to_tensor(q_feats, "q_feats")
+    index_all = torch.zeros(given.shape[-2] if given.ndim >= 2 else 0, dtype=torch.int64)
+    queries, bank, _ = unified_queries(given, index_all, g_bank, "g_bank")
+    q_bank = given.to(queries.dtype) if given.ndim == 3 else queries.expand(bank.shape[0], -1, -1)
+    probs = _check_probabilities(q_probs, queries, bank.shape[0])
+    all_queries = torch.arange(queries.shape[0], device=queries.device)
+    groups = [(all_queries, _weighted_distances_to(bank, q_bank, probs))]
+    labels = (q_pids, g_pids, q_camids, g_camids)
+    settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
+    return _evaluate_groups(queries, groups, bank.shape[1], labels, settings)
 
 
 def unified_queries(
@@ -199,15 +265,70 @@ def _check_types(q_types: ArrayLike, queries: Tensor, num_types: int, g_name: st
     return types
 
 
+def _check_probabilities(q_probs: ArrayLike, queries: Tensor, num_types: int) -> Tensor:
+    """``q_probs`` as ``(Q, T)`` probabilities on the queries' device, else a clear error."""
+    probs = to_tensor(q_probs, "q_probs")
+    if probs.ndim != 2 or probs.shape != (queries.shape[0], num_types):
+        raise ValueError(
+            f"q_probs must have shape (Q, T) = ({queries.shape[0]}, {num_types}), one row of "
+            f"type probabilities per query, got {tuple(probs.shape)}"
+        )
+    if not probs.is_floating_point():
+        raise TypeError(f"q_probs must be floating, got {probs.dtype}")
+    probs = probs.to(queries.device)
+    if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()):
+        raise ValueError("q_probs must be finite and non-negative (a softmax's output)")
+    if bool(((probs.sum(dim=1) - 1).abs() > _PROBABILITY_TOLERANCE).any()):
+        raise ValueError("each row of q_probs must sum to 1; pass the grader's softmax")
+    return probs
+
+
+#: A group's distances: given the metric, a function of the group's query indices.
+DistancesOf = Callable[[str], Callable[[Tensor], Tensor]]
+
+
+def _distances_to(gallery: Tensor, gallery_name: str, queries: Tensor) -> DistancesOf:
+    """The distances of ``queries[index]`` to one ``(G, D)`` gallery."""
+
+    def prepare(metric: str) -> Callable[[Tensor], Tensor]:
+        prepared = PreparedGallery.build(gallery, metric, gallery_name)
+        return lambda index: prepared.distances(queries[index])
+
+    return prepare
+
+
+def _weighted_distances_to(bank: Tensor, q_bank: Tensor, probs: Tensor) -> DistancesOf:
+    """``sum_t probs[index, t] * d(q_bank[t, index], bank[t])``, skipping the types that no
+    query of the chunk gives a non-zero probability."""
+
+    def prepare(metric: str) -> Callable[[Tensor], Tensor]:
+        prepared: dict[int, PreparedGallery] = {}
+
+        def distances(index: Tensor) -> Tensor:
+            weights = probs[index]
+            total = None
+            for t in torch.nonzero(weights.any(dim=0)).squeeze(1).tolist():
+                if t not in prepared:
+                    prepared[t] = PreparedGallery.build(bank[t], metric, "g_bank")
+                block = prepared[t].distances(q_bank[t, index])
+                term = weights[:, t, None].to(block.dtype) * block
+                total = term if total is None else total.add_(term)
+                del block, term
+            return total
+
+        return distances
+
+    return prepare
+
+
 def _evaluate_groups(
     queries: Tensor,
-    groups: Sequence[tuple[Tensor, Tensor]],
-    gallery_name: str,
+    groups: Sequence[tuple[Tensor, DistancesOf]],
     num_gallery: int,
     labels: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike],
     settings: tuple[str, int, int, str, Sequence[int], bool | Callable[[int, int], None]],
 ) -> RankMetrics:
-    """Rank each group ``(query indices, (G, D) gallery features)`` and merge in query order.
+    """Rank each group ``(query indices, its distances)`` and merge in query order.
 
     ``labels`` are ``(q_pids, g_pids, q_camids, g_camids)`` and ``settings`` ``(metric,
     max_rank, chunk_size, ap, junk_pids, progress)``, as given to the public functions.
@@ -224,11 +345,11 @@ def _evaluate_groups(
     metrics = MetricsAccumulator(queries.shape[0], num_gallery, queries.device, ap)
     done = 0
     with torch.no_grad():
-        for query_index, gallery in groups:
-            prepared = PreparedGallery.build(gallery, metric, gallery_name)
+        for query_index, distances_of in groups:
+            distances_to = distances_of(metric)
             for start in range(0, query_index.numel(), chunk):
                 index = query_index[start : start + chunk]
-                distances = prepared.distances(queries[index])
+                distances = distances_to(index)
                 metrics.rank(distances, index, q_pid[index], q_cam[index], gallery_labels)
                 del distances  # before the next chunk's: one (chunk, G) matrix at a time
                 done += index.numel()

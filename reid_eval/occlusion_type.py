@@ -23,6 +23,8 @@ SCORE_LOCATIONS: tuple[str, ...] = ("top", "bottom", "left", "right")
 #: ``"official"`` (the authors' code compares with ``<=``, the lower class).
 BOUNDARIES: tuple[str, ...] = ("paper", "official")
 
+_NUM_TYPES = 9
+
 
 def predict_occlusion_type(
     scores: ArrayLike,
@@ -31,8 +33,10 @@ def predict_occlusion_type(
 ) -> Tensor:
     r"""Occlusion type of each image from its grader scores, by thresholds (paper eq. 8).
 
-    The occluded location is ``p = argmax s`` (on ties, the first column), and the area follows
-    from ``s^p`` and ``thresholds = (low, high)``:
+    Scores with 9 columns (a grader that classifies the type itself: 0 none, 1-4 half
+    top/bottom/left/right, 5-8 quarter) give their argmax; ``thresholds`` and ``boundary`` are
+    then unused. For the paper's 4 columns, the occluded location is ``p = argmax s`` (on ties,
+    the first column), and the area follows from ``s^p`` and ``thresholds = (low, high)``:
 
     * ``boundary="paper"`` (eq. 8): area 0 if ``s^p < low``, 1/4 if ``low <= s^p < high``,
       1/2 if ``s^p >= high``;
@@ -41,8 +45,8 @@ def predict_occlusion_type(
 
     Args:
         scores: ``(N, 4)`` floating scores (the grader's softmax output) with columns in the
-            order top, bottom, left, right (:data:`SCORE_LOCATIONS`); a tensor on any device,
-            a numpy array or a nested list. NaN rejected.
+            order top, bottom, left, right (:data:`SCORE_LOCATIONS`), or ``(N, 9)`` type
+            scores; a tensor on any device, a numpy array or a nested list. NaN rejected.
         thresholds: ``(low, high)`` with ``low <= high``; ``(0.5, 0.75)`` in the paper.
         boundary: ``"paper"`` or ``"official"``, see above.
 
@@ -60,14 +64,18 @@ def predict_occlusion_type(
         tensor([2, 8, 0, 5])
         >>> predict_occlusion_type(scores, boundary="official")
         tensor([2, 8, 0, 0])
+        >>> predict_occlusion_type(torch.eye(9)[[0, 6]])  # a 9-way grader: the argmax
+        tensor([0, 6])
     """
     scores = check_floating(to_tensor(scores, "scores"), "scores", 2, "(N, 4)")
-    if scores.shape[1] != len(SCORE_LOCATIONS):
+    if scores.shape[1] not in (len(SCORE_LOCATIONS), _NUM_TYPES):
         raise ValueError(
-            f"scores must have shape (N, 4) (columns top, bottom, left, right), got "
-            f"{tuple(scores.shape)}"
+            f"scores must have shape (N, 4) (columns top, bottom, left, right) or (N, 9) (the "
+            f"9 occlusion types), got {tuple(scores.shape)}"
         )
     check_no_nan(scores, "scores")
+    if scores.shape[1] == _NUM_TYPES:
+        return scores.argmax(dim=1)
     low, high = check_thresholds(thresholds)
     boundary = check_choice(boundary, "boundary", BOUNDARIES)
     location = scores.argmax(dim=1)  # documented to return the first of tied maxima
