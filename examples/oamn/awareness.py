@@ -46,6 +46,7 @@ from oamn.reid_eval import predict_occlusion_type
 
 from .data import ReIDItem, build_test_loader
 from .extraction import evaluation_mode
+from .occluder_labels import LABELLED_OCCLUDERS, labelled_grader_report, read_labels
 from .reporting import occlusion_type_names
 
 __all__ = [
@@ -83,9 +84,12 @@ def awareness_report(
 ) -> tuple[dict, Tensor | None]:
     r"""Everything this module measures on a test split, and the queries' true types if known.
 
-    Always :func:`augmented_awareness` on the query images (``"augmented"``); on a synthetic
-    benchmark (a ``manifest.json`` in ``data_root``) also :func:`query_awareness` of the real
-    occluders (``"synthetic_queries"``).
+    Always :func:`augmented_awareness` on the query images (``"augmented"``); on the queries
+    that the repository's labelled set names (Occluded-Duke's), the grader on their
+    hand-labelled real occluders (``"labelled_real_occluders"``,
+    :func:`~examples.oamn.occluder_labels.labelled_grader_report`); on a synthetic benchmark
+    (a ``manifest.json`` in ``data_root``) also :func:`query_awareness` of its occluders
+    (``"synthetic_queries"``).
 
     Args:
         model: an OAMN model on ``device``.
@@ -120,6 +124,13 @@ def awareness_report(
             progress=progress,
         )
     }
+    if data_root is not None and LABELLED_OCCLUDERS.is_file():
+        names = [Path(item.path).name for item in query_items]
+        labelled = labelled_grader_report(
+            names, query_scores, read_labels(LABELLED_OCCLUDERS), thresholds, boundary
+        )
+        if labelled is not None:
+            report["labelled_real_occluders"] = labelled
     occlusions = None if data_root is None else synthetic_query_occlusions(data_root, query_items)
     if occlusions is None:
         return report, None
@@ -183,7 +194,8 @@ def grader_statistics(predicted: Tensor, true: Tensor, scores: Tensor | None = N
     Args:
         predicted: ``(N,)`` int64 predicted types in ``0..8``.
         true: ``(N,)`` int64 true types in ``0..8``.
-        scores: ``(N, 4)`` the grader scores the types were read from, or ``None``; given, adds
+        scores: ``(N, 4)`` (or a 9-way grader's ``(N, 9)``) the grader scores the types were
+            read from, or ``None``; given, adds
             ``"argmax_location_accuracy"``: on occluded images, the share whose largest score
             is in the true location's column (no threshold, so never "none").
 
@@ -202,7 +214,10 @@ def grader_statistics(predicted: Tensor, true: Tensor, scores: Tensor | None = N
     predicted, true = predicted.long().cpu(), true.long().cpu()
     extra = {}
     if scores is not None:
-        argmax_location = scores.float().cpu().argmax(1) + 1
+        scores = scores.float().cpu()
+        if scores.shape[1] == NUM_OCCLUSION_TYPES:  # a 9-way grader: add half and quarter
+            scores = scores[:, 1:5] + scores[:, 5:9]
+        argmax_location = scores.argmax(1) + 1
         extra["argmax_location_accuracy"] = _share(
             argmax_location[true > 0] == location_and_area(true)[0][true > 0]
         )

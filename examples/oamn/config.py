@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config_checks import OCCLUSION_LOCATIONS, check_config, is_instance
-from .model import BACKBONES, GRADERS, POOLINGS, STAGES
+from .model import BACKBONES, GRADER_HEADS, GRADERS, POOLINGS, STAGES
 from .precision import AMP_MODES
 from .routing import ROUTINGS
 from .run_files import write_json
@@ -129,12 +129,27 @@ class TrainConfig:
         "GAP of g, blinded by a collapsed mask; see docs/AWARENESS.md)",
         GRADERS,
     )
+    grader_head: str = _option(
+        "locations",
+        "grader output: locations (the paper's 4 scores read by eq. 8's thresholds) or types "
+        "(9 classes, none and the 8 occlusion types, trained by cross-entropy on holistic and "
+        "occluded views)",
+        tuple(GRADER_HEADS),
+    )
     # Occlusion augmentation (paper §3.1, Table 3).
     occlusion: bool = _option(True, "occlusion augmentation: 4 occluded copies per image")
     occlusion_locations: tuple[str, ...] = _option(
         OCCLUSION_LOCATIONS, "occlusion locations, a comma list of top,bottom,left,right"
     )
     occlusion_areas: tuple[float, ...] = _option((0.5, 0.25), "occlusion band areas, comma list")
+    occluders: str = _option(
+        "bands",
+        "occluders of the augmentation: bands (the paper's: a corner patch of another image "
+        "stretched over a half or quarter band) or objects (another identity's whole image in "
+        "a shape of depth 0.2-0.6, extent 0.5-1 of the side and ragged edge, labelled with the "
+        "nearest band; oamn.occlusion_aug.ObjectOcclusion)",
+        ("bands", "objects"),
+    )
     # Objective (paper §3.2-3.5).
     lambda_mask: float = _option(
         1.0, "lambda_1, weight of L_mask (the paper's 5 with --mask-loss-scale paper)"
@@ -142,6 +157,12 @@ class TrainConfig:
     lambda_triplet: float = _option(0.5, "lambda_2, weight of the triplet loss")
     lambda_id: float = _option(1.0, "lambda_3, weight of the identity loss")
     lambda_score: float = _option(1.0, "lambda_4, weight of the grader loss L_score")
+    lambda_visibility: float = _option(
+        0.0,
+        "weight of the mask's supervision by the augmentation's occluded pixels (BCE of m "
+        "against each cell's visible fraction, oamn.losses.mask_visibility_loss; not in the "
+        "paper; 0: off)",
+    )
     mask_alpha1: float = _option(1.0, "alpha_1, weight of L_mask1 inside L_mask")
     mask_alpha2: float = _option(1.0, "alpha_2, weight of L_mask2 inside L_mask")
     loss_mask: bool = _option(True, "L_mask (needs occlusion and the mask module)")
@@ -270,7 +291,7 @@ class TrainConfig:
 #: built with its values of these.
 ARCHITECTURE_FIELDS = (
     "backbone", "split_after", "last_stride", "height", "width", "mask_module",
-    "mask_spatial_reduction", "mask_down_ratio", "grader",
+    "mask_spatial_reduction", "mask_down_ratio", "grader", "grader_head",
 )  # fmt: skip
 #: The settings that change neither the weights a run trains nor its random draws (``device``
 #: and ``channels_last`` at most their rounding): a resumed run may give them other values

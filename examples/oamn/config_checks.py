@@ -123,6 +123,15 @@ def _check_losses(config: TrainConfig) -> None:
         )
     if not (config.loss_id or config.loss_triplet):
         raise ValueError("at least one identity loss is needed: enable --loss-id or --loss-triplet")
+    if config.lambda_visibility < 0:
+        raise ValueError(
+            f"{_flag('lambda_visibility')} must be >= 0, got {config.lambda_visibility}"
+        )
+    if config.lambda_visibility > 0 and not (config.mask_module and config.occlusion):
+        raise ValueError(
+            f"{_flag('lambda_visibility')} supervises the mask with the augmentation's occluders: "
+            "it needs --mask-module and --occlusion (or set it to 0)"
+        )
 
 
 def _check_device(config: TrainConfig) -> None:

@@ -32,6 +32,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from oamn.reid_eval import BANK_STRATEGIES
+
 from .checkpoint import load_model
 from .command_errors import exit_on_errors
 from .data import DATASETS, load_dataset
@@ -39,7 +41,6 @@ from .distributed import resolve_device
 from .evaluation import evaluation_report, write_evaluation, write_evaluation_figures
 from .extraction import parse_strategies
 from .locking import lock_file, lock_folder
-from .model import BANK_STRATEGIES
 from .precision import AMP_MODES, resolve_amp
 from .reporting import format_report
 from .run_files import remove_leftovers

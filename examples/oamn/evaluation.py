@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from oamn.reid_eval import BANK_STRATEGIES
+
 from .awareness import awareness_report
 from .config import TrainConfig
 from .data import ReIDDataset, ReIDItem
 from .extraction import EvaluationFeatures, extract_for_evaluation
-from .model import BANK_STRATEGIES
 from .reporting import library_versions, metrics_report
 from .run_files import make_parent, write_json
 from .summary_figures import save_awareness_figure

@@ -31,8 +31,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from oamn.reid_eval import BANK_STRATEGIES
+
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
-from .model import BANK_STRATEGIES
 from .precision import autocast, resolve_amp
 
 __all__ = [

@@ -30,8 +30,9 @@ from oamn.losses import (
     grouped_triplet_loss,
     mask_complement_loss,
     mask_consistency_loss,
+    mask_visibility_loss,
 )
-from oamn.occlusion_aug import LOCATIONS, OcclusionBatch
+from oamn.occlusion_aug import LOCATIONS, ObjectOcclusionParams, OcclusionBatch
 
 from .config import MASK_LOSS_SCALES, TrainConfig
 from .routing import ROUTINGS
@@ -50,7 +51,8 @@ class ModelOutput(Protocol):
     g: Tensor  # (N, C, h, w) m * f
     pooled: Tensor  # (N, D) triplet features
     logits: Tensor  # (N, num_classes)
-    grader_scores: Tensor  # (N, 4) columns top, bottom, left, right
+    grader_scores: Tensor  # (N, 4) columns top, bottom, left, right; (N, 9) types
+    grader_logits: Tensor  # (N, 4) or (N, 9), the logits of grader_scores
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class ObjectiveResult:
     Attributes:
         loss: ``()`` float32 ``L1 + L2``, with its graph.
         components: detached ``()`` float32 values of the *unweighted* terms that were computed,
-            among ``"mask1"``, ``"mask2"``, ``"triplet"``, ``"id"``, ``"score"``, and ``"loss"``
+            among ``"mask1"``, ``"mask2"``, ``"visibility"``, ``"triplet"``, ``"id"``,
+            ``"score"``, and ``"loss"``
             (the total, weighted), for logging.
     """
 
@@ -77,6 +80,12 @@ class OAMNObjective:
 
     Args:
         lambda_mask, lambda_triplet, lambda_id, lambda_score: ``lambda_1`` to ``lambda_4``.
+        lambda_visibility: weight of ``oamn.losses.mask_visibility_loss`` (the mask against
+            each cell's visible fraction, from the views' ``occluded`` pixels; not in the
+            paper); 0 leaves it out.
+        grader_head: ``"locations"``: ``L_score`` is ``oamn.losses.grader_loss`` on the 4
+            scores (``grader_convention``); ``"types"``: the cross-entropy of the 9 grader
+            logits against each view's occlusion type (0 for the holistic views).
         mask_alpha1, mask_alpha2: weights of ``L_mask1`` and ``L_mask2`` inside ``L_mask``.
         loss_mask, loss_triplet, loss_id, loss_score: include the term.
         grouped_triplet: mine within each occlusion location (``L_tri-g``), else plain batch-hard.
@@ -94,7 +103,8 @@ class OAMNObjective:
     ``L_mask2`` pairs top with bottom and left with right; with a location set that lacks one
     pair (Table 3's ``{t, b}``) only the complete pairs count (an incomplete pair is passed to
     ``oamn.losses.mask_complement_loss`` as ``None``, which leaves its term out), and without any
-    complete pair ``L_mask2`` is left out.
+    complete pair ``L_mask2`` is left out. It is also left out for ``ObjectOcclusion``'s views:
+    object occluders at opposite sides do not add up to the image as half bands do.
 
     Example:
         >>> from types import SimpleNamespace
@@ -114,6 +124,7 @@ class OAMNObjective:
     lambda_triplet: float = 0.5
     lambda_id: float = 1.0
     lambda_score: float = 1.0
+    lambda_visibility: float = 0.0
     mask_alpha1: float = 1.0
     mask_alpha2: float = 1.0
     loss_mask: bool = True
@@ -127,6 +138,7 @@ class OAMNObjective:
     grader_convention: str = "paper"
     routing: str = "official"
     mask_loss_scale: str = "invariant"
+    grader_head: str = "locations"
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -184,20 +196,28 @@ class OAMNObjective:
                 triplet = batch_hard_triplet_loss(pooled, labels, self.margin)
             add("triplet", triplet, self.lambda_triplet)
         if self.loss_mask and occluded:
-            for name, value, alpha in self._mask_losses(output, blocks, batch, area):
+            for name, value, alpha in self._mask_losses(output, blocks, batch, views):
                 add(name, value, self.lambda_mask * alpha)
+        if self.lambda_visibility > 0 and occluded:
+            visibility = mask_visibility_loss(output.m.float(), views.occluded)
+            add("visibility", visibility, self.lambda_visibility)
         if self.loss_score and occluded:
-            score = grader_loss(
-                output.grader_scores.float(), location, area, self.grader_convention
-            )
+            if self.grader_head == "types":
+                types = views.occlusion_type
+                score = F.cross_entropy(output.grader_logits.float(), types)
+            else:
+                score = grader_loss(
+                    output.grader_scores.float(), location, area, self.grader_convention
+                )
             add("score", score, self.lambda_score)
         loss = torch.stack(weighted).sum()
         components["loss"] = loss.detach()
         return ObjectiveResult(loss, components)
 
     def _mask_losses(
-        self, output: ModelOutput, views: list[str], batch: int, area: Tensor
+        self, output: ModelOutput, views: list[str], batch: int, batch_views: OcclusionBatch
     ) -> list[tuple[str, Tensor, float]]:
+        area, views_params = batch_views.area, batch_views.params
         f, m = output.f.float(), output.m.float()
         if ROUTINGS[self.routing].mask_losses_detach_features:
             f = f.detach()
@@ -218,6 +238,9 @@ class OAMNObjective:
         blocks = {name: g[v * batch : (v + 1) * batch] for v, name in enumerate(views)}
         holistic = blocks["none"]
         complete = [pair for pair in _COMPLEMENT_PAIRS if all(p in blocks for p in pair)]
+        if isinstance(views_params, ObjectOcclusionParams):
+            # Object occluders of two opposite sides do not tile the image as half bands do.
+            complete = []
         if complete:
             # An incomplete pair (e.g. top without bottom) has no L_mask2 term: pass it as None.
             copies = [

@@ -32,6 +32,7 @@ from oamn.reid_eval import (
     RankMetrics,
     evaluate_features,
     evaluate_rank,
+    evaluate_soft_unified,
     evaluate_unified,
 )
 from oamn.reid_eval import predict_occlusion_type as predict_types
@@ -153,7 +154,7 @@ def metrics_report(
     if located:
         # Every query occluded, by a half band at the grader's most likely location: a half band
         # holds any band up to half the image, so a wrong area costs visible body, not the match.
-        located_types = predict_types(query.grader_scores, (0.0, 0.0), boundary)
+        located_types = _located_types(query.grader_scores, boundary)
         type_sources["_located"] = (located_types, ", located types")
     if true_types is not None:
         type_sources["_true"] = (true_types, ", true types")
@@ -175,6 +176,17 @@ def metrics_report(
                     rows[f"{key}_reranked"] = _row(
                         f"{name}{side_name}, re-ranked", seconds, reranked(queries, bank, types)
                     )
+        if query.grader_scores.shape[1] == NUM_OCCLUSION_TYPES:
+            # A 9-way grader's probabilities weight the types' distances (the soft rule).
+            for side_key, queries in sides.items():
+                metrics = evaluate_soft_unified(
+                    queries, query.grader_scores, bank, *labels, **options
+                )
+                side_name = ", two-sided" if side_key else ""
+                rows[f"unified_{strategy}{side_key}_soft"] = _row(
+                    f"{name}{side_name}, soft types", features.seconds.get(strategy), metrics
+                )
+
     counts = torch.bincount(query_types, minlength=NUM_OCCLUSION_TYPES).tolist()
     return {
         "rows": rows,
@@ -193,6 +205,15 @@ def metrics_report(
             "rerank": None if rerank is None else list(rerank),
         },
     }
+
+
+def _located_types(scores: Tensor, boundary: str) -> Tensor:
+    """Every query a half band at its most likely location: the largest of the 4 location
+    scores, or of a 9-way grader's location probabilities (its half and quarter columns
+    added)."""
+    if scores.shape[1] == NUM_OCCLUSION_TYPES:
+        return 1 + (scores[:, 1:5] + scores[:, 5:9]).argmax(dim=1)
+    return predict_types(scores, (0.0, 0.0), boundary)
 
 
 def occlusion_type_names() -> tuple[str, ...]:

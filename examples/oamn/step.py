@@ -12,12 +12,27 @@ import math
 import torch
 from torch import nn
 
-from oamn.occlusion_aug import OcclusionAugmentation, OcclusionBatch
+from oamn.occlusion_aug import ObjectOcclusion, OcclusionAugmentation, OcclusionBatch
 
+from .config import TrainConfig
 from .objective import OAMNObjective, ObjectiveResult
 from .precision import autocast
 
-__all__ = ["training_step"]
+__all__ = ["build_augmentation", "training_step"]
+
+
+def build_augmentation(config: TrainConfig) -> OcclusionAugmentation | ObjectOcclusion | None:
+    """The occlusion augmentation of a configuration (``None`` without ``occlusion``).
+
+    Example:
+        >>> build_augmentation(TrainConfig(occluders="objects")).locations
+        ('top', 'bottom', 'left', 'right')
+    """
+    if not config.occlusion:
+        return None
+    if config.occluders == "objects":
+        return ObjectOcclusion(config.occlusion_locations)
+    return OcclusionAugmentation(config.occlusion_locations, config.occlusion_areas)
 
 
 def training_step(
@@ -27,7 +42,7 @@ def training_step(
     images: torch.Tensor,
     pids: torch.Tensor,
     *,
-    augmentation: OcclusionAugmentation | None = None,
+    augmentation: OcclusionAugmentation | ObjectOcclusion | None = None,
     generator: torch.Generator | None = None,
     amp: str = "none",
     channels_last: bool = False,
@@ -41,7 +56,8 @@ def training_step(
         optimizer: steps once.
         images: ``(B, 3, H, W)`` normalised images on the model's device.
         pids: ``(B,)`` int64 identity labels on the same device.
-        augmentation: makes the occluded views; ``None`` trains on the holistic images only.
+        augmentation: makes the occluded views (``ObjectOcclusion`` takes its occluders from
+            other identities); ``None`` trains on the holistic images only.
         generator: the augmentation's source of randomness (a CPU generator).
         amp: ``"none"``, ``"bf16"`` or ``"fp16"`` autocast of the forward pass.
         channels_last: feed the views in channels_last memory format.
@@ -56,7 +72,12 @@ def training_step(
             no parameter, and no buffer either (the forward pass's BatchNorm statistics are put
             back).
     """
-    views = None if augmentation is None else augmentation(images, generator=generator)
+    views = None
+    if isinstance(augmentation, ObjectOcclusion):
+        # Another identity's image occludes: a pedestrian in front, not the same person twice.
+        views = augmentation(images, generator=generator, groups=pids)
+    elif augmentation is not None:
+        views = augmentation(images, generator=generator)
     if views is not None:
         images = views.images
     if channels_last:

@@ -98,11 +98,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "grader": "feature_profiles",
         "routing": "official",
     },
+    # The remedies with realistic occluders, a 9-way grader and the mask told the occluder.
+    "real_occluders": {
+        "mask_loss_scale": "invariant",
+        "lambda_mask": 1.0,
+        "grader": "feature_profiles",
+        "routing": "official",
+        "occluders": "objects",
+        "grader_head": "types",
+        "lambda_visibility": 1.0,
+    },
 }
 
 #: Variants tried on the way to the defaults (docs/AWARENESS.md, "what was tried"); run them by
 #: name with ``--variants``. Every one uses the paper's ``lambda_1 = 5`` unless it says otherwise.
 EXPLORATORY_VARIANTS: dict[str, dict[str, Any]] = {
+    # real_occluders without one of its three parts: the paper's bands, eq. 8's 4-way grader,
+    # no mask supervision.
+    "real_occluders_bands": {**VARIANTS["real_occluders"], "occluders": "bands"},
+    "real_occluders_eq8": {**VARIANTS["real_occluders"], "grader_head": "locations"},
+    "real_occluders_no_visibility": {**VARIANTS["real_occluders"], "lambda_visibility": 0.0},
     # The scale-invariant losses through the encoder: the features collapse (R1 near 0).
     "invariant_paper_routing": {
         "mask_loss_scale": "invariant",

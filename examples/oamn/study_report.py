@@ -27,6 +27,8 @@ SUMMARY: dict[str, tuple[str, ...]] = {
     "R1 band two-sided true types": ("rows", "unified_band_two_sided_true", "R1"),
     "R1 band two-sided located": ("rows", "unified_band_two_sided_located", "R1"),
     "mAP band two-sided": ("rows", "unified_band_two_sided", "mAP"),
+    "R1 band soft": ("rows", "unified_band_soft", "R1"),
+    "R1 band two-sided soft": ("rows", "unified_band_two_sided_soft", "R1"),
     "R1 feature": ("rows", "unified_feature", "R1"),
     "R1 mask swap": ("rows", "unified_mask_swap", "R1"),
     "mask mean": ("awareness", "augmented", "mask", "all", "mask_mean"),
@@ -71,9 +73,25 @@ SUMMARY: dict[str, tuple[str, ...]] = {
         "grader",
         "type_accuracy",
     ),
+    "labelled: typed none": ("awareness", "labelled_real_occluders", "none_rate"),
+    "labelled: location": ("awareness", "labelled_real_occluders", "location_accuracy"),
+    "labelled: exact type": ("awareness", "labelled_real_occluders", "type_accuracy"),
+    **{
+        f"labelled: {side} recall": (
+            "awareness",
+            "labelled_real_occluders",
+            "side_recall",
+            side,
+            "recall",
+        )
+        for side in ("top", "bottom", "left", "right")
+    },
+    "labelled: constant bottom": ("awareness", "labelled_real_occluders", "constant_bottom"),
+    "labelled none read as none": ("awareness", "labelled_real_occluders", "none_accuracy"),
     "val band/visible": ("validation", "augmented", "mask", "occluded", "band_to_visible"),
     "val grader location": ("validation", "augmented", "grader", "location_accuracy"),
     "val grader type": ("validation", "augmented", "grader", "type_accuracy"),
+    "val holistic read as none": ("validation", "augmented", "grader", "none_accuracy"),
     "val mAP": ("validation", "val_mAP"),
 }
 
@@ -85,6 +103,8 @@ GAINS: dict[str, str] = {
     "gain band true types": "unified_band_true",
     "gain band two-sided true types": "unified_band_two_sided_true",
     "gain band two-sided located": "unified_band_two_sided_located",
+    "gain band soft": "unified_band_soft",
+    "gain band two-sided soft": "unified_band_two_sided_soft",
     "gain feature": "unified_feature",
     "gain mask swap": "unified_mask_swap",
 }
@@ -106,6 +126,7 @@ def summarise(runs: Mapping[str, Mapping[str, dict]]) -> dict[str, dict[str, dic
         columns = {
             name: [_lookup(report, path) for report in reports] for name, path in SUMMARY.items()
         }
+        columns["queries typed none"] = [_typed_none(report) for report in reports]
         for name, row in GAINS.items():
             columns[name] = [_gain(report, row) for report in reports]
         numbers = {}
@@ -121,6 +142,12 @@ def _gain(report: dict, row: str) -> float | None:
     """R1 of ``row`` minus R1 without unification, or ``None`` if either is missing."""
     unified, plain = _lookup(report, ("rows", row, "R1")), _lookup(report, ("rows", "plain", "R1"))
     return None if unified is None or plain is None else unified - plain
+
+
+def _typed_none(report: dict) -> float | None:
+    """The share of the queries whose predicted type is "none"."""
+    count, total = _lookup(report, ("query_types", "none")), _lookup(report, ("num_query",))
+    return None if count is None or not total else count / total
 
 
 def _statistics(values: list[float]) -> dict:
@@ -143,7 +170,8 @@ def format_markdown(summary: Mapping[str, Mapping[str, dict]]) -> str:
         | R1 plain | 60.0 ± 10.0 (2) |
     """
     variants = list(summary)
-    names = [name for name in (*SUMMARY, *GAINS) if any(name in summary[v] for v in variants)]
+    every = (*SUMMARY, "queries typed none", *GAINS)
+    names = [name for name in every if any(name in summary[v] for v in variants)]
     lines = ["| number | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
     for name in names:
         # Ratios as they are (3 decimals); R1, mAP, accuracies and gains in % (1 decimal).

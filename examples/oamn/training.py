@@ -1,8 +1,8 @@
 r"""Training OAMN: :func:`train` runs (or resumes) the run a configuration describes.
 
 Each step: a ``P x K`` batch is normalised on the CPU by the loader, moved to the device, where
-``oamn.occlusion_aug.OcclusionAugmentation`` makes the ``4 B`` aligned occluded copies; the model
-runs on the ``5 B`` views (under autocast with ``--amp``),
+``oamn.occlusion_aug.OcclusionAugmentation`` (or ``ObjectOcclusion``) makes the ``4 B`` aligned
+occluded copies; the model runs on the ``5 B`` views (under autocast with ``--amp``),
 :class:`~examples.oamn.objective.OAMNObjective` gives ``L1 + L2``, one backward, one SGD step
 (:func:`~examples.oamn.step.training_step`). The learning rates are set once per epoch
 (:mod:`examples.oamn.schedule`).
@@ -59,8 +59,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from oamn.occlusion_aug import OcclusionAugmentation
-
 from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights, non_finite_tensors
 from .config import TrainConfig, resume_differences
 from .data import (
@@ -77,7 +75,7 @@ from .objective import OAMNObjective
 from .precision import resolve_amp
 from .run_directory import RunDirectory, lock_run_directory
 from .schedule import build_optimizer, set_learning_rates
-from .step import training_step
+from .step import build_augmentation, training_step
 from .validation import training_split, validation_loaders, validation_metrics
 
 __all__ = ["Trainer", "train", "train_or_resume"]
@@ -177,11 +175,7 @@ class Trainer:
         # without L_ide, the grader without L_score); DDP must then look for them each step.
         complete = config.loss_id and config.loss_score and config.occlusion
         self.network = context.wrap(self.model, find_unused_parameters=not complete)
-        self.augmentation = (
-            OcclusionAugmentation(config.occlusion_locations, config.occlusion_areas)
-            if config.occlusion
-            else None
-        )
+        self.augmentation = build_augmentation(config)
         self.objective = OAMNObjective.from_config(config)
 
     def run(self) -> list[dict[str, Any]]:

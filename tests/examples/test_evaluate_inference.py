@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from examples.oamn import precision
 from examples.oamn.extraction import FeatureSet, extract_features, extract_gallery_bank
-from examples.oamn.model import BANK_STRATEGIES, OAMN
+from examples.oamn.model import OAMN
+from oamn.reid_eval import BANK_STRATEGIES
 from tests.conftest import DEVICES
 
 NUM_IMAGES = 7

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from examples.oamn.model import BANK_STRATEGIES, OAMN, occlusion_bank
+from examples.oamn.model import OAMN
 from oamn.occlusion_aug import band_mask, location_and_area
+from oamn.reid_eval import BANK_STRATEGIES, occlusion_bank
 
 from .helpers_model import FEATURE_BANDS, IMAGE_BANDS, images, small_model, trained_statistics
 

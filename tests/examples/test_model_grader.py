@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from examples.oamn.model import GRADERS, OAMN, build_grader
-from examples.oamn.model.grader import GlobalAveragePool, ScaleFreeProfiles
+from oamn.attention import GlobalAveragePool, ScaleFreeProfiles
 
 from .helpers_model import SMALL, images, small_model, trained_statistics
 

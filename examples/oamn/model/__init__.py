@@ -3,14 +3,14 @@
 :class:`OAMN` (forward to an :class:`OAMNOutput`, ``extract`` for test features, ``gallery_bank``
 for occlusion unification), the backbone split (:mod:`.backbones`), ImageNet weights from a
 local file or a torchvision weight enum (:func:`resolve_backbone_weights`,
-:func:`load_backbone_weights`), the occlusion graders (:mod:`.grader`), the bank strategies
-(:mod:`.bank`), and the model of a training configuration (:func:`build_model`).
+:func:`load_backbone_weights`), the occlusion graders (:mod:`.grader`; the bank strategies are
+``oamn.reid_eval.occlusion_bank``'s), and the model of a training configuration
+(:func:`build_model`).
 """
 
 from .backbones import BACKBONES, STAGES, BackboneSplit, build_torchvision_model, split_backbone
-from .bank import BANK_STRATEGIES, occlusion_bank
 from .factory import build_model
-from .grader import GRADERS, build_grader
+from .grader import GRADER_HEADS, GRADERS, build_grader
 from .oamn import OAMN, POOLINGS, OAMNOutput
 from .weights import CLASSIFIER_PREFIXES, load_backbone_weights, resolve_backbone_weights
 
@@ -19,6 +19,7 @@ __all__ = [
     "BANK_STRATEGIES",
     "CLASSIFIER_PREFIXES",
     "GRADERS",
+    "GRADER_HEADS",
     "OAMN",
     "POOLINGS",
     "STAGES",

@@ -20,7 +20,8 @@ def build_model(config: TrainConfig, num_classes: int) -> OAMN:
     Args:
         config: the run's configuration (its model fields: ``backbone``, ``split_after``,
             ``last_stride``, ``height`` and ``width``, ``weights``, ``pooling``, ``dropout``,
-            ``mask_module``, ``mask_spatial_reduction``, ``mask_down_ratio``, ``grader``, and
+            ``mask_module``, ``mask_spatial_reduction``, ``mask_down_ratio``, ``grader``,
+            ``grader_head``, and
             ``routing``, whose :class:`~examples.oamn.routing.Routing` says whether the mask
             module sees ``f.detach()``).
         num_classes: number of training identities of the classifier.
@@ -55,6 +56,7 @@ def build_model(config: TrainConfig, num_classes: int) -> OAMN:
             mask_spatial_reduction=config.mask_spatial_reduction,
             mask_down_ratio=config.mask_down_ratio,
             grader=config.grader,
+            grader_head=config.grader_head,
         )
     except (ValueError, FileNotFoundError) as error:
         raise type(error)(option_names(str(error))) from error
@@ -64,7 +66,7 @@ def build_model(config: TrainConfig, num_classes: int) -> OAMN:
 #: configuration field of the same name.
 _SAME_NAMES = (
     "backbone", "split_after", "last_stride", "weights", "pooling", "dropout",
-    "mask_spatial_reduction", "mask_down_ratio", "grader",
+    "mask_spatial_reduction", "mask_down_ratio", "grader", "grader_head",
 )  # fmt: skip
 
 

@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
 from oamn.attention import AttentionMask, RGASpatial
+from oamn.reid_eval import occlusion_bank
 
 from .backbones import build_torchvision_model, split_backbone
-from .bank import occlusion_bank
 from .grader import FEATURE_GRADERS, build_grader
 from .weights import load_backbone_weights, resolve_backbone_weights
 
@@ -36,10 +36,12 @@ class OAMNOutput:
         pooled: ``(N, D)`` globally pooled E^II(g): the triplet feature ``h``, un-normalised.
         embedding: ``(N, D)`` BN-neck output; L2-normalised, it is the test feature.
         logits: ``(N, num_classes)`` identity logits.
-        grader_scores: ``(N, 4)`` softmax occlusion scores, columns top, bottom, left, right
-            (``oamn.losses``' order), computed from ``g.detach()`` (``f.detach()`` for the
-            ``"feature_profiles"`` grader; see :mod:`examples.oamn.model.grader`); float32,
-            under autocast too.
+        grader_scores: ``(N, K)`` softmax occlusion scores, computed from ``g.detach()``
+            (``f.detach()`` for the ``"feature_profiles"`` grader; see
+            :mod:`examples.oamn.model.grader`); float32, under autocast too. ``K = 4`` (head
+            ``"locations"``: columns top, bottom, left, right, ``oamn.losses``' order) or
+            ``K = 9`` (head ``"types"``: none and the 8 occlusion types).
+        grader_logits: ``(N, K)`` the logits of ``grader_scores``.
     """
 
     f: Tensor
@@ -49,6 +51,7 @@ class OAMNOutput:
     embedding: Tensor
     logits: Tensor
     grader_scores: Tensor
+    grader_logits: Tensor
 
 
 class OAMN(nn.Module):
@@ -99,6 +102,8 @@ class OAMN(nn.Module):
             that leave the mask no channel raise a ``ValueError`` with values that work.
         grader: ``"pooled"`` (the authors', the default), ``"profiles"``, ``"profiles_mlp"`` or
             ``"feature_profiles"`` (reads ``f``); see :mod:`examples.oamn.model.grader`.
+        grader_head: ``"locations"`` (the paper's 4 columns, read by eq. 8) or ``"types"`` (9
+            columns: none and the 8 occlusion types, read by their argmax).
 
     Attributes:
         encoder_low: E^I (``nn.Sequential`` of torchvision modules).
@@ -141,6 +146,7 @@ class OAMN(nn.Module):
         mask_spatial_reduction: int | None = None,
         mask_down_ratio: int | None = None,
         grader: str = "pooled",
+        grader_head: str = "locations",
     ) -> None:
         super().__init__()
         _check_arguments(num_classes, input_size, pooling, dropout, use_mask)
@@ -166,7 +172,7 @@ class OAMN(nn.Module):
             if use_mask
             else None
         )
-        self.grader = build_grader(grader, self.mask_channels, self.feature_size)
+        self.grader = build_grader(grader, self.mask_channels, self.feature_size, grader_head)
         self.grader_reads_positions = grader != "pooled"
         self.grader_reads_features = grader in FEATURE_GRADERS
         self.neck = nn.BatchNorm1d(self.feature_dim)
@@ -227,7 +233,9 @@ class OAMN(nn.Module):
         pooled = self._pool(self.encoder_high(g))
         embedding = self.neck(pooled)
         logits = self.classifier(self.dropout(F.relu(embedding)))
-        return OAMNOutput(f, m, g, pooled, embedding, logits, self._grade(f, g))
+        grader_logits = self._grader_logits(f, g)
+        scores = grader_logits.float().softmax(dim=1)
+        return OAMNOutput(f, m, g, pooled, embedding, logits, scores, grader_logits)
 
     @torch.inference_mode()
     def extract(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -243,7 +251,7 @@ class OAMN(nn.Module):
         self._check_eval("extract")
         f = self._encode(images)
         g = f if self.mask is None else self.mask(f)[0]
-        return F.normalize(self._embed(g), dim=1), self._grade(f, g)
+        return F.normalize(self._embed(g), dim=1), self._grader_logits(f, g).float().softmax(1)
 
     @torch.inference_mode()
     def gallery_bank(
@@ -304,11 +312,10 @@ class OAMN(nn.Module):
             return features.amax(dim=(2, 3))
         return features.mean(dim=(2, 3))
 
-    def _grade(self, f: Tensor, g: Tensor) -> Tensor:
-        # The softmax in float32 under autocast too: 8 mantissa bits would round scores near
-        # 0 and 1, which the grader loss and the occlusion-type thresholds read.
-        logits = self.grader((f if self.grader_reads_features else g).detach())
-        return logits.float().softmax(dim=1)
+    def _grader_logits(self, f: Tensor, g: Tensor) -> Tensor:
+        # Callers take the softmax in float32 under autocast too: 8 mantissa bits would round
+        # scores near 0 and 1, which the grader loss and the occlusion-type thresholds read.
+        return self.grader((f if self.grader_reads_features else g).detach())
 
     def _check_images(self, images: Tensor) -> None:
         if not isinstance(images, Tensor):
