@@ -266,8 +266,10 @@ class ObjectOcclusion(nn.Module):
             views[0].copy_(images)
         codes = tuple(LOCATIONS.index(name) for name in self.locations)
         for v, code in enumerate(codes, start=int(self.include_holistic)):
-            shape, grid = _occluder_geometry(code, params, height, width, self.roughness)
-            shape, grid = shape.to(images.device), grid.to(images.device, images.dtype)
+            shape, grid = _occluder_geometry(
+                code, params, height, width, self.roughness, images.device
+            )
+            grid = grid.to(images.dtype)
             filled = F.grid_sample(
                 sources, grid, mode="bilinear", padding_mode="border", align_corners=False
             )
@@ -287,22 +289,31 @@ class ObjectOcclusion(nn.Module):
 
 
 def _occluder_geometry(
-    code: int, params: ObjectOcclusionParams, height: int, width: int, roughness: float
+    code: int,
+    params: ObjectOcclusionParams,
+    height: int,
+    width: int,
+    roughness: float,
+    device: torch.device,
 ) -> tuple[Tensor, Tensor]:
-    """``(B, 1, H, W)`` bool shapes at location ``code`` and the ``(B, H, W, 2)`` sampling grid
-    that maps each occluder's bounding box onto its whole source image (float64, CPU)."""
-    p, batch = params, params.batch_size
-    rows = ((torch.arange(height, dtype=torch.float64) + 0.5) / height).view(1, -1, 1)
-    cols = ((torch.arange(width, dtype=torch.float64) + 0.5) / width).view(1, 1, -1)
+    """``(B, 1, H, W)`` bool shapes at location ``code`` and the ``(B, H, W, 2)`` float32
+    sampling grid that maps each occluder's bounding box onto its whole source image, computed
+    on ``device``."""
+    batch = params.batch_size
+    fields = ("depth", "offset", "extent", "edge_weight", "edge_phase")
+    p = {name: getattr(params, name).to(device, torch.float32) for name in fields}
+    positions = {"dtype": torch.float32, "device": device}
+    rows = ((torch.arange(height, **positions) + 0.5) / height).view(1, -1, 1)
+    cols = ((torch.arange(width, **positions) + 0.5) / width).view(1, 1, -1)
     horizontal = code in (1, 2)  # top and bottom occluders run along the width
     along, across = (cols, rows) if horizontal else (rows, cols)
     from_start = code in (1, 3)  # top and left occluders grow from coordinate 0
     depth_coord = across if from_start else 1.0 - across
     # The ragged edge and the extent, per position along the side: (B, H, 1) or (B, 1, W).
-    harmonics = torch.arange(1, _HARMONICS + 1, dtype=torch.float64).view(1, 1, 1, -1)
-    weight, phase = (t.view(batch, 1, 1, _HARMONICS) for t in (p.edge_weight, p.edge_phase))
+    harmonics = torch.arange(1, _HARMONICS + 1, **positions).view(1, 1, 1, -1)
+    weight, phase = (p[name].view(batch, 1, 1, _HARMONICS) for name in fields[3:])
     wave = (weight * torch.sin(2 * math.pi * harmonics * along.unsqueeze(-1) + phase)).sum(-1)
-    depth, offset, extent = (t.view(batch, 1, 1) for t in (p.depth, p.offset, p.extent))
+    depth, offset, extent = (p[name].view(batch, 1, 1) for name in ("depth", "offset", "extent"))
     edge = depth * (1.0 + roughness * wave)
     inside = (along >= offset) & (along <= offset + extent)
     shape = inside & (depth_coord < edge)

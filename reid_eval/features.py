@@ -111,12 +111,12 @@ def evaluate_unified(
     authors' code builds all ``T``). With every ``q_types`` equal to ``t`` this is exactly
     ``evaluate_features(q_feats, g_bank[t], ...)``.
 
-    **Two-sided** (paper §3.4: the query is occluded alike): pass ``q_feats`` as the queries'
-    own ``(T, Q, D)`` bank; query ``i`` is then ``q_feats[q_types[i], i]``, so query and gallery
-    are both compared with the band of the query's type removed, and what the occluder shows in
-    the query cannot match anything. (The paper's full rule also occludes the query where a
-    gallery item is occluded; that union of two bands is not one of the ``T`` types and is not
-    implemented.)
+    **Two-sided** (this library's rule): pass ``q_feats`` as the queries' own ``(T, Q, D)``
+    bank; query ``i`` is then ``q_feats[q_types[i], i]``, so query and gallery are both
+    compared with the band of the query's type removed, and what the occluder shows in the
+    query cannot match anything. The paper (§3.4) only says that the query "may also" be
+    occluded where a gallery image already is; that union of two bands is not one of the ``T``
+    types and is not implemented.
 
     Args:
         q_feats: ``(Q, D)`` floating query features (unoccluded, as in the authors' code), or
