@@ -19,10 +19,19 @@ Geometry, per image, shared by its copies at every location (as the band area is
 * a pixel with along-coordinate ``a`` and depth-coordinate ``t`` (its centre's distance from the
   side, as a fraction) is occluded when ``o <= a <= o + e`` and ``t < d * (1 + roughness s(a))``.
 
-The occluder's content is a *whole* source image (another image of the batch, of another group
+The occluder's content comes from a source image (another image of the batch, of another group
 when ``groups`` is given, e.g. another identity: a pedestrian in front; or a row of
-``occluders``), resized bilinearly (aspect not kept, upright) onto the occluder's bounding box
-``[o, o + e]`` along the side by ``[0, min(1, d (1 + roughness))]`` deep.
+``occluders``), by ``content``:
+
+* ``"scaled"``: the *whole* source, resized bilinearly (aspect not kept, upright) onto the
+  occluder's bounding box ``[o, o + e]`` along the side by ``[0, r]`` deep,
+  ``r = min(1, d (1 + roughness))``;
+* ``"unscaled"``: the source at the image's own scale, shifted so that the part a person in
+  front would show comes in from the side: for left and right occluders the source's central
+  ``r``-wide strip of columns (its pedestrian's body), rows unchanged; for bottom occluders the
+  source's top ``r`` of rows (a head and torso in front), for top occluders its bottom ``r``,
+  columns unchanged. Pedestrian crops of one dataset share a scale, so the occluder looks like
+  another person beside or in front of the target, not a squeezed one.
 
 Label: location of the side; area 1/2 when ``d >= half_from`` (3/8 by default: the nearer of the
 quarter and half bands), else 1/4.
@@ -44,7 +53,10 @@ from ._validation import check_images
 from .augmentation import OcclusionBatch, check_occluders
 from .bands import LOCATIONS
 
-__all__ = ["ObjectOcclusion", "ObjectOcclusionParams"]
+__all__ = ["CONTENTS", "ObjectOcclusion", "ObjectOcclusionParams"]
+
+#: How a source image fills an occluder: resized onto its box, or at the image's own scale.
+CONTENTS: tuple[str, ...] = ("scaled", "unscaled")
 
 _HARMONICS = 3
 
@@ -96,6 +108,7 @@ class ObjectOcclusion(nn.Module):
         depth: ``(low, high)`` range of the depth ``d``, in ``(0, 1)``.
         extent: ``(low, high)`` range of the extent ``e``, in ``(0, 1]``.
         roughness: relative amplitude of the ragged edge, in ``[0, 1)``; 0 gives a straight edge.
+        content: ``"scaled"`` or ``"unscaled"``, see the module docstring.
         half_from: depths from this value on are labelled half bands, the others quarter bands.
         include_holistic: put the unmodified images first in the output.
 
@@ -124,6 +137,7 @@ class ObjectOcclusion(nn.Module):
         depth: tuple[float, float] = (0.2, 0.6),
         extent: tuple[float, float] = (0.5, 1.0),
         roughness: float = 0.2,
+        content: str = "scaled",
         half_from: float = 0.375,
         include_holistic: bool = True,
     ) -> None:
@@ -141,6 +155,9 @@ class ObjectOcclusion(nn.Module):
             raise ValueError(f"half_from must be a number in (0, 1), got {half_from!r}")
         if not isinstance(include_holistic, bool):
             raise TypeError(f"include_holistic must be a bool, got {include_holistic!r}")
+        if content not in CONTENTS:
+            raise ValueError(f"content must be one of {CONTENTS}, got {content!r}")
+        self.content = content
         self.roughness = float(roughness)
         self.half_from = float(half_from)
         self.include_holistic = include_holistic
@@ -153,7 +170,7 @@ class ObjectOcclusion(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"locations={self.locations}, depth={self.depth}, extent={self.extent}, "
-            f"roughness={self.roughness}, half_from={self.half_from}, "
+            f"roughness={self.roughness}, content={self.content!r}, half_from={self.half_from}, "
             f"include_holistic={self.include_holistic}"
         )
 
@@ -267,7 +284,7 @@ class ObjectOcclusion(nn.Module):
         codes = tuple(LOCATIONS.index(name) for name in self.locations)
         for v, code in enumerate(codes, start=int(self.include_holistic)):
             shape, grid = _occluder_geometry(
-                code, params, height, width, self.roughness, images.device
+                code, params, height, width, self.roughness, self.content, images.device
             )
             grid = grid.to(images.dtype)
             filled = F.grid_sample(
@@ -294,6 +311,7 @@ def _occluder_geometry(
     height: int,
     width: int,
     roughness: float,
+    content: str,
     device: torch.device,
 ) -> tuple[Tensor, Tensor]:
     """``(B, 1, H, W)`` bool shapes at location ``code`` and the ``(B, H, W, 2)`` float32
@@ -319,8 +337,16 @@ def _occluder_geometry(
     shape = inside & (depth_coord < edge)
     # The bounding box, in image fractions: along [o, o + e], across [0, reach] from the side.
     reach = (depth * (1.0 + roughness)).clamp(max=1.0)
-    along_unit = (along - offset) / extent
-    across_unit = (across - (0.0 if from_start else 1.0 - reach)) / reach
+    box_start = 0.0 if from_start else 1.0 - reach
+    if content == "scaled":
+        along_unit = (along - offset) / extent
+        across_unit = (across - box_start) / reach
+    else:
+        # Unscaled: along the side the rows or columns stay; across, the box shows the source's
+        # central strip (left, right) or its top (bottom occluders) or bottom (top occluders).
+        along_unit = along
+        source_start = {1: 1.0 - reach, 2: 0.0, 3: 0.5 - reach / 2, 4: 0.5 - reach / 2}[code]
+        across_unit = across - box_start + source_start
     unit_x, unit_y = (along_unit, across_unit) if horizontal else (across_unit, along_unit)
     grid = torch.stack(torch.broadcast_tensors(2.0 * unit_x - 1.0, 2.0 * unit_y - 1.0), dim=-1)
     return shape.unsqueeze(1), grid

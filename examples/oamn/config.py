@@ -145,10 +145,12 @@ class TrainConfig:
     occluders: str = _option(
         "bands",
         "occluders of the augmentation: bands (the paper's: a corner patch of another image "
-        "stretched over a half or quarter band) or objects (another identity's whole image in "
-        "a shape of depth 0.2-0.6, extent 0.5-1 of the side and ragged edge, labelled with the "
-        "nearest band; oamn.occlusion_aug.ObjectOcclusion)",
-        ("bands", "objects"),
+        "stretched over a half or quarter band), objects (another identity's whole image "
+        "squeezed into a shape of depth 0.2-0.6, extent 0.5-1 of the side and ragged edge, "
+        "labelled with the nearest band; oamn.occlusion_aug.ObjectOcclusion) or people (the "
+        "same shapes showing another identity at the image's own scale, as a pedestrian beside "
+        "or in front: ObjectOcclusion(content='unscaled'))",
+        ("bands", "objects", "people"),
     )
     # Objective (paper §3.2-3.5).
     lambda_mask: float = _option(

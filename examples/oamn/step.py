@@ -30,8 +30,9 @@ def build_augmentation(config: TrainConfig) -> OcclusionAugmentation | ObjectOcc
     """
     if not config.occlusion:
         return None
-    if config.occluders == "objects":
-        return ObjectOcclusion(config.occlusion_locations)
+    if config.occluders in ("objects", "people"):
+        content = "unscaled" if config.occluders == "people" else "scaled"
+        return ObjectOcclusion(config.occlusion_locations, content=content)
     return OcclusionAugmentation(config.occlusion_locations, config.occlusion_areas)
 
 

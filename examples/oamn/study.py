@@ -113,6 +113,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 #: Variants tried on the way to the defaults (docs/AWARENESS.md, "what was tried"); run them by
 #: name with ``--variants``. Every one uses the paper's ``lambda_1 = 5`` unless it says otherwise.
 EXPLORATORY_VARIANTS: dict[str, dict[str, Any]] = {
+    # real_occluders with other people at the image's own scale (chosen on the validation
+    # identities' labelled occluders, docs/AWARENESS.md).
+    "real_occluders_people": {**VARIANTS["real_occluders"], "occluders": "people"},
     # real_occluders without one of its three parts: the paper's bands, eq. 8's 4-way grader,
     # no mask supervision.
     "real_occluders_bands": {**VARIANTS["real_occluders"], "occluders": "bands"},

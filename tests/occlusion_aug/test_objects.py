@@ -136,3 +136,24 @@ def test_band_augmentation_reports_its_bands_as_occluded_pixels():
     out = OcclusionAugmentation()(torch.rand(4, 3, 16, 8))
     assert torch.equal(out.occluded, band_mask(out.location, out.area, 16, 8))
     assert math.isclose(float(out.occluded[:4].float().mean()), 0.0)
+
+
+def test_unscaled_content_is_the_other_image_shifted_not_resized():
+    height, width = 32, 16
+    rows = torch.arange(height, dtype=torch.float64).view(-1, 1)
+    cols = torch.arange(width, dtype=torch.float64).view(1, -1)
+    image = (100 * rows + cols).expand(3, -1, -1)
+    images = torch.stack([image, image + 10_000])  # image 1 is image 0 plus 10,000
+    aug = ObjectOcclusion(depth=(0.25, 0.25), extent=(1.0, 1.0), roughness=0.0, content="unscaled")
+    out = aug(images, generator=torch.Generator().manual_seed(0))
+    assert out.params.source_index.tolist() == [1, 0]
+    source_offset = torch.tensor([10_000.0, -10_000.0], dtype=torch.float64).view(2, 1, 1)
+    views = out.images.view(5, 2, 3, height, width)[:, :, 0] - images[:, 0]
+    masks = out.occluded.view(5, 2, height, width)
+    # Left: the source's central quarter of columns, (0.5 - 0.125) * 16 = 6 columns further
+    # right, same rows. Bottom: the source's top quarter, rows 24 higher, same columns.
+    expected_shift = {3: 6.0, 2: -2400.0}
+    for code, shift in expected_shift.items():
+        inside = masks[code]
+        difference = (views[code] - source_offset)[inside]
+        torch.testing.assert_close(difference, torch.full_like(difference, shift))
