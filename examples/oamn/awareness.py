@@ -46,7 +46,7 @@ from oamn.reid_eval import predict_occlusion_type
 
 from .data import ReIDItem, build_test_loader
 from .extraction import evaluation_mode
-from .occluder_labels import LABELLED_OCCLUDERS, labelled_grader_report, read_labels
+from .occluder_labels import LABEL_FILES, labelled_grader_report, read_labels
 from .reporting import occlusion_type_names
 
 __all__ = [
@@ -84,9 +84,9 @@ def awareness_report(
 ) -> tuple[dict, Tensor | None]:
     r"""Everything this module measures on a test split, and the queries' true types if known.
 
-    Always :func:`augmented_awareness` on the query images (``"augmented"``); on the queries
-    that the repository's labelled set names (Occluded-Duke's), the grader on their
-    hand-labelled real occluders (``"labelled_real_occluders"``,
+    Always :func:`augmented_awareness` on the query images (``"augmented"``); on the images
+    that the repository's labelled sets name (Occluded-Duke's test queries and validation
+    images), the grader on their hand-labelled real occluders (``"labelled_real_occluders"``,
     :func:`~examples.oamn.occluder_labels.labelled_grader_report`); on a synthetic benchmark
     (a ``manifest.json`` in ``data_root``) also :func:`query_awareness` of its occluders
     (``"synthetic_queries"``).
@@ -124,13 +124,11 @@ def awareness_report(
             progress=progress,
         )
     }
-    if data_root is not None and LABELLED_OCCLUDERS.is_file():
-        names = [Path(item.path).name for item in query_items]
-        labelled = labelled_grader_report(
-            names, query_scores, read_labels(LABELLED_OCCLUDERS), thresholds, boundary
-        )
-        if labelled is not None:
-            report["labelled_real_occluders"] = labelled
+    labels = {name: label for path in LABEL_FILES for name, label in read_labels(path).items()}
+    names = [Path(item.path).name for item in query_items]
+    labelled = labelled_grader_report(names, query_scores, labels, thresholds, boundary)
+    if labelled is not None:
+        report["labelled_real_occluders"] = labelled
     occlusions = None if data_root is None else synthetic_query_occlusions(data_root, query_items)
     if occlusions is None:
         return report, None

@@ -129,6 +129,12 @@ class TrainConfig:
         "GAP of g, blinded by a collapsed mask; see docs/AWARENESS.md)",
         GRADERS,
     )
+    grader_none_weight: float = _option(
+        1.0,
+        "test time, 9-way grader: weight of its 'none' probability before renormalising (a "
+        "prior shift; its 'none' is learnt from training images, some of them occluded); "
+        "chosen on the validation identities' labelled occluders",
+    )
     grader_head: str = _option(
         "locations",
         "grader output: locations (the paper's 4 scores read by eq. 8's thresholds) or types "
@@ -301,6 +307,7 @@ ARCHITECTURE_FIELDS = (
 RUN_ONLY_FIELDS = (
     "data_root", "workers", "val_every", "val_batch_size", "device", "channels_last",
     "output_dir", "resume", "overwrite", "keep_epoch_checkpoints", "verify_images", "progress",
+    "grader_none_weight",
 )  # fmt: skip
 
 

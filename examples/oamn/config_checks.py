@@ -123,6 +123,10 @@ def _check_losses(config: TrainConfig) -> None:
         )
     if not (config.loss_id or config.loss_triplet):
         raise ValueError("at least one identity loss is needed: enable --loss-id or --loss-triplet")
+    if not config.grader_none_weight > 0:
+        raise ValueError(
+            f"{_flag('grader_none_weight')} must be > 0, got {config.grader_none_weight}"
+        )
     if config.lambda_visibility < 0:
         raise ValueError(
             f"{_flag('lambda_visibility')} must be >= 0, got {config.lambda_visibility}"

@@ -257,6 +257,7 @@ def _evaluate(
             ap=args.ap,
             boundary=args.boundary,
             rerank=args.rerank,
+            none_weight=config.grader_none_weight,
             progress=not args.no_progress,
         )
         print(

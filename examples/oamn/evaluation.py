@@ -10,6 +10,7 @@ evaluation CLI writes its result with :func:`write_evaluation`, then its figures
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from .awareness import awareness_report
 from .config import TrainConfig
 from .data import ReIDDataset, ReIDItem
 from .extraction import EvaluationFeatures, extract_for_evaluation
+from .occluder_labels import reweight_none
 from .reporting import library_versions, metrics_report
 from .run_files import make_parent, write_json
 from .summary_figures import save_awareness_figure
@@ -55,6 +57,7 @@ def evaluation_report(
     thresholds: tuple[float, float] = (0.5, 0.75),
     boundary: str = "paper",
     rerank: tuple[int, int, float] | None = None,
+    none_weight: float = 1.0,
     progress: bool = True,
 ) -> tuple[dict, EvaluationFeatures]:
     r"""Extract features and banks, measure awareness if asked, and compute every metric row.
@@ -85,6 +88,9 @@ def evaluation_report(
         boundary: their boundary convention.
         rerank: ``(k1, k2, lambda_value)``: add re-ranked rows, see
             :func:`~examples.oamn.reporting.metrics_report`; ``None``: none.
+        none_weight: a 9-way grader's "none" probability is multiplied by it and the queries'
+            scores renormalised before anything reads them
+            (:func:`~examples.oamn.occluder_labels.reweight_none`); 1 leaves them.
         progress: show progress bars.
 
     Returns:
@@ -108,6 +114,11 @@ def evaluation_report(
         two_sided=two_sided,
         amp=amp,
     )
+    if none_weight != 1:
+        scores = reweight_none(features.query.grader_scores, none_weight)
+        features = dataclasses.replace(
+            features, query=dataclasses.replace(features.query, grader_scores=scores)
+        )
     awareness_part, true_types = None, None
     if awareness:
         started = time.perf_counter()

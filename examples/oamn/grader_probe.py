@@ -38,7 +38,7 @@ from oamn.occlusion_aug import ObjectOcclusion, OcclusionAugmentation
 from .checkpoint import load_model
 from .data import build_test_loader
 from .data.layouts import load_dataset
-from .occluder_labels import labelled_grader_report, read_labels
+from .occluder_labels import labelled_grader_report, read_labels, reweight_none
 from .validation import training_split
 
 __all__ = ["STYLES", "main"]
@@ -96,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--styles", default=",".join(STYLES))
     parser.add_argument("--images", type=int, default=2000, help="training images occluded")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--none-weights",
+        default="1",
+        help="comma list of weights of the 'none' probability before renormalising (a prior "
+        "shift at test time: below 1, a hesitant grader names an occluded type instead)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
@@ -121,8 +127,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         head = _fit(features, types, args.epochs, args.seed)
         with torch.no_grad():
             scores = head(clean).softmax(1)
-        results[style] = labelled_grader_report(names, scores, labels)
-        print(style, json.dumps({k: v for k, v in results[style].items() if "ci95" not in k}))
+        for weight in (float(w) for w in args.none_weights.split(",")):
+            key = style if weight == 1 else f"{style}, none x {weight}"
+            results[key] = labelled_grader_report(names, reweight_none(scores, weight), labels)
+            print(key, json.dumps({k: v for k, v in results[key].items() if "ci95" not in k}))
     Path(args.output).write_text(json.dumps(results, indent=1))
 
 

@@ -39,7 +39,9 @@ from .intervals import bootstrap_interval
 
 __all__ = [
     "LABELLED_OCCLUDERS",
+    "LABELLED_VALIDATION",
     "LABELS",
+    "LABEL_FILES",
     "agreement",
     "label_to_type",
     "read_labels",
@@ -55,6 +57,11 @@ LABELS: tuple[str, ...] = (
 )
 #: The labelled set shipped with the repository (first labelling of 448 dev queries).
 LABELLED_OCCLUDERS = Path(__file__).parent / "labels" / "occluded_duke_dev_queries.csv"
+#: Labelled images of the validation identities (``--val-ids 50``, seed 0, of the dev train
+#: split): the set that settings are chosen on.
+LABELLED_VALIDATION = LABELLED_OCCLUDERS.with_name("occluded_duke_dev_validation.csv")
+#: Every labelled set an evaluation scores the grader on (file names do not overlap).
+LABEL_FILES = (LABELLED_OCCLUDERS, LABELLED_VALIDATION)
 
 _CELL = (100, 200)  # width, height of one image in a tile
 _MARGIN = 10  # room for the depth ticks around each image
@@ -230,6 +237,22 @@ def labelled_grader_report(
     report["none_labelled"] = int(labelled_none.sum())
     report["none_accuracy"] = _share(predicted[labelled_none] == 0)
     return report
+
+
+def reweight_none(scores: Tensor, weight: float) -> Tensor:
+    """9-way type probabilities with "none" weighted by ``weight`` and the rows renormalised
+    (a prior shift: the grader's "none" is learnt from training images that are not all
+    unoccluded); 4-column scores are returned unchanged.
+
+    Example:
+        >>> reweight_none(torch.tensor([[0.6, 0.4] + [0.0] * 7]), 0.5)[0, :2]
+        tensor([0.4286, 0.5714])
+    """
+    if scores.shape[1] != 9 or weight == 1:
+        return scores
+    weighted = scores.clone()
+    weighted[:, 0] *= weight
+    return weighted / weighted.sum(dim=1, keepdim=True)
 
 
 def _share(hits: Tensor) -> float | None:

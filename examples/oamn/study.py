@@ -43,10 +43,11 @@ from .command_errors import locked_command
 from .comparison import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
 from .config import TrainConfig
 from .config_cli import config_parser
-from .data import load_dataset
+from .data import build_test_loader, load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluation_report
 from .extraction import parse_strategies
+from .occluder_labels import reweight_none
 from .reporting import library_versions
 from .run_files import remove_leftovers, write_atomic, write_json
 from .study_report import format_intervals, format_markdown, slim, summarise
@@ -109,13 +110,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "lambda_visibility": 1.0,
     },
 }
+# real_occluders with other people at the image's own scale, and a 9-way grader's "none"
+# halved at test time: both chosen on the validation identities' labelled occluders
+# (python -m examples.oamn.grader_probe, docs/AWARENESS.md).
+VARIANTS["real_occluders_people"] = {
+    **VARIANTS["real_occluders"],
+    "occluders": "people",
+    "grader_none_weight": 0.5,
+}
 
 #: Variants tried on the way to the defaults (docs/AWARENESS.md, "what was tried"); run them by
 #: name with ``--variants``. Every one uses the paper's ``lambda_1 = 5`` unless it says otherwise.
 EXPLORATORY_VARIANTS: dict[str, dict[str, Any]] = {
-    # real_occluders with other people at the image's own scale (chosen on the validation
-    # identities' labelled occluders, docs/AWARENESS.md).
-    "real_occluders_people": {**VARIANTS["real_occluders"], "occluders": "people"},
     # real_occluders without one of its three parts: the paper's bands, eq. 8's 4-way grader,
     # no mask supervision.
     "real_occluders_bands": {**VARIANTS["real_occluders"], "occluders": "bands"},
@@ -321,6 +327,7 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
         strategies=args.strategies,
         awareness=True,
         amp=config.amp,
+        none_weight=config.grader_none_weight,
         **options,
     )
     for row in report["rows"].values():
@@ -337,7 +344,12 @@ def _validation(model, config: TrainConfig, dataset, options: dict) -> dict:
     """Awareness on the held-out training identities' images, and their last validation mAP."""
     _, val_query, val_gallery = training_split(dataset.train, config)
     items = (*val_query, *val_gallery)
-    scores = torch.zeros(len(items), 4)  # unused without a manifest
+    loader = build_test_loader(items, config.height, config.width, options["batch_size"], 0)
+    with torch.inference_mode():
+        scores = torch.cat(
+            [model.extract(images.to(options["device"]))[1] for images, *_ in loader]
+        )
+    scores = reweight_none(scores.float().cpu(), config.grader_none_weight)
     report, _ = awareness_report(model, items, scores, None, **options)
     history = json.loads((Path(config.output_dir) / "log.json").read_text())
     validated = [record for record in history if "val_mAP" in record]

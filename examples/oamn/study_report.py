@@ -92,6 +92,13 @@ SUMMARY: dict[str, tuple[str, ...]] = {
     "val grader location": ("validation", "augmented", "grader", "location_accuracy"),
     "val grader type": ("validation", "augmented", "grader", "type_accuracy"),
     "val holistic read as none": ("validation", "augmented", "grader", "none_accuracy"),
+    "val labelled: typed none": ("validation", "labelled_real_occluders", "none_rate"),
+    "val labelled: location": ("validation", "labelled_real_occluders", "location_accuracy"),
+    "val labelled none read as none": (
+        "validation",
+        "labelled_real_occluders",
+        "none_accuracy",
+    ),
     "val mAP": ("validation", "val_mAP"),
 }
 
