@@ -94,7 +94,7 @@ def awareness_report(
     Args:
         model: an OAMN model on ``device``.
         query_items: the query images.
-        query_scores: ``(Q, 4)`` their grader scores (``FeatureSet.grader_scores``).
+        query_scores: ``(Q, 4)`` or ``(Q, 9)`` their grader scores (``FeatureSet.grader_scores``).
         data_root: the dataset folder (read for a synthetic manifest), or ``None`` (images that
             are not a synthetic benchmark's queries, e.g. held-out training identities).
         height: input height of the model.
@@ -348,8 +348,8 @@ def query_awareness(
         grader_types: ``(Q,)`` their predicted types.
         location: ``(Q,)`` the occluders' location codes.
         fraction: ``(Q,)`` the share of the side each occluder covers (its band).
-        grader_scores: ``(Q, 4)`` the scores ``grader_types`` were read from (adds the argmax
-            location accuracy), or ``None``.
+        grader_scores: ``(Q, 4)`` or ``(Q, 9)`` the scores ``grader_types`` were read from
+            (adds the argmax location accuracy), or ``None``.
 
     Returns:
         ``{"mask": mask_band_statistics(...), "grader": grader_statistics(...)}`` against the

@@ -2,7 +2,7 @@ r"""Batched feature extraction of a trained OAMN model: query and gallery featur
 
 The model is anything with OAMN's inference interface (see :class:`examples.oamn.model.OAMN`):
 
-* ``model.extract(images) -> (features (B, D), grader_scores (B, 4))``;
+* ``model.extract(images) -> (features (B, D), grader_scores (B, 4) or (B, 9))``;
 * ``model.gallery_bank(images, strategy, image_fill) -> (9, B, D)``, the features of each image
   under the 9 occlusion types (README convention: 0 none, 1-4 half top/bottom/left/right, 5-8
   quarter top/bottom/left/right).
@@ -53,7 +53,8 @@ class FeatureSet:
 
     Attributes:
         features: ``(N, D)`` float32, the model's test features (L2-normalised by OAMN).
-        grader_scores: ``(N, 4)`` float32 occlusion-grader softmax, columns top, bottom, left,
+        grader_scores: ``(N, 4)`` float32 occlusion-grader softmax (``(N, 9)`` for a 9-way
+            grader: none and the 8 types), columns top, bottom, left,
             right.
         pids: ``(N,)`` int64 identities as the loader gave them.
         camids: ``(N,)`` int64 camera ids.

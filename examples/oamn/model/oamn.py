@@ -61,7 +61,8 @@ class OAMN(nn.Module):
     (max or average) into ``h`` (``pooled``, the triplet feature), then ``BatchNorm1d`` (the
     ``embedding``, the test feature once L2-normalised) -> ReLU -> Dropout -> ``Linear`` (the
     identity ``logits``). The grader scores the occlusion from a summary of ``g.detach()`` ->
-    ``BatchNorm1d`` -> ``Linear(., 4)`` -> softmax, columns top, bottom, left, right, so no
+    ``BatchNorm1d`` -> ``Linear(., K)`` -> softmax (``K = 4``: columns top, bottom, left, right;
+    ``K = 9``: none and the 8 types, ``grader_head="types"``), so no
     gradient of the grader reaches the encoder (METHOD §4); the summary is the authors' global
     average pool (``grader="pooled"``) or scale-free row and column profiles (``"profiles"``,
     see :mod:`examples.oamn.model.grader`).
@@ -245,7 +246,7 @@ class OAMN(nn.Module):
             images: as for :meth:`forward`.
 
         Returns:
-            ``(features, grader_scores)``: ``(N, D)`` L2-normalised embeddings and the ``(N, 4)``
+            ``(features, grader_scores)``: ``(N, D)`` L2-normalised embeddings and the ``(N, K)``
             softmax scores (columns top, bottom, left, right), as inference tensors.
         """
         self._check_eval("extract")
