@@ -1,4 +1,4 @@
-r"""Object-like occluders: another image scaled into a shape of partial extent and ragged edge.
+r"""Object-like occluders: another image in a shape of partial extent, any depth, ragged edge.
 
 The paper's bands span a whole side with a straight edge at exactly 1/4 or 1/2 of it, filled
 with a corner patch of another image (mostly background texture). Real occluders are parked

@@ -54,7 +54,7 @@ STYLES: dict[str, tuple[nn.Module, ...]] = {
 
 def _summaries(model: nn.Module, images: Tensor) -> Tensor:
     """The grader's input summary (before its BatchNorm) of normalised images."""
-    f = model._encode(images)
+    f = model.encoder_low(images)
     g = f if model.mask is None or model.grader_reads_features else model.mask(f)[0]
     return model.grader[0](g).float()
 
