@@ -20,7 +20,7 @@ def test_target_is_one_minus_the_band_at_the_feature_resolution(location, area):
 
 def test_target_counts_partly_occluded_cells():
     occluded = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
-    occluded[0, 0, 0, :3] = True  # 3 pixels of the top-left 2x2 cell? no: of two cells' rows
+    occluded[0, 0, 0, :3] = True  # 2 of the top-left cell's 4 pixels, 1 of the top-right's
     target = visibility_target(occluded, (2, 2))
     assert target[0, 0].tolist() == [[0.5, 0.75], [1.0, 1.0]]
 
