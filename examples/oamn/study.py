@@ -127,6 +127,13 @@ EXPLORATORY_VARIANTS: dict[str, dict[str, Any]] = {
     "real_occluders_bands": {**VARIANTS["real_occluders"], "occluders": "bands"},
     "real_occluders_eq8": {**VARIANTS["real_occluders"], "grader_head": "locations"},
     "real_occluders_no_visibility": {**VARIANTS["real_occluders"], "lambda_visibility": 0.0},
+    # The people occluders alone: in the authors' setting, and with eq. 8's 4-way grader.
+    "authors_people": {**VARIANTS["authors"], "occluders": "people"},
+    "real_occluders_people_eq8": {
+        **VARIANTS["real_occluders_people"],
+        "grader_head": "locations",
+        "grader_none_weight": 1.0,
+    },
     # The scale-invariant losses through the encoder: the features collapse (R1 near 0).
     "invariant_paper_routing": {
         "mask_loss_scale": "invariant",
