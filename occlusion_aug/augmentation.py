@@ -32,8 +32,10 @@ class OcclusionBatch:
         params: the drawn parameters (:class:`~oamn.occlusion_aug.OcclusionParams`, or
             :class:`~oamn.occlusion_aug.ObjectOcclusionParams`); pass them back as ``params=``
             to reproduce ``images`` bit for bit.
-        occluded: ``(V*B, 1, H, W)`` bool, ``True`` on each view's occluded pixels (the band,
-            or the object's shape; all ``False`` on holistic rows).
+        occluder_shapes: ``(V*B, 1, H, W)`` bool shapes drawn by an augmentation whose
+            occluders are not the labelled bands (:class:`~oamn.occlusion_aug.ObjectOcclusion`),
+            or ``None``: the occluded pixels are then the bands of the labels (see
+            :attr:`occluded`).
     """
 
     images: Tensor
@@ -41,7 +43,16 @@ class OcclusionBatch:
     area: Tensor
     sample_index: Tensor
     params: Any
-    occluded: Tensor
+    occluder_shapes: Tensor | None = None
+
+    @property
+    def occluded(self) -> Tensor:
+        """``(V*B, 1, H, W)`` bool, ``True`` on each view's occluded pixels (the band, or the
+        object's shape; all ``False`` on holistic rows). Bands are computed on each access,
+        so a training step that never reads them pays nothing."""
+        if self.occluder_shapes is not None:
+            return self.occluder_shapes
+        return band_mask(self.location, self.area, *self.images.shape[2:])
 
     @property
     def num_views(self) -> int:
@@ -199,12 +210,10 @@ class OcclusionAugmentation(BandOptionsAttributes, nn.Module):
             params = self.generate_parameters(batch, source_size, num_occluders, generator)
         else:
             self._check_params(params, batch, source_size, num_occluders)
-        labels = self._labels(params, images.device)
         return OcclusionBatch(
             images=self._paste(images, sources, params),
             params=params,
-            occluded=band_mask(labels["location"], labels["area"], height, width),
-            **labels,
+            **self._labels(params, images.device),
         )
 
     def _paste(self, images: Tensor, sources: Tensor, params: OcclusionParams) -> Tensor:

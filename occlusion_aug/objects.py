@@ -242,7 +242,7 @@ class ObjectOcclusion(nn.Module):
             groups: optional ``(B,)`` labels (identities): occluders come from another group.
 
         Returns:
-            The :class:`OcclusionBatch`, with ``occluded`` set.
+            The :class:`OcclusionBatch`, with ``occluder_shapes`` set.
         """
         batch, channels, height, width = check_images(images)
         if not images.is_floating_point():
@@ -301,7 +301,7 @@ class ObjectOcclusion(nn.Module):
             area=area.to(images.device),
             sample_index=torch.arange(batch).repeat(self.num_views).to(images.device),
             params=params,
-            occluded=occluded,
+            occluder_shapes=occluded,
         )
 
 

@@ -210,10 +210,9 @@ def evaluate_soft_unified(
         >>> evaluate_soft_unified(q, probs, bank, ids, ids, cams, cams + 1).ap
         tensor([1.0000, 0.5000], dtype=torch.float64)
     """
-    given = to_tensor(q_feats, "q_feats")
-    index_all = torch.zeros(given.shape[-2] if given.ndim >= 2 else 0, dtype=torch.int64)
-    queries, bank, _ = unified_queries(given, index_all, g_bank, "g_bank")
-    q_bank = given.to(queries.dtype) if given.ndim == 3 else queries.expand(bank.shape[0], -1, -1)
+    checked, bank = query_features(q_feats, g_bank, "g_bank")
+    q_bank = checked if checked.ndim == 3 else checked.expand(bank.shape[0], -1, -1)
+    queries = q_bank[0]  # the query count and device the labels are checked against
     probs = _check_probabilities(q_probs, queries, bank.shape[0])
     all_queries = torch.arange(queries.shape[0], device=queries.device)
     groups = [(all_queries, _weighted_distances_to(bank, q_bank, probs))]
@@ -227,20 +226,26 @@ def unified_queries(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Checked ``(Q, D)`` query features (each under its type when given a query bank), the
     ``(T, G, D)`` gallery bank (argument ``g_name``) and the ``(Q,)`` int64 types."""
+    queries, bank = query_features(q_feats, g_bank, g_name)
+    if queries.ndim == 2:
+        return queries, bank, _check_types(q_types, queries, bank.shape[0], g_name)
+    types = _check_types(q_types, queries[0], bank.shape[0], g_name)
+    return queries[types, torch.arange(queries.shape[1], device=queries.device)], bank, types
+
+
+def query_features(q_feats: ArrayLike, g_bank: ArrayLike, g_name: str) -> tuple[Tensor, Tensor]:
+    """Checked query features, ``(Q, D)`` or a ``(T, Q, D)`` query bank, and the ``(T, G, D)``
+    gallery bank (argument ``g_name``)."""
     given = to_tensor(q_feats, "q_feats")
     if given.ndim != 3:
-        queries, bank = check_feature_pair(given, g_bank, g_name, "(T, G, D)")
-        return queries, bank, _check_types(q_types, queries, bank.shape[0], g_name)
+        return check_feature_pair(given, g_bank, g_name, "(T, G, D)")
     flat, bank = check_feature_pair(given.flatten(0, 1), g_bank, g_name, "(T, G, D)")
     if given.shape[0] != bank.shape[0]:
         raise ValueError(
             f"q_feats as a query bank must have {g_name}'s {bank.shape[0]} types first, got "
             f"shape {tuple(given.shape)}; pass (Q, D) features for the one-sided unification"
         )
-    q_bank = flat.view(given.shape)
-    types = _check_types(q_types, q_bank[0], bank.shape[0], g_name)
-    queries = q_bank[types, torch.arange(q_bank.shape[1], device=q_bank.device)]
-    return queries, bank, types
+    return flat.view(given.shape), bank
 
 
 def type_groups(types: Tensor) -> list[tuple[int, Tensor]]:

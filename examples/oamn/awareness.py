@@ -47,7 +47,7 @@ from oamn.reid_eval import predict_occlusion_type
 from .data import ReIDItem, build_test_loader
 from .extraction import evaluation_mode
 from .occluder_labels import LABEL_FILES, labelled_grader_report, read_labels
-from .reporting import occlusion_type_names
+from .reporting import location_scores, occlusion_type_names
 
 __all__ = [
     "HALF_FRACTION",
@@ -212,10 +212,7 @@ def grader_statistics(predicted: Tensor, true: Tensor, scores: Tensor | None = N
     predicted, true = predicted.long().cpu(), true.long().cpu()
     extra = {}
     if scores is not None:
-        scores = scores.float().cpu()
-        if scores.shape[1] == NUM_OCCLUSION_TYPES:  # a 9-way grader: add half and quarter
-            scores = scores[:, 1:5] + scores[:, 5:9]
-        argmax_location = scores.argmax(1) + 1
+        argmax_location = location_scores(scores.float().cpu()).argmax(1) + 1
         extra["argmax_location_accuracy"] = _share(
             argmax_location[true > 0] == location_and_area(true)[0][true > 0]
         )

@@ -39,6 +39,7 @@ from .checkpoint import load_model
 from .data import build_test_loader
 from .data.layouts import load_dataset
 from .occluder_labels import labelled_grader_report, read_labels, reweight_none
+from .step import make_views
 from .validation import training_split
 
 __all__ = ["STYLES", "main"]
@@ -65,10 +66,7 @@ def _occluded_summaries(model, loader, augmentations, seed: int) -> tuple[Tensor
     features, types = [], []
     for images, pids, *_ in loader:
         for augmentation in augmentations:
-            if isinstance(augmentation, ObjectOcclusion):
-                views = augmentation(images, generator=generator, groups=pids)
-            else:
-                views = augmentation(images, generator=generator)
+            views = make_views(augmentation, images, pids, generator)
             features.append(_summaries(model, views.images))
             types.append(views.occlusion_type)
     return torch.cat(features), torch.cat(types)

@@ -47,6 +47,7 @@ __all__ = [
     "format_report",
     "format_table",
     "library_versions",
+    "location_scores",
     "metrics_report",
     "occlusion_type_names",
 ]
@@ -207,12 +208,23 @@ def metrics_report(
     }
 
 
-def _located_types(scores: Tensor, boundary: str) -> Tensor:
-    """Every query a half band at its most likely location: the largest of the 4 location
-    scores, or of a 9-way grader's location probabilities (its half and quarter columns
-    added)."""
+def location_scores(scores: Tensor) -> Tensor:
+    """``(N, 4)`` scores of the locations top, bottom, left, right: the grader's 4 columns, or
+    a 9-way grader's half and quarter columns of each location added.
+
+    Example:
+        >>> location_scores(torch.tensor([[0.1, 0.2, 0.0, 0.0, 0.1, 0.3, 0.1, 0.1, 0.1]]))
+        tensor([[0.5000, 0.1000, 0.1000, 0.2000]])
+    """
     if scores.shape[1] == NUM_OCCLUSION_TYPES:
-        return 1 + (scores[:, 1:5] + scores[:, 5:9]).argmax(dim=1)
+        return scores[:, 1:5] + scores[:, 5:9]
+    return scores
+
+
+def _located_types(scores: Tensor, boundary: str) -> Tensor:
+    """Every query a half band at its most likely location (:func:`location_scores`)."""
+    if scores.shape[1] == NUM_OCCLUSION_TYPES:
+        return 1 + location_scores(scores).argmax(dim=1)
     return predict_types(scores, (0.0, 0.0), boundary)
 
 

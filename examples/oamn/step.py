@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .objective import OAMNObjective, ObjectiveResult
 from .precision import autocast
 
-__all__ = ["build_augmentation", "training_step"]
+__all__ = ["build_augmentation", "make_views", "training_step"]
 
 
 def build_augmentation(config: TrainConfig) -> OcclusionAugmentation | ObjectOcclusion | None:
@@ -34,6 +34,19 @@ def build_augmentation(config: TrainConfig) -> OcclusionAugmentation | ObjectOcc
         content = "unscaled" if config.occluders == "people" else "scaled"
         return ObjectOcclusion(config.occlusion_locations, content=content)
     return OcclusionAugmentation(config.occlusion_locations, config.occlusion_areas)
+
+
+def make_views(
+    augmentation: OcclusionAugmentation | ObjectOcclusion,
+    images: torch.Tensor,
+    pids: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> OcclusionBatch:
+    """The occluded views of ``images``; ``ObjectOcclusion`` takes its occluders from images of
+    another identity (a pedestrian in front, not the same person twice)."""
+    if isinstance(augmentation, ObjectOcclusion):
+        return augmentation(images, generator=generator, groups=pids)
+    return augmentation(images, generator=generator)
 
 
 def training_step(
@@ -73,12 +86,7 @@ def training_step(
             no parameter, and no buffer either (the forward pass's BatchNorm statistics are put
             back).
     """
-    views = None
-    if isinstance(augmentation, ObjectOcclusion):
-        # Another identity's image occludes: a pedestrian in front, not the same person twice.
-        views = augmentation(images, generator=generator, groups=pids)
-    elif augmentation is not None:
-        views = augmentation(images, generator=generator)
+    views = None if augmentation is None else make_views(augmentation, images, pids, generator)
     if views is not None:
         images = views.images
     if channels_last:

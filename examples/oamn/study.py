@@ -46,7 +46,7 @@ from .config_cli import config_parser
 from .data import build_test_loader, load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluation_report
-from .extraction import parse_strategies
+from .extraction import extract_features, parse_strategies
 from .occluder_labels import reweight_none
 from .reporting import library_versions
 from .run_files import remove_leftovers, write_atomic, write_json
@@ -352,11 +352,8 @@ def _validation(model, config: TrainConfig, dataset, options: dict) -> dict:
     _, val_query, val_gallery = training_split(dataset.train, config)
     items = (*val_query, *val_gallery)
     loader = build_test_loader(items, config.height, config.width, options["batch_size"], 0)
-    with torch.inference_mode():
-        scores = torch.cat(
-            [model.extract(images.to(options["device"]))[1] for images, *_ in loader]
-        )
-    scores = reweight_none(scores.float().cpu(), config.grader_none_weight)
+    scores = extract_features(model, loader, options["device"], progress=False).grader_scores
+    scores = reweight_none(scores, config.grader_none_weight)
     report, _ = awareness_report(model, items, scores, None, **options)
     history = json.loads((Path(config.output_dir) / "log.json").read_text())
     validated = [record for record in history if "val_mAP" in record]
