@@ -12,6 +12,7 @@ from torch import Tensor
 from ._options import BandOptions, BandOptionsAttributes
 from ._paste import paste_bands
 from ._validation import check_images
+from .bands import band_mask
 from .params import CORNERS, OcclusionParams
 
 __all__ = ["RandomBandOcclusion"]
@@ -31,6 +32,12 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
     of one image takes the patch from itself. Use it where a plain augmentation is wanted (one
     output per input, e.g. inside :class:`kornia.augmentation.AugmentationSequential`); OAMN's
     training needs the aligned views of :class:`~oamn.occlusion_aug.OcclusionAugmentation`.
+
+    Inside :class:`kornia.augmentation.AugmentationSequential`, a ``mask`` data key is erased
+    as kornia's :class:`~kornia.augmentation.RandomErasing` erases it: set to ``0`` inside each
+    pasted band (the pixels now show another image), whatever its dtype (float, bool, integer
+    labels). Boxes and keypoints come back
+    unchanged, as :class:`~kornia.augmentation.RandomErasing` leaves them.
 
     Parameters are drawn on the CPU from torch's global generator (seed with
     ``torch.manual_seed``), as kornia does. The last draw is kept in ``_params``, a dict of
@@ -169,12 +176,33 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
         occlusion = self._occlusion_params(params, batch, height, width)
         output = input.clone()  # keeps the input's memory format
         canvases = dict.fromkeys(self.options.location_codes, output)
+        paste_bands(canvases, input, occlusion, self.areas, location=self._gated_location(params))
+        return output
+
+    def apply_transform_mask(
+        self,
+        input: Tensor,
+        params: dict[str, Tensor],
+        flags: dict[str, Any],
+        transform: Tensor | None = None,
+    ) -> Tensor:
+        """Set a ``(B, C, H, W)`` mask to ``0`` inside each image's band, as kornia's
+        ``RandomErasing`` erases its rectangle in a mask."""
+        # AugmentationSequential has checked that the mask has the images' height and width.
+        batch, _, height, width = input.shape
+        occlusion = self._occlusion_params(params, batch, height, width)
+        location = self._gated_location(params)
+        area = torch.where(location == 0, 0.0, occlusion.area)
+        band = band_mask(location.to(input.device), area.to(input.device), height, width)
+        return input.masked_fill(band, 0)
+
+    def _gated_location(self, params: dict[str, Tensor]) -> Tensor:
+        """``(B,)`` CPU location codes, 0 for the rows that kornia's gate leaves untouched."""
         location = params["location"].to("cpu", torch.int64)
         if not (self.p == 1.0 and self.p_batch == 1.0):
             # kornia gives the rows its gate skips their input back: paste nothing into them.
             location = torch.where(params["batch_prob"].cpu() > 0.5, location, 0)
-        paste_bands(canvases, input, occlusion, self.areas, location=location)
-        return output
+        return location
 
     def _occlusion_params(
         self, params: dict[str, Tensor], batch: int, height: int, width: int

@@ -223,6 +223,43 @@ def test_inside_augmentation_sequential_with_other_kornia_augmentations() -> Non
     assert torch.equal(pipeline(images, params=pipeline._params), out)
 
 
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool, torch.int64, torch.uint8])
+def test_a_mask_key_is_erased_inside_the_band_like_random_erasing(p: float, dtype) -> None:
+    images = torch.rand(8, 3, 37, 19)
+    labels = torch.randint(1, 5, (8, 1, 37, 19)).to(dtype)  # a label map, no 0 anywhere
+    band = RandomBandOcclusion(p=p)
+    pipeline = K.AugmentationSequential(
+        K.RandomHorizontalFlip(p=0.5), band, data_keys=["input", "mask"]
+    )
+    torch.manual_seed(13)
+    out, mask = pipeline(images, labels)
+    params = band._params
+    # Written out per image: the band of each row kornia's gate selected, at the mask's size.
+    gate = params["batch_prob"] > 0.5
+    expected_zero = band_masks(params, 37, 19) & gate[:, None, None, None]
+    assert mask.dtype == dtype
+    assert torch.equal(mask == 0, expected_zero)
+    assert int(gate.sum()) > 0
+    # The zeroed pixels are exactly the pasted ones.
+    assert torch.equal(
+        (out != pipeline[0](images, params=pipeline[0]._params)).any(1, True), mask == 0
+    )
+
+
+def test_boxes_and_keypoints_come_back_unchanged_as_with_random_erasing() -> None:
+    images = torch.rand(2, 3, 32, 16)
+    boxes = torch.tensor([[[1.0, 2.0], [10.0, 2.0], [10.0, 20.0], [1.0, 20.0]]]).repeat(2, 1, 1, 1)
+    keypoints = torch.tensor([[[3.0, 4.0], [12.0, 30.0]]]).repeat(2, 1, 1)
+    keys = ["input", "bbox", "keypoints"]
+    for aug in (RandomBandOcclusion(p=1.0), K.RandomErasing(p=1.0)):
+        _, out_boxes, out_keypoints = K.AugmentationSequential(aug, data_keys=keys)(
+            images, boxes, keypoints
+        )
+        assert torch.equal(out_boxes, boxes)
+        assert torch.equal(out_keypoints, keypoints)
+
+
 def test_inside_nn_sequential() -> None:
     images = torch.rand(4, 3, 32, 16)
     band = RandomBandOcclusion(p=1.0)
