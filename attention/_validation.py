@@ -29,11 +29,12 @@ def check_features(
     features: Tensor,
     name: str,
     in_channels: int,
-    spatial_size: tuple[int, int],
+    spatial_size: tuple[int, int] | None,
     parameter: Tensor,
 ) -> None:
     """Raise unless ``features`` is a non-empty ``(B, in_channels, *spatial_size)`` floating tensor
-    on ``parameter``'s device, of ``parameter``'s dtype unless autocast is on for that device."""
+    (any ``H, W`` for ``spatial_size=None``) on ``parameter``'s device, of ``parameter``'s dtype
+    unless autocast is on for that device."""
     if not isinstance(features, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(features).__name__}")
     if features.ndim != 4:
@@ -46,7 +47,7 @@ def check_features(
             f"{name} has {channels} channels, but the layer was built with in_channels="
             f"{in_channels}"
         )
-    if (height, width) != spatial_size:
+    if spatial_size is not None and (height, width) != spatial_size:
         raise ValueError(
             f"{name} has spatial size (H, W) = {(height, width)}, but the layer was built for "
             f"spatial_size={spatial_size}: the relations between the H*W positions are "

@@ -28,7 +28,7 @@ class AttentionMask(nn.Module):
           ``m`` as returned by ``attention``.
 
     Example:
-        >>> from attention import RGASpatial
+        >>> from oamn.attention import RGASpatial
         >>> mask = AttentionMask(RGASpatial(64, (8, 8)), detach_input=True)
         >>> f = torch.randn(2, 64, 8, 8, requires_grad=True)
         >>> g, m = mask(f)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.parameter import UninitializedParameter
 
 from ._validation import check_features, check_positive_int, check_spatial_size
 from .relation import embedding_weight, relation_branch, relation_logits
@@ -28,7 +29,7 @@ class _RelationAwareAttention(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        spatial_size: tuple[int, int],
+        spatial_size: tuple[int, int] | None = None,
         use_spatial: bool = True,
         use_channel: bool = True,
         channel_reduction: int | None = None,
@@ -37,7 +38,6 @@ class _RelationAwareAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
-        self.spatial_size = check_spatial_size(spatial_size)
         for name, flag in (("use_spatial", use_spatial), ("use_channel", use_channel)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -45,7 +45,28 @@ class _RelationAwareAttention(nn.Module):
             raise ValueError("use_spatial and use_channel are both False: enable at least one")
         self.use_spatial = use_spatial
         self.use_channel = use_channel
-        channels, positions = self.in_channels, self.spatial_size[0] * self.spatial_size[1]
+        for name, value in (
+            ("channel_reduction", channel_reduction),
+            ("spatial_reduction", spatial_reduction),
+            ("down_ratio", down_ratio),
+        ):
+            if value is not None:
+                check_positive_int(name, value)
+        # What was asked; the attributes of the same names hold the values used once built.
+        self._given = (channel_reduction, spatial_reduction, down_ratio)
+        self.channel_reduction, self.spatial_reduction, self.down_ratio = self._given
+        self.spatial_size: tuple[int, int] | None = None
+        if spatial_size is None:
+            self._register_placeholders()
+        else:
+            for name, module in self._branches(check_spatial_size(spatial_size)).items():
+                self.add_module(name, module)
+
+    def _branches(self, spatial_size: tuple[int, int]) -> dict[str, nn.Module]:
+        """The modules for ``(H, W)`` feature maps, named and ordered as in ``RGA_Module``;
+        resolves the reductions and records ``spatial_size``."""
+        channel_reduction, spatial_reduction, down_ratio = self._given
+        channels, positions = self.in_channels, spatial_size[0] * spatial_size[1]
         self.channel_reduction, self.spatial_reduction, self.down_ratio = _resolve_reductions(
             _Reduction(
                 "channel_reduction",
@@ -53,28 +74,87 @@ class _RelationAwareAttention(nn.Module):
                 channels,
                 "in_channels=",
                 "channels",
-                use_channel,
+                self.use_channel,
             ),
             _Reduction(
-                "spatial_reduction", spatial_reduction, positions, "H*W=", "positions", use_spatial
+                "spatial_reduction",
+                spatial_reduction,
+                positions,
+                "H*W=",
+                "positions",
+                self.use_spatial,
             ),
             down_ratio=down_ratio,
         )
-        channel_reduction, spatial_reduction = self.channel_reduction, self.spatial_reduction
+        self.spatial_size = spatial_size
+        reductions = (self.channel_reduction, self.spatial_reduction, self.down_ratio)
+        return self._relation_modules(channels, positions, *reductions)
+
+    def _relation_modules(
+        self,
+        channels: int,
+        positions: int,
+        channel_reduction: int,
+        spatial_reduction: int,
+        down_ratio: int,
+    ) -> dict[str, nn.Module]:
         # Per branch: (used, F input features, P attended positions, F and P reductions); the
         # channel branch relates the C channels through their H*W values.
         branches = {
-            "spatial": (use_spatial, channels, positions, channel_reduction, spatial_reduction),
-            "channel": (use_channel, positions, channels, spatial_reduction, channel_reduction),
+            "spatial": (
+                self.use_spatial,
+                channels,
+                positions,
+                channel_reduction,
+                spatial_reduction,
+            ),
+            "channel": (
+                self.use_channel,
+                positions,
+                channels,
+                spatial_reduction,
+                channel_reduction,
+            ),
         }
-        # Registration order and names follow RGA_Module, so its state dicts load strictly.
+        modules = {}
         for suffix, (used, features, attended, feature_reduction, reduction) in branches.items():
             if used:
                 branch = relation_branch(
-                    features, attended, feature_reduction, reduction, self.down_ratio
+                    features, attended, feature_reduction, reduction, down_ratio
                 )
-                for role, module in branch.items():
-                    self.add_module(f"{role}_{suffix}", module)
+                modules.update({f"{role}_{suffix}": module for role, module in branch.items()})
+        return modules
+
+    def _register_placeholders(self) -> None:
+        """Lazy layout: the modules of a 1-position map with every parameter uninitialised, so
+        that ``.to()``, ``parameters()`` and an optimizer built before the first call work as
+        with torch's ``Lazy*`` modules; the first input gives the real sizes."""
+        with torch.random.fork_rng(devices=[]):  # the first call draws the weights, as eagerly
+            modules = self._relation_modules(self.in_channels, 1, 1, 1, 1)
+        for name, module in modules.items():
+            for path, parameter in list(module.named_parameters()):
+                owner, _, leaf = path.rpartition(".")
+                uninitialized = UninitializedParameter(parameter.requires_grad)
+                setattr(module.get_submodule(owner), leaf, uninitialized)
+            self.add_module(name, module)
+        self._load_guard = self.register_load_state_dict_pre_hook(_refuse_unbuilt_load)
+
+    def _materialize(self, spatial_size: tuple[int, int]) -> None:
+        """Build the modules for ``(H, W)`` maps and move their weights into the placeholder
+        parameters (same objects, so an optimizer holding them keeps training them)."""
+        placeholders = dict(self.named_parameters())
+        reference = next(iter(placeholders.values()))
+        for name, module in self._branches(spatial_size).items():
+            module.to(device=reference.device, dtype=reference.dtype)
+            for path, built in list(module.named_parameters()):
+                placeholder = placeholders[f"{name}.{path}"]
+                placeholder.materialize(built.shape)
+                with torch.no_grad():
+                    placeholder.copy_(built)
+                owner, _, leaf = path.rpartition(".")
+                setattr(module.get_submodule(owner), leaf, placeholder)
+            self.add_module(name, module)
+        self._load_guard.remove()
 
     def extra_repr(self) -> str:
         return (
@@ -84,9 +164,16 @@ class _RelationAwareAttention(nn.Module):
             f"spatial_reduction={self.spatial_reduction}, down_ratio={self.down_ratio}"
         )
 
+    def __repr__(self) -> str:
+        if self.spatial_size is None:  # the placeholder modules' sizes mean nothing yet
+            return f"{type(self).__name__}({self.extra_repr()}; built at the first input)"
+        return super().__repr__()
+
     def _check(self, features: Tensor, name: str) -> None:
         parameter = next(self.parameters())
         check_features(features, name, self.in_channels, self.spatial_size, parameter)
+        if self.spatial_size is None:
+            self._materialize(tuple(features.shape[-2:]))
 
     def _spatial_logits(self, x: Tensor) -> Tensor:
         """``(B, 1, H, W)`` logits of the spatial map of ``x`` ``(B, C, H, W)``."""
@@ -161,7 +248,12 @@ class RGASpatial(_RelationAwareAttention):
         in_channels: ``C``.
         spatial_size: ``(H, W)`` of the features it will see. It is fixed: the relations to the
             ``H*W`` positions are channels of the weights, and any other size raises a
-            ``ValueError``.
+            ``ValueError``. ``None`` (default): taken from the first input, as torch's ``Lazy*``
+            modules do: until then the parameters are ``UninitializedParameter`` (``.to()`` and
+            an optimizer built before that call work; they then hold the same parameters), the
+            reductions are ``None``, and loading a state dict raises (call the layer once
+            first). The weights drawn at that call are those an eager layer built then would
+            draw.
         channel_reduction: embeddings have ``C // channel_reduction`` channels (``None``:
             ``min(8, C)``).
         spatial_reduction: the relations are embedded to ``K = H*W // spatial_reduction``
@@ -188,12 +280,15 @@ class RGASpatial(_RelationAwareAttention):
         >>> tiny = RGASpatial(1024, (2, 2))  # 4 relations even at spatial_reduction=1
         >>> tiny.spatial_reduction, tiny.down_ratio
         (1, 5)
+        >>> lazy = RGASpatial(1024)  # spatial_size from the first input
+        >>> lazy(torch.randn(2, 1024, 24, 12)).shape, lazy.spatial_size
+        (torch.Size([2, 1, 24, 12]), (24, 12))
     """
 
     def __init__(
         self,
         in_channels: int,
-        spatial_size: tuple[int, int],
+        spatial_size: tuple[int, int] | None = None,
         channel_reduction: int | None = None,
         spatial_reduction: int | None = None,
         down_ratio: int | None = None,
@@ -234,7 +329,7 @@ class RGA(_RelationAwareAttention):
     Args:
         in_channels: ``C``.
         spatial_size: ``(H, W)`` of the features it will see (fixed, as for
-            :class:`RGASpatial`).
+            :class:`RGASpatial`; ``None``: taken from the first input, as there).
         use_spatial: apply the spatial map ``(B, 1, H, W)``.
         use_channel: apply the channel map ``(B, C, 1, 1)`` (after the spatial one).
         channel_reduction: the spatial branch's embeddings have ``C // channel_reduction``
@@ -349,4 +444,12 @@ def _scorer_error(reduction: _Reduction, width: int, down_ratio: int) -> str:
         f"{reduction.name}={reduction.given} leaves {width} relation channels over "
         f"{reduction.counted()}, too few for down_ratio={down_ratio} (the {reduction.scorer()} "
         f"scorer needs {needed}): use {fixes}"
+    )
+
+
+def _refuse_unbuilt_load(module: nn.Module, *args: object, **kwargs: object) -> None:
+    raise RuntimeError(
+        f"{type(module).__name__} was built without spatial_size, so its weights take their "
+        "shapes from its first input: call it once on a feature map (e.g. layer(torch.zeros(1, "
+        "C, H, W))) or build it with spatial_size=(H, W) before loading a state dict"
     )

@@ -1,0 +1,101 @@
+"""RGASpatial and RGA without spatial_size: built from the first input, like torch's Lazy*."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.parameter import UninitializedParameter
+
+from oamn.attention import RGA, AttentionMask, RGASpatial
+
+
+def features(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+
+
+@pytest.mark.parametrize("layer_class", [RGASpatial, RGA])
+@pytest.mark.parametrize("size", [(8, 4), (16, 8), (2, 2)])
+def test_the_first_input_builds_the_eager_layer(layer_class: type, size: tuple[int, int]) -> None:
+    x = features(3, 16, *size)
+    torch.manual_seed(5)
+    eager = layer_class(16, size)
+    torch.manual_seed(5)
+    lazy = layer_class(16)
+    assert lazy.spatial_size is None
+    assert all(isinstance(p, UninitializedParameter) for p in lazy.parameters())
+    out = lazy(x)
+    assert lazy.spatial_size == size
+    for name in ("channel_reduction", "spatial_reduction", "down_ratio"):
+        assert getattr(lazy, name) == getattr(eager, name)
+    assert list(lazy.state_dict()) == list(eager.state_dict())
+    for (name, built), (_, reference) in zip(
+        lazy.named_parameters(), eager.named_parameters(), strict=True
+    ):
+        assert type(built) is torch.nn.Parameter, name
+        assert torch.equal(built, reference), name
+    assert torch.equal(out, eager(x))
+    assert repr(lazy) == repr(eager)
+
+
+def test_an_optimizer_built_before_the_first_call_trains_the_layer() -> None:
+    layer = RGASpatial(16)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    layer(features(4, 16, 8, 4)).square().sum().backward()
+    before = [p.detach().clone() for p in layer.parameters()]
+    optimizer.step()
+    assert [id(p) for p in layer.parameters()] == [id(p) for p in held]
+    assert all(not torch.equal(b, p) for b, p in zip(before, layer.parameters(), strict=True))
+
+
+def test_dtype_moves_before_the_first_call_are_kept() -> None:
+    layer = RGASpatial(16).to(torch.float64)
+    m = layer(features(2, 16, 8, 4, dtype=torch.float64))
+    assert m.dtype == torch.float64
+    assert {p.dtype for p in layer.parameters()} == {torch.float64}
+    assert layer.gg_spatial[1].running_mean.dtype == torch.float64
+
+
+def test_the_size_is_fixed_after_the_first_call() -> None:
+    layer = RGASpatial(16)
+    layer(features(2, 16, 8, 4))
+    with pytest.raises(ValueError, match=r"built for spatial_size=\(8, 4\)"):
+        layer(features(2, 16, 16, 8))
+
+
+def test_a_reduction_that_does_not_fit_the_first_input_raises_and_leaves_it_unbuilt() -> None:
+    layer = RGASpatial(16, spatial_reduction=64)
+    with pytest.raises(ValueError, match="spatial_reduction=64 leaves no channels"):
+        layer(features(2, 16, 8, 4))  # 32 positions
+    assert layer.spatial_size is None
+    assert layer(features(2, 16, 16, 8)).shape == (2, 1, 16, 8)  # 128 // 64 = 2 relations
+    assert (layer.spatial_reduction, layer.down_ratio) == (64, 3)
+
+
+def test_wrong_channels_raise_before_anything_is_built() -> None:
+    layer = RGASpatial(16)
+    with pytest.raises(ValueError, match="in_channels=16"):
+        layer(features(2, 8, 8, 4))
+    assert layer.spatial_size is None
+
+
+def test_loading_a_state_dict_needs_the_first_call() -> None:
+    trained = RGASpatial(16, (8, 4))
+    layer = RGASpatial(16)
+    with pytest.raises(
+        RuntimeError, match=r"call it once on a feature map .* spatial_size=\(H, W\)"
+    ):
+        layer.load_state_dict(trained.state_dict())
+    layer(features(1, 16, 8, 4))
+    layer.load_state_dict(trained.state_dict())
+    x = features(2, 16, 8, 4)
+    assert torch.equal(layer.eval()(x), trained.eval()(x))
+
+
+def test_inside_attention_mask() -> None:
+    mask = AttentionMask(RGASpatial(16), detach_input=True)
+    g, m = mask(features(2, 16, 12, 6))
+    assert g.shape == (2, 16, 12, 6)
+    assert m.shape == (2, 1, 12, 6)
+    assert mask.attention.spatial_size == (12, 6)
+    assert repr(RGASpatial(16)).endswith("built at the first input)")
