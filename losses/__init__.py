@@ -34,6 +34,7 @@ from .mask import (
     mask_consistency_loss,
 )
 from .triplet import (
+    NO_VALID_ANCHOR,
     BatchHardTripletLoss,
     GroupedTripletLoss,
     TripletLossDetails,
@@ -44,6 +45,7 @@ from .triplet import (
 from .visibility import MaskVisibilityLoss, mask_visibility_loss, visibility_target
 
 __all__ = [
+    "NO_VALID_ANCHOR",
     "BatchHardTripletLoss",
     "GraderLoss",
     "GroupedTripletLoss",

@@ -30,6 +30,8 @@ _QUARTER_TOP, _QUARTER_REST = 0.625, 0.125
 _NUM_LOCATIONS = 4
 _AREAS = (0.0, 0.25, 0.5)
 _LOG_FLOOR = 1e-12
+#: How far a row of scores may stray from the probability simplex (16-bit softmax rounding).
+_SIMPLEX_TOLERANCE = 0.02
 
 
 def grader_targets(
@@ -122,8 +124,9 @@ def grader_loss(
       saturates (a squared error on probabilities does), so the grader learns faster.
 
     Args:
-        scores: ``(N, 4)`` floating grader outputs (softmax probabilities in OAMN), columns
-            top, bottom, left, right.
+        scores: ``(N, 4)`` floating probabilities, the grader's softmax output (each row in
+            ``[0, 1]`` summing to 1 within 0.02, which 16-bit softmax outputs meet), columns
+            top, bottom, left, right. Raw logits are refused: apply ``softmax(1)`` first.
         location: ``(N,)`` integer location codes 0..4.
         area: ``(N,)`` areas: 0 with location 0, else 0.25 or 0.5.
         convention: ``"paper"``, ``"official"`` or ``"distribution"``.
@@ -133,7 +136,7 @@ def grader_loss(
 
     Raises:
         ValueError: for labels outside the convention (see :func:`grader_targets`), mismatched
-            lengths, or ``scores`` holding NaN or inf.
+            lengths, ``scores`` holding NaN or inf, or rows that are not probabilities.
 
     Example:
         >>> scores = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]])
@@ -153,6 +156,7 @@ def grader_loss(
             f"got {tuple(scores.shape)}"
         )
     check_finite(scores=scores)
+    _check_probabilities(scores)
     location, area = _check_occlusion_labels(location, area, len(scores), scores.device)
     targets = grader_targets(location, area, convention).to(scores.dtype)
     if convention == "paper":
@@ -202,7 +206,35 @@ class GraderLoss(nn.Module):
         location: Tensor | Sequence[int],
         area: Tensor | Sequence[float],
     ) -> Tensor:
+        """The loss of the grader's scores against the targets of the rows' occlusions.
+
+        Args:
+            scores: ``(N, 4)`` probabilities (the grader's softmax output, not its logits),
+                columns top, bottom, left, right; gradients flow to them.
+            location: ``(N,)`` integer codes 0 none, 1 top, 2 bottom, 3 left, 4 right
+                (``OcclusionBatch.location``).
+            area: ``(N,)`` 0 with location 0, else 0.25 or 0.5 (``OcclusionBatch.area``).
+
+        Returns:
+            The ``()`` loss in ``scores``' dtype (float32 under autocast), ``>= 0``.
+        """
         return grader_loss(scores, location, area, self.convention)
+
+
+def _check_probabilities(scores: Tensor) -> None:
+    """Raise unless every row of ``scores`` is a probability vector, within
+    :data:`_SIMPLEX_TOLERANCE`: raw logits are the likely mistake."""
+    if scores.numel() == 0:
+        return
+    with torch.no_grad():
+        low, high = torch.aminmax(scores)
+        worst_sum = (scores.sum(1) - 1).abs().max()
+    if low < -_SIMPLEX_TOLERANCE or high > 1 + _SIMPLEX_TOLERANCE or worst_sum > _SIMPLEX_TOLERANCE:
+        raise ValueError(
+            "scores must be probabilities, rows in [0, 1] summing to 1 (the grader's softmax "
+            f"output), got values in [{float(low):.3g}, {float(high):.3g}] and row sums off 1 by "
+            f"up to {float(worst_sum):.3g}; pass scores.softmax(1) if these are logits"
+        )
 
 
 def _column(location: Tensor) -> Tensor:

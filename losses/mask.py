@@ -315,6 +315,18 @@ class MaskConsistencyLoss(_MaskLoss):
         return f"{super().extra_repr()}, normalize={self.normalize}"
 
     def forward(self, f_holistic: Tensor, f_occluded: Tensor, m_occluded: Tensor) -> Tensor:
+        """How much the occluded copies' masked features differ from the holistic ones.
+
+        Args:
+            f_holistic: ``(B, C, H, W)`` encoder features of the holistic images.
+            f_occluded: ``(P*B, C, H, W)`` those of their ``P`` occluded copies, pixel-aligned,
+                ``P`` blocks of ``B`` rows (row ``p * B + i`` is a copy of image ``i``:
+                ``occlusion_aug``'s layout without its holistic block); same dtype and device.
+            m_occluded: ``(P*B, 1, H, W)`` masks computed on the occluded copies, in ``[0, 1]``.
+
+        Returns:
+            The ``()`` loss in the features' dtype (float32 under autocast), ``>= 0``.
+        """
         return mask_consistency_loss(
             f_holistic, f_occluded, m_occluded, self.reduction, normalize=self.normalize
         )
@@ -352,6 +364,23 @@ class MaskComplementLoss(_MaskLoss):
         is_half: Tensor | Sequence[bool],
         m_holistic: Tensor | None = None,
     ) -> Tensor:
+        """How far opposite half occlusions' masked features are from adding up to the
+        holistic ones.
+
+        Args:
+            g_holistic: ``(B, C, H, W)`` masked features ``m * f`` of the holistic images.
+            g_top, g_bottom, g_left, g_right: ``(B, C, H, W)`` those of the aligned
+                top/bottom/left/right copies (``g.split(B)`` of ``occlusion_aug``'s 5 blocks);
+                a pair may be ``None`` together to leave its term out.
+            is_half: ``(B,)`` bool, ``True`` where the copies are half-occluded (only those
+                rows count).
+            m_holistic: ``(B, 1, H, W)`` holistic masks for the scale-normalised loss, or
+                ``None`` (eq. 3 as printed).
+
+        Returns:
+            The ``()`` loss in the features' dtype (float32 under autocast), ``>= 0``; a zero
+            still connected to the inputs when no row is half-occluded.
+        """
         return mask_complement_loss(
             g_holistic,
             g_top,

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ._precision import float32_under_autocast
 from ._validation import (
+    check_choice,
     check_finite,
     check_flag,
     check_float_tensor,
@@ -18,7 +19,12 @@ from ._validation import (
 )
 from .distances import pairwise_distances
 
+#: What the triplet losses do when no anchor is valid: ``"raise"`` a ``ValueError`` (default)
+#: or return ``"zero"``, a ``0`` still connected to ``features`` (as pytorch-metric-learning).
+NO_VALID_ANCHOR: tuple[str, ...] = ("raise", "zero")
+
 __all__ = [
+    "NO_VALID_ANCHOR",
     "BatchHardTripletLoss",
     "GroupedTripletLoss",
     "TripletLossDetails",
@@ -66,6 +72,8 @@ def batch_hard_triplet_loss(
     margin: float = 0.3,
     squared: bool = False,
     normalize: bool = False,
+    *,
+    no_valid_anchor: str = "raise",
 ) -> Tensor:
     r"""Batch-hard triplet loss (Hermans et al. 2017): farthest positive, nearest negative.
 
@@ -86,20 +94,25 @@ def batch_hard_triplet_loss(
         margin: the hinge margin, ``>= 0``.
         squared: use squared Euclidean distances.
         normalize: L2-normalise the features first.
+        no_valid_anchor: ``"raise"`` (default) or ``"zero"``: return ``0`` (still connected to
+            ``features``, so every parameter gets a zero gradient) when no anchor is valid,
+            for samplers that cannot promise two identities of two rows in every batch.
 
     Returns:
         The ``()`` loss in ``features``' dtype.
 
     Raises:
-        ValueError: when no anchor is valid (one identity only, or no identity with 2 rows), or
-            when ``features`` holds NaN or inf.
+        ValueError: when no anchor is valid (one identity only, or no identity with 2 rows)
+            and ``no_valid_anchor="raise"``, or when ``features`` holds NaN or inf.
 
     Example:
         >>> features = torch.tensor([[0.0], [1.0], [3.0], [6.0]])  # 4 points on a line
         >>> batch_hard_triplet_loss(features, torch.tensor([0, 0, 1, 1]), margin=2.5)
         tensor(1.5000)
     """
-    return triplet_loss_details(features, labels, margin, None, squared, normalize).loss
+    return triplet_loss_details(
+        features, labels, margin, None, squared, normalize, no_valid_anchor=no_valid_anchor
+    ).loss
 
 
 def grouped_triplet_loss(
@@ -109,6 +122,8 @@ def grouped_triplet_loss(
     margin: float = 0.5,
     squared: bool = False,
     normalize: bool = False,
+    *,
+    no_valid_anchor: str = "raise",
 ) -> Tensor:
     r"""OAMN's grouped triplet loss (paper eq. 6): batch-hard mining inside each group only.
 
@@ -135,12 +150,16 @@ def grouped_triplet_loss(
         squared: use squared Euclidean distances (the paper's eq. 5; the authors' code and
             the default use plain distances).
         normalize: L2-normalise the features first.
+        no_valid_anchor: ``"raise"`` (default) or ``"zero"``: return ``0`` (still connected to
+            ``features``) when no group has a valid anchor, see
+            :func:`batch_hard_triplet_loss`.
 
     Returns:
         The ``()`` loss in ``features``' dtype.
 
     Raises:
-        ValueError: when no group has a valid anchor, or ``features`` holds NaN or inf.
+        ValueError: when no group has a valid anchor and ``no_valid_anchor="raise"``, or when
+            ``features`` holds NaN or inf.
 
     Example:
         >>> features = torch.tensor([[0.0], [1.0], [0.2], [1.5], [8.0], [8.5]])
@@ -151,7 +170,9 @@ def grouped_triplet_loss(
         >>> batch_hard_triplet_loss(features, labels, margin=0.5)
         tensor(3.4167)
     """
-    return triplet_loss_details(features, labels, margin, groups, squared, normalize).loss
+    return triplet_loss_details(
+        features, labels, margin, groups, squared, normalize, no_valid_anchor=no_valid_anchor
+    ).loss
 
 
 @float32_under_autocast
@@ -162,6 +183,8 @@ def triplet_loss_details(
     groups: Tensor | Sequence[int] | None = None,
     squared: bool = False,
     normalize: bool = False,
+    *,
+    no_valid_anchor: str = "raise",
 ) -> TripletLossDetails:
     r"""A batch-hard triplet loss with what its mining found: valid anchors, mined rows.
 
@@ -180,17 +203,23 @@ def triplet_loss_details(
     """
     margin = check_margin(margin)
     squared, normalize = check_flag(squared, "squared"), check_flag(normalize, "normalize")
+    must_have_anchor = check_choice(no_valid_anchor, "no_valid_anchor", NO_VALID_ANCHOR) == "raise"
     check_float_tensor(features, "features", "(N, D)", ndim=2)
     check_finite(features=features)
     labels = check_integer_vector(labels, "labels", len(features), features.device)
     if groups is None:
-        return _ungrouped_details(features, labels, margin, squared, normalize)
+        return _ungrouped_details(features, labels, margin, squared, normalize, must_have_anchor)
     groups = check_integer_vector(groups, "groups", len(features), features.device)
-    return _grouped_details(features, labels, groups, margin, squared, normalize)
+    return _grouped_details(features, labels, groups, margin, squared, normalize, must_have_anchor)
 
 
 def _ungrouped_details(
-    features: Tensor, labels: Tensor, margin: float, squared: bool, normalize: bool
+    features: Tensor,
+    labels: Tensor,
+    margin: float,
+    squared: bool,
+    normalize: bool,
+    must_have_anchor: bool,
 ) -> TripletLossDetails:
     distances = pairwise_distances(features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
@@ -198,9 +227,10 @@ def _ungrouped_details(
         distances, labels[:, None] == labels[None, :], not_self, margin
     )
     num_valid = valid.sum()
-    if not bool(num_valid):
+    if must_have_anchor and not bool(num_valid):
         raise ValueError(_why_no_anchor_is_valid(labels))
-    loss = hinge.sum() / num_valid
+    # Without a valid anchor every hinge is 0, so the loss is a 0 connected to the features.
+    loss = hinge.sum() / num_valid.clamp_min(1)
     return TripletLossDetails(loss, hinge, valid, positive_index, negative_index)
 
 
@@ -211,6 +241,7 @@ def _grouped_details(
     margin: float,
     squared: bool,
     normalize: bool,
+    must_have_anchor: bool,
 ) -> TripletLossDetails:
     rows, slot_of_row = _group_slots(groups)
     in_group = rows >= 0
@@ -226,14 +257,14 @@ def _grouped_details(
     )
     anchors_per_group = valid.sum(-1)
     num_groups = (anchors_per_group > 0).sum()
-    if not bool(num_groups):
+    if must_have_anchor and not bool(num_groups):
         raise ValueError(
             "no group has a valid anchor: inside its group, an anchor needs another row of its "
             "identity and a row of another identity; check that labels and groups describe the "
-            "same rows"
+            "same rows, or pass no_valid_anchor='zero' to get 0 for such a batch"
         )
     # A group without valid anchors has an all-zero hinge, so it adds 0 to the sum.
-    loss = (hinge.sum(-1) / anchors_per_group.clamp_min(1)).sum() / num_groups
+    loss = (hinge.sum(-1) / anchors_per_group.clamp_min(1)).sum() / num_groups.clamp_min(1)
 
     def in_input_order(per_slot: Tensor) -> Tensor:
         return per_slot.flatten()[slot_of_row]
@@ -253,14 +284,18 @@ def _grouped_details(
 class _TripletLoss(nn.Module):
     """Holds and checks the hyper-parameters shared by the triplet loss modules."""
 
-    def __init__(self, margin: float, squared: bool, normalize: bool) -> None:
+    def __init__(self, margin: float, squared: bool, normalize: bool, no_valid_anchor: str) -> None:
         super().__init__()
         self.margin = check_margin(margin)
         self.squared = check_flag(squared, "squared")
         self.normalize = check_flag(normalize, "normalize")
+        self.no_valid_anchor = check_choice(no_valid_anchor, "no_valid_anchor", NO_VALID_ANCHOR)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}, squared={self.squared}, normalize={self.normalize}"
+        return (
+            f"margin={self.margin}, squared={self.squared}, normalize={self.normalize}, "
+            f"no_valid_anchor={self.no_valid_anchor!r}"
+        )
 
 
 class BatchHardTripletLoss(_TripletLoss):
@@ -270,6 +305,8 @@ class BatchHardTripletLoss(_TripletLoss):
         margin: the hinge margin, ``>= 0``.
         squared: use squared Euclidean distances.
         normalize: L2-normalise the features first.
+        no_valid_anchor: ``"raise"`` (default) or ``"zero"``, see
+            :func:`batch_hard_triplet_loss`.
 
     Shape:
         - features: ``(N, D)`` floating.
@@ -282,11 +319,34 @@ class BatchHardTripletLoss(_TripletLoss):
         tensor(1.5000)
     """
 
-    def __init__(self, margin: float = 0.3, squared: bool = False, normalize: bool = False) -> None:
-        super().__init__(margin, squared, normalize)
+    def __init__(
+        self,
+        margin: float = 0.3,
+        squared: bool = False,
+        normalize: bool = False,
+        *,
+        no_valid_anchor: str = "raise",
+    ) -> None:
+        super().__init__(margin, squared, normalize, no_valid_anchor)
 
     def forward(self, features: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
-        return batch_hard_triplet_loss(features, labels, self.margin, self.squared, self.normalize)
+        """The mean hinge over the valid anchors of a batch.
+
+        Args:
+            features: ``(N, D)`` floating embeddings, any device; gradients flow to them.
+            labels: ``(N,)`` integer identities (a tensor on any device, or a sequence).
+
+        Returns:
+            The ``()`` loss in ``features``' dtype (float32 under autocast), ``>= 0``.
+        """
+        return batch_hard_triplet_loss(
+            features,
+            labels,
+            self.margin,
+            self.squared,
+            self.normalize,
+            no_valid_anchor=self.no_valid_anchor,
+        )
 
 
 class GroupedTripletLoss(_TripletLoss):
@@ -296,6 +356,9 @@ class GroupedTripletLoss(_TripletLoss):
         margin: the hinge margin, ``>= 0``; the paper uses 0.5.
         squared: use squared Euclidean distances.
         normalize: L2-normalise the features first.
+        no_valid_anchor: ``"raise"`` (default, a ``ValueError`` that says why) or ``"zero"``
+            (return ``0``, as pytorch-metric-learning does), when no group of a batch has a
+            valid anchor.
 
     Shape:
         - features: ``(N, D)`` floating.
@@ -308,10 +371,20 @@ class GroupedTripletLoss(_TripletLoss):
         >>> features = torch.tensor([[0.0], [1.0], [0.2], [1.5], [8.0], [8.5]])
         >>> criterion(features, [0, 0, 1, 1, 1, 1], groups=[0, 0, 1, 1, 0, 0])
         tensor(0.)
+        >>> tolerant = GroupedTripletLoss(no_valid_anchor="zero")
+        >>> tolerant(features, [0, 1, 2, 3, 4, 5], groups=[0, 0, 1, 1, 0, 0])  # no positive
+        tensor(0.)
     """
 
-    def __init__(self, margin: float = 0.5, squared: bool = False, normalize: bool = False) -> None:
-        super().__init__(margin, squared, normalize)
+    def __init__(
+        self,
+        margin: float = 0.5,
+        squared: bool = False,
+        normalize: bool = False,
+        *,
+        no_valid_anchor: str = "raise",
+    ) -> None:
+        super().__init__(margin, squared, normalize, no_valid_anchor)
 
     def forward(
         self,
@@ -319,8 +392,25 @@ class GroupedTripletLoss(_TripletLoss):
         labels: Tensor | Sequence[int],
         groups: Tensor | Sequence[int],
     ) -> Tensor:
+        """The mean over groups of each group's mean hinge, mining inside each group only.
+
+        Args:
+            features: ``(N, D)`` floating embeddings, any device; gradients flow to them.
+            labels: ``(N,)`` integer identities.
+            groups: ``(N,)`` integer group of each row, any values: OAMN's occlusion locations
+                (0 none, 1 top, 2 bottom, 3 left, 4 right; ``OcclusionBatch.location``).
+
+        Returns:
+            The ``()`` loss in ``features``' dtype (float32 under autocast), ``>= 0``.
+        """
         return grouped_triplet_loss(
-            features, labels, groups, self.margin, self.squared, self.normalize
+            features,
+            labels,
+            groups,
+            self.margin,
+            self.squared,
+            self.normalize,
+            no_valid_anchor=self.no_valid_anchor,
         )
 
 
@@ -373,9 +463,11 @@ def _why_no_anchor_is_valid(labels: Tensor) -> str:
     if labels.unique().numel() == 1:
         return (
             "no anchor has a negative: labels hold a single identity; the triplet loss needs "
-            "at least 2 identities in the batch"
+            "at least 2 identities in the batch, or pass no_valid_anchor='zero' to get 0 for such "
+            "a batch"
         )
     return (
         "no anchor has a positive: no identity in labels has 2 or more rows; sample several "
-        "images per identity (e.g. 32 identities x 2 images)"
+        "images per identity (e.g. 32 identities x 2 images), or pass no_valid_anchor='zero' "
+        "to get 0 for such a batch"
     )

@@ -98,5 +98,15 @@ class MaskVisibilityLoss(nn.Module):
     """
 
     def forward(self, m: Tensor, occluded: Tensor) -> Tensor:
-        """The loss of masks ``m`` ``(N, 1, h, w)`` against occluded pixels ``(N, 1, H, W)``."""
+        """The binary cross-entropy of each mask cell against its visible fraction.
+
+        Args:
+            m: ``(N, 1, h, w)`` attention masks in ``[0, 1]`` (a sigmoid's output).
+            occluded: ``(N, 1, H, W)`` bool, ``True`` on occluded pixels
+                (``OcclusionBatch.occluded``) at image resolution, on ``m``'s device.
+
+        Returns:
+            The ``()`` mean loss over the ``N * h * w`` cells in ``m``'s dtype (float32 under
+            autocast), ``>= 0``.
+        """
         return mask_visibility_loss(m, occluded)

@@ -322,3 +322,16 @@ def test_bad_convention_lists_the_three_choices() -> None:
         grader_loss(random_scores(0, 9), LOCATION, AREA, "kl")
     with pytest.raises(ValueError, match=choices):
         GraderLoss("kl")
+
+
+@pytest.mark.parametrize("convention", ["paper", "official", "distribution"])
+def test_raw_logits_are_refused_with_the_fix(convention) -> None:
+    logits = torch.randn(9, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"must be probabilities.*scores\.softmax\(1\)"):
+        grader_loss(logits, LOCATION, AREA, convention)
+    with pytest.raises(ValueError, match="must be probabilities"):
+        GraderLoss(convention)(logits.abs() / 10, LOCATION, AREA)  # in [0, 1], rows not on 1
+    # A bfloat16 softmax, rows off 1 by its rounding, is accepted.
+    probabilities = logits.bfloat16().softmax(1)
+    assert (probabilities.float().sum(1) - 1).abs().max() > 0
+    assert torch.isfinite(grader_loss(probabilities.float(), LOCATION, AREA, convention))

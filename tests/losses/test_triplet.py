@@ -329,3 +329,50 @@ def test_distances_below_the_floor_are_clamped() -> None:
     assert distances[0, 1].item() == pytest.approx(1e-6)
     distances[0, 1].backward()
     assert torch.equal(features.grad, torch.zeros_like(features))
+
+
+@pytest.mark.parametrize(
+    ("labels", "groups"),
+    [
+        ([0, 1, 2, 3], None),  # no identity with a second row: no positive
+        ([5, 5, 5, 5], None),  # one identity: no negative
+        ([0, 1, 0, 1], [0, 0, 1, 1]),  # positives only in the other group
+    ],
+)
+def test_no_valid_anchor_zero_gives_a_connected_zero(labels, groups) -> None:
+    features = LINE.clone().requires_grad_(True)
+    if groups is None:
+        loss = batch_hard_triplet_loss(features, labels, no_valid_anchor="zero")
+        module = BatchHardTripletLoss(no_valid_anchor="zero")(features, labels)
+        with pytest.raises(ValueError, match="no_valid_anchor='zero'"):
+            batch_hard_triplet_loss(features, labels)
+    else:
+        loss = grouped_triplet_loss(features, labels, groups, no_valid_anchor="zero")
+        module = GroupedTripletLoss(no_valid_anchor="zero")(features, labels, groups)
+        with pytest.raises(ValueError, match="no_valid_anchor='zero'"):
+            grouped_triplet_loss(features, labels, groups)
+    assert loss.item() == 0.0
+    assert module.item() == 0.0
+    loss.backward()
+    assert features.grad is not None
+    assert torch.equal(features.grad, torch.zeros_like(features))
+
+
+def test_no_valid_anchor_zero_changes_nothing_when_an_anchor_is_valid() -> None:
+    features, labels, groups = random_batch(6)
+    assert torch.equal(
+        grouped_triplet_loss(features, labels, groups, no_valid_anchor="zero"),
+        grouped_triplet_loss(features, labels, groups),
+    )
+    assert torch.equal(
+        batch_hard_triplet_loss(features, labels, no_valid_anchor="zero"),
+        batch_hard_triplet_loss(features, labels),
+    )
+    assert "no_valid_anchor='zero'" in repr(GroupedTripletLoss(no_valid_anchor="zero"))
+
+
+def test_no_valid_anchor_takes_raise_or_zero_only() -> None:
+    with pytest.raises(ValueError, match="no_valid_anchor"):
+        GroupedTripletLoss(no_valid_anchor="skip")
+    with pytest.raises(ValueError, match="no_valid_anchor"):
+        batch_hard_triplet_loss(LINE, [0, 0, 1, 1], no_valid_anchor="ignore")
