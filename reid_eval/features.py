@@ -153,6 +153,7 @@ def evaluate_unified(
         tensor([1., 1.], dtype=torch.float64)
     """
     queries, bank, types = unified_queries(q_feats, q_types, g_bank, "g_bank")
+    check_bank_layout(bank, g_pids, "g_bank")
     groups = [(index, _distances_to(bank[t], "g_bank", queries)) for t, index in type_groups(types)]
     labels = (q_pids, g_pids, q_camids, g_camids)
     settings = (metric, max_rank, chunk_size, ap, junk_pids, progress)
@@ -213,6 +214,7 @@ def evaluate_soft_unified(
     checked, bank = query_features(q_feats, g_bank, "g_bank")
     q_bank = checked if checked.ndim == 3 else checked.expand(bank.shape[0], -1, -1)
     queries = q_bank[0]  # the query count and device the labels are checked against
+    check_bank_layout(bank, g_pids, "g_bank")
     probs = _check_probabilities(q_probs, queries, bank.shape[0])
     all_queries = torch.arange(queries.shape[0], device=queries.device)
     groups = [(all_queries, _weighted_distances_to(bank, q_bank, probs))]
@@ -243,9 +245,26 @@ def query_features(q_feats: ArrayLike, g_bank: ArrayLike, g_name: str) -> tuple[
     if given.shape[0] != bank.shape[0]:
         raise ValueError(
             f"q_feats as a query bank must have {g_name}'s {bank.shape[0]} types first, got "
-            f"shape {tuple(given.shape)}; pass (Q, D) features for the one-sided unification"
+            f"shape {tuple(given.shape)} against {g_name}'s {tuple(bank.shape)}: banks are laid "
+            "out (T, Q, D) and (T, G, D), types first (a (Q, T, D) or (G, T, D) stack needs "
+            ".transpose(0, 1)); pass (Q, D) features for the one-sided unification"
         )
     return flat.view(given.shape), bank
+
+
+def check_bank_layout(bank: Tensor, g_pids: ArrayLike, g_name: str) -> None:
+    """Raise when a ``(T, G, D)`` bank (argument ``g_name``) looks transposed: its first
+    dimension, not its second, matches the number of gallery identities."""
+    try:
+        count = len(g_pids)  # type: ignore[arg-type]
+    except TypeError:
+        return  # not a sequence: to_labels names the problem
+    if count != bank.shape[1] and count == bank.shape[0]:
+        raise ValueError(
+            f"{g_name} has shape {tuple(bank.shape)}, whose first dimension matches the {count} "
+            f"entries of g_pids: a bank is laid out (T, G, D), types first; pass "
+            f"{g_name}.transpose(0, 1) (occlusion_bank returns this layout)"
+        )
 
 
 def type_groups(types: Tensor) -> list[tuple[int, Tensor]]:

@@ -9,6 +9,7 @@ import torch
 from oamn.reid_eval import (
     evaluate_features,
     evaluate_rank,
+    evaluate_soft_unified,
     evaluate_unified,
     pairwise_distance,
     predict_occlusion_type,
@@ -254,3 +255,35 @@ def test_a_nan_anywhere_is_found(dtype: torch.dtype) -> None:
                     torch.tensor([0, 0]),
                     torch.ones(37, dtype=torch.long),
                 )
+
+
+def test_a_transposed_bank_is_named_as_such() -> None:
+    gallery_first = torch.randn(5, 9, 4)  # (G, T, D) for 5 gallery items, 9 types
+    g_pids, g_cams = torch.arange(5), torch.zeros(5, dtype=torch.long)
+    q_feats, q_ids, q_cams = (
+        torch.randn(2, 4),
+        torch.tensor([0, 1]),
+        torch.ones(2, dtype=torch.long),
+    )
+    layout = r"g_bank has shape \(5, 9, 4\).*laid out \(T, G, D\).*g_bank\.transpose\(0, 1\)"
+    with pytest.raises(ValueError, match=layout):
+        evaluate_unified(q_feats, [0, 1], gallery_first, q_ids, g_pids, q_cams, g_cams)
+    probs = torch.full((2, 5), 0.2)
+    with pytest.raises(ValueError, match=layout):
+        evaluate_soft_unified(q_feats, probs, gallery_first, q_ids, g_pids, q_cams, g_cams)
+    # Given the right way round, the same bank evaluates.
+    good = evaluate_unified(
+        q_feats, [0, 1], gallery_first.transpose(0, 1), q_ids, g_pids, q_cams, g_cams
+    )
+    assert good.num_valid_queries == 2
+    # A query bank stacked queries-first is told the layout of both.
+    with pytest.raises(ValueError, match=r"\(T, Q, D\) and \(T, G, D\), types first"):
+        evaluate_unified(
+            torch.randn(2, 9, 4),
+            [0, 1],
+            gallery_first.transpose(0, 1),
+            q_ids,
+            g_pids,
+            q_cams,
+            g_cams,
+        )
