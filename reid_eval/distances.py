@@ -3,7 +3,8 @@ r"""Query-gallery distances, computed in fixed blocks of query rows.
 Metrics (for feature rows ``q`` and ``g``):
 
 * ``"euclidean"``: ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``;
-* ``"sqeuclidean"``: ``max(|q|^2 + |g|^2 - 2 q.g, 0)`` (torchreid's and fast-reid's default);
+* ``"sqeuclidean"``: ``max(|q|^2 + |g|^2 - 2 q.g, 0)``, what torchreid and fast-reid call
+  ``"euclidean"`` (their default);
 * ``"cosine"``: ``1 - q.g / (|q| |g|)``, in ``[0, 2]`` up to rounding (a zero vector has
   distance 1 to all).
 
@@ -168,6 +169,8 @@ def pairwise_distance(q_feats: ArrayLike, g_feats: ArrayLike, metric: str = "euc
             nested list (Python floats give float64); finite, ``D >= 1``.
         g_feats: ``(G, D)`` floating gallery features, same dtype and device.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (see the module docstring).
+            torchreid's and fast-reid's ``"euclidean"`` is ``"sqeuclidean"`` here (they do not
+            take the square root); their ``"cosine"`` is ``"cosine"``.
 
     Returns:
         ``(Q, G)`` tensor on the features' device, float64 for float64 features and float32

@@ -54,7 +54,9 @@ def evaluate_features(
         q_camids: ``(Q,)`` integer query camera ids.
         g_camids: ``(G,)`` integer gallery camera ids.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``, see
-            :func:`~oamn.reid_eval.pairwise_distance`.
+            :func:`~oamn.reid_eval.pairwise_distance`. torchreid's and fast-reid's
+            ``"euclidean"`` is ``"sqeuclidean"`` (the ranking, hence every metric, is the same
+            for both; the difference matters to :func:`~oamn.reid_eval.rerank`).
         max_rank: length of the CMC curve, ``>= 1`` (at most ``G`` values are returned).
         chunk_size: queries whose distances are held at once, rounded up to a multiple of
             :data:`~oamn.reid_eval.distances.ROW_BLOCK` (256); peak memory grows with

@@ -86,7 +86,10 @@ def rerank(
         k2: neighbours averaged in the query expansion, ``>= 1`` (1: none).
         lambda_value: weight of the original distance, a number in ``[0, 1]``.
         metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"``, see
-            :func:`~oamn.reid_eval.pairwise_distance` (the published code squares it).
+            :func:`~oamn.reid_eval.pairwise_distance` (the published code squares it). To
+            re-rank as torchreid or fast-reid do with their ``"euclidean"`` matrices, which
+            are squared distances, pass ``"sqeuclidean"``: ``"euclidean"`` gives values up to
+            about 0.1 apart from theirs.
         q_types: ``(Q,)`` integer occlusion types in ``[0, T)`` for the unified use, or None.
         chunk_size: items whose distance rows are held at once, rounded up to a multiple of
             :data:`~oamn.reid_eval.distances.ROW_BLOCK` (256); the working memory grows with

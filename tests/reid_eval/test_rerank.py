@@ -276,3 +276,19 @@ def test_equals_torchreid(k1: int, k2: int, lambda_value: float, metric: str) ->
     expected = re_ranking(*matrices, k1=k1, k2=k2, lambda_value=lambda_value)
     got = rerank(q, g, k1, k2, lambda_value, metric)
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
+
+
+def test_torchreids_euclidean_is_sqeuclidean_here() -> None:
+    q, g = random_features(21, num_q=30, num_g=90, dim=16)
+    # torchreid's compute_distance_matrix(q, g, "euclidean"), written out: no square root.
+    torchreid_euclidean = (
+        q.square().sum(1, keepdim=True) + g.square().sum(1)[None] - 2 * q @ g.T
+    ).clamp_min(0)
+    torch.testing.assert_close(
+        pairwise_distance(q, g, "sqeuclidean"), torchreid_euclidean, rtol=1e-6, atol=1e-5
+    )
+    # The published re-ranking of those matrices is rerank's "sqeuclidean", not "euclidean".
+    expected = reference_rerank(q.numpy(), g.numpy(), "sqeuclidean", 20, 6, 0.3)
+    np.testing.assert_allclose(rerank(q, g, metric="sqeuclidean").numpy(), expected, atol=ATOL)
+    plain = rerank(q, g, metric="euclidean").numpy()
+    assert np.abs(plain - expected).max() > 0.01
