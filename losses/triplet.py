@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._mining import group_slots, mine_hardest
 from ._precision import float32_under_autocast
 from ._validation import (
     check_choice,
@@ -223,7 +224,7 @@ def _ungrouped_details(
 ) -> TripletLossDetails:
     distances = pairwise_distances(features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
-    hinge, valid, positive_index, negative_index = _mine_hardest(
+    hinge, valid, positive_index, negative_index = mine_hardest(
         distances, labels[:, None] == labels[None, :], not_self, margin
     )
     num_valid = valid.sum()
@@ -243,7 +244,7 @@ def _grouped_details(
     normalize: bool,
     must_have_anchor: bool,
 ) -> TripletLossDetails:
-    rows, slot_of_row = _group_slots(groups)
+    rows, slot_of_row = group_slots(groups)
     in_group = rows >= 0
     some_rows = rows.clamp_min(0)  # padding slots read row 0; the masks below ignore them
     grouped_labels = labels[some_rows]
@@ -252,7 +253,7 @@ def _grouped_details(
     distances = pairwise_distances(grouped_features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(rows.shape[1], dtype=torch.bool, device=features.device)
     candidates = in_group[:, :, None] & in_group[:, None, :] & not_self
-    hinge, valid, positive_slot, negative_slot = _mine_hardest(
+    hinge, valid, positive_slot, negative_slot = mine_hardest(
         distances, grouped_labels[:, :, None] == grouped_labels[:, None, :], candidates, margin
     )
     anchors_per_group = valid.sum(-1)
@@ -412,51 +413,6 @@ class GroupedTripletLoss(_TripletLoss):
             self.normalize,
             no_valid_anchor=self.no_valid_anchor,
         )
-
-
-def _mine_hardest(
-    distances: Tensor, same_label: Tensor, candidates: Tensor, margin: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Batch-hard mining over the last dimension of ``(..., L, L)`` distances.
-
-    ``candidates`` marks the pairs mining may use (not the anchor itself, same group). Returns
-    the hinge of each anchor (0 where excluded), its validity, and the positions of its hardest
-    positive and negative (-1 where excluded).
-    """
-    positives = same_label & candidates
-    negatives = ~same_label & candidates
-    # +-inf keep excluded pairs out of the max/min; a row with no candidate yields an infinite
-    # difference, which the where() below replaces before it can reach the mean.
-    positive_distance, positive_index = torch.where(positives, distances, -torch.inf).max(-1)
-    negative_distance, negative_index = torch.where(negatives, distances, torch.inf).min(-1)
-    valid = positives.any(-1) & negatives.any(-1)
-    hinge = torch.where(valid, torch.relu(positive_distance - negative_distance + margin), 0)
-    return (
-        hinge,
-        valid,
-        torch.where(valid, positive_index, -1),
-        torch.where(valid, negative_index, -1),
-    )
-
-
-def _group_slots(groups: Tensor) -> tuple[Tensor, Tensor]:
-    """Lay the rows out in a ``(G, L)`` grid: one line per distinct group, ``L`` its largest size.
-
-    Returns ``rows``, the input row in each slot (``-1`` for padding), and ``slot_of_row``, the
-    flat slot index of each input row. Rows keep their input order inside a group.
-    """
-    order = torch.argsort(groups, stable=True)
-    _, sizes = torch.unique_consecutive(groups[order], return_counts=True)
-    num_groups, width = sizes.numel(), int(sizes.max())
-    group_of_sorted = torch.repeat_interleave(torch.arange(num_groups, device=groups.device), sizes)
-    first_of_group = torch.cumsum(sizes, 0) - sizes
-    position = torch.arange(len(groups), device=groups.device) - first_of_group[group_of_sorted]
-    slot_of_sorted = group_of_sorted * width + position
-    rows = torch.full((num_groups * width,), -1, dtype=torch.int64, device=groups.device)
-    rows[slot_of_sorted] = order
-    slot_of_row = torch.empty_like(order)
-    slot_of_row[order] = slot_of_sorted
-    return rows.view(num_groups, width), slot_of_row
 
 
 def _why_no_anchor_is_valid(labels: Tensor) -> str:
