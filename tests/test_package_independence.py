@@ -43,8 +43,9 @@ def test_the_namespace_package_imports_no_subpackage() -> None:
 
 def test_no_code_imports_the_packages_by_their_bare_names() -> None:
     """The sources' folders are on the path when tests run from the repository, so a stray
-    ``from losses import ...`` would pass here and fail for every user of the installed wheel."""
-    bare = re.compile(rf"^\s*(from|import) ({'|'.join(PACKAGES)})\b", flags=re.MULTILINE)
+    ``from losses import ...`` would pass here and fail for every user of the installed wheel;
+    docstring examples (``>>> from attention import ...``) included."""
+    bare = re.compile(rf"^\s*(>>>\s*)?(from|import) ({'|'.join(PACKAGES)})\b", flags=re.MULTILINE)
     offenders = [
         f"{path.relative_to(REPOSITORY)}: {match.group(0).strip()}"
         for folder in ("examples", "tests", "benchmarks", *PACKAGES)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
+import oamn.losses
 from oamn.losses import (
     BatchHardTripletLoss,
     GraderLoss,
@@ -218,3 +221,18 @@ def test_bad_grader_convention() -> None:
         grader_loss(SCORES, [0, 1, 2], [0, 0.5, 0.5], convention="Paper")
     with pytest.raises(ValueError, match="convention must be one of"):
         GraderLoss("official ")
+
+
+LOSS_MODULES = [
+    value
+    for value in (getattr(oamn.losses, name) for name in oamn.losses.__all__)
+    if isinstance(value, type) and issubclass(value, torch.nn.Module)
+]
+
+
+@pytest.mark.parametrize("module", LOSS_MODULES, ids=lambda module: module.__name__)
+def test_every_loss_module_documents_its_forward(module: type) -> None:
+    doc = module.forward.__doc__ or ""
+    assert "Returns:" in doc, f"{module.__name__}.forward has no docstring with its returns"
+    for argument in list(inspect.signature(module.forward).parameters)[1:]:
+        assert argument in doc, f"{module.__name__}.forward does not document {argument}"
