@@ -55,7 +55,8 @@ class ResNet50ReID(nn.Module):
         resnet = models.resnet50()
         if weights:
             resnet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        resnet.layer4[0].conv2.stride = resnet.layer4[0].downsample[0].stride = (1, 1)
+        last = resnet.layer4[0]  # stride 1, as ReID models usually have
+        last.conv2.stride = last.downsample[0].stride = (1, 1)
         self.encoder = nn.Sequential(*list(resnet.children())[:7])  # stem .. layer3: E^I
         self.mask = AttentionMask(RGASpatial(1024), detach_input=True)  # OAMN: m = M(f)
         self.grader = OcclusionGrader(1024, feature_size)  # OAMN: top/bottom/left/right
