@@ -133,7 +133,6 @@ class _RelationAwareAttention(nn.Module):
                 uninitialized = UninitializedParameter(parameter.requires_grad)
                 setattr(module.get_submodule(owner), leaf, uninitialized)
             self.add_module(name, module)
-        self._load_guard = self.register_load_state_dict_pre_hook(_refuse_unbuilt_load)
 
     def _materialize(self, spatial_size: tuple[int, int]) -> None:
         """Build the modules for ``(H, W)`` maps and move their weights into the placeholder
@@ -150,7 +149,6 @@ class _RelationAwareAttention(nn.Module):
                 owner, _, leaf = path.rpartition(".")
                 setattr(module.get_submodule(owner), leaf, placeholder)
             self.add_module(name, module)
-        self._load_guard.remove()
 
     def extra_repr(self) -> str:
         return (
@@ -159,6 +157,23 @@ class _RelationAwareAttention(nn.Module):
             f"channel_reduction={self.channel_reduction}, "
             f"spatial_reduction={self.spatial_reduction}, down_ratio={self.down_ratio}"
         )
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        self._refuse_unbuilt("saving")
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        self._refuse_unbuilt("loading")
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _refuse_unbuilt(self, action: str) -> None:
+        if self.spatial_size is None:
+            raise RuntimeError(
+                f"{type(self).__name__} was built without spatial_size, so its weights take "
+                "their shapes from its first input: call it once on a feature map (e.g. "
+                f"layer(torch.zeros(1, C, H, W))) or build it with spatial_size=(H, W) before "
+                f"{action} a state dict"
+            )
 
     def __repr__(self) -> str:
         if self.spatial_size is None:  # the placeholder modules' sizes mean nothing yet
@@ -246,10 +261,10 @@ class RGASpatial(_RelationAwareAttention):
             ``H*W`` positions are channels of the weights, and any other size raises a
             ``ValueError``. ``None`` (default): taken from the first input, as torch's ``Lazy*``
             modules do: until then the parameters are ``UninitializedParameter`` (``.to()`` and
-            an optimizer built before that call work; they then hold the same parameters), the
-            reductions are ``None``, and loading a state dict raises (call the layer once
-            first). The weights drawn at that call are those an eager layer built then would
-            draw.
+            an optimizer built before that call work; they then hold the same parameters) and
+            the reductions are ``None``; saving or loading a state dict raises, and
+            ``DistributedDataParallel`` refuses the layer, until that first call. The weights
+            drawn at that call are those an eager layer built then would draw.
         channel_reduction: embeddings have ``C // channel_reduction`` channels (``None``:
             ``min(8, C)``).
         spatial_reduction: the relations are embedded to ``K = H*W // spatial_reduction``
@@ -363,11 +378,3 @@ class RGA(_RelationAwareAttention):
         if self.use_channel:
             x = torch.sigmoid(self._channel_logits(x)) * x
         return x
-
-
-def _refuse_unbuilt_load(module: nn.Module, *args: object, **kwargs: object) -> None:
-    raise RuntimeError(
-        f"{type(module).__name__} was built without spatial_size, so its weights take their "
-        "shapes from its first input: call it once on a feature map (e.g. layer(torch.zeros(1, "
-        "C, H, W))) or build it with spatial_size=(H, W) before loading a state dict"
-    )

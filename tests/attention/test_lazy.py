@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 from torch.nn.parameter import UninitializedParameter
@@ -79,13 +81,14 @@ def test_wrong_channels_raise_before_anything_is_built() -> None:
     assert layer.spatial_size is None
 
 
-def test_loading_a_state_dict_needs_the_first_call() -> None:
+def test_state_dicts_need_the_first_call() -> None:
     trained = RGASpatial(16, (8, 4))
     layer = RGASpatial(16)
-    with pytest.raises(
-        RuntimeError, match=r"call it once on a feature map .* spatial_size=\(H, W\)"
-    ):
+    fix = r"call it once on a feature map .* spatial_size=\(H, W\) before"
+    with pytest.raises(RuntimeError, match=fix + " loading a state dict"):
         layer.load_state_dict(trained.state_dict())
+    with pytest.raises(RuntimeError, match=fix + " saving a state dict"):
+        torch.nn.Sequential(layer).state_dict()
     layer(features(1, 16, 8, 4))
     layer.load_state_dict(trained.state_dict())
     x = features(2, 16, 8, 4)
@@ -99,3 +102,12 @@ def test_inside_attention_mask() -> None:
     assert m.shape == (2, 1, 12, 6)
     assert mask.attention.spatial_size == (12, 6)
     assert repr(RGASpatial(16)).endswith("built at the first input)")
+
+
+def test_a_copy_made_before_the_first_call_is_built_on_its_own() -> None:
+    layer = RGASpatial(16)
+    copy = deepcopy(layer)
+    copy(features(2, 16, 8, 4))
+    assert (copy.spatial_size, layer.spatial_size) == ((8, 4), None)
+    copy.load_state_dict(RGASpatial(16, (8, 4)).state_dict())
+    assert all(isinstance(p, UninitializedParameter) for p in layer.parameters())
