@@ -13,6 +13,9 @@ from .relation import embedding_weight, relation_branch, relation_logits
 
 __all__ = ["RGA", "RGASpatial"]
 
+#: The size attributes that a lazy layer's placeholder modules hold at a nominal size.
+_SIZE_ATTRIBUTES = ("in_channels", "out_channels", "num_features")
+
 
 class _RelationAwareAttention(nn.Module):
     """The branches of the authors' ``RGA_Module``, with their parameter names and layout.
@@ -135,20 +138,24 @@ class _RelationAwareAttention(nn.Module):
             self.add_module(name, module)
 
     def _materialize(self, spatial_size: tuple[int, int]) -> None:
-        """Build the modules for ``(H, W)`` maps and move their weights into the placeholder
-        parameters (same objects, so an optimizer holding them keeps training them)."""
-        placeholders = dict(self.named_parameters())
-        reference = next(iter(placeholders.values()))
-        for name, module in self._branches(spatial_size).items():
-            module.to(device=reference.device, dtype=reference.dtype)
-            for path, built in list(module.named_parameters()):
-                placeholder = placeholders[f"{name}.{path}"]
-                placeholder.materialize(built.shape)
-                with torch.no_grad():
-                    placeholder.copy_(built)
-                owner, _, leaf = path.rpartition(".")
-                setattr(module.get_submodule(owner), leaf, placeholder)
-            self.add_module(name, module)
+        """Resize the placeholder modules in place for ``(H, W)`` maps. Their parameters take
+        the weights an eager layer would draw (the same objects, so an optimizer holding them
+        keeps training them), their sizes and BatchNorm buffers follow; their train/eval mode,
+        class (e.g. ``SyncBatchNorm``), settings and hooks stay as the user left them."""
+        # Outside inference mode: the weights must stay trainable after a first call there.
+        with torch.inference_mode(False), torch.no_grad():
+            for name, built in self._branches(spatial_size).items():
+                placeholder = self.get_submodule(name)
+                for kept, fresh in zip(placeholder.modules(), built.modules(), strict=True):
+                    for attribute in _SIZE_ATTRIBUTES:
+                        if hasattr(fresh, attribute):
+                            setattr(kept, attribute, getattr(fresh, attribute))
+                    for key, value in fresh.named_parameters(recurse=False):
+                        kept._parameters[key].materialize(value.shape)
+                        kept._parameters[key].copy_(value)
+                    for key, value in fresh.named_buffers(recurse=False):
+                        old = kept._buffers[key]
+                        kept._buffers[key] = value.to(device=old.device, dtype=old.dtype)
 
     def extra_repr(self) -> str:
         return (
@@ -163,7 +170,9 @@ class _RelationAwareAttention(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
-        self._refuse_unbuilt("loading")
+        # A state dict without this layer's keys (a backbone's weights, strict=False) loads.
+        if any(key.startswith(prefix) for key in state_dict):
+            self._refuse_unbuilt("loading")
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _refuse_unbuilt(self, action: str) -> None:
@@ -260,11 +269,12 @@ class RGASpatial(_RelationAwareAttention):
         spatial_size: ``(H, W)`` of the features it will see. It is fixed: the relations to the
             ``H*W`` positions are channels of the weights, and any other size raises a
             ``ValueError``. ``None`` (default): taken from the first input, as torch's ``Lazy*``
-            modules do: until then the parameters are ``UninitializedParameter`` (``.to()`` and
-            an optimizer built before that call work; they then hold the same parameters) and
-            the reductions are ``None``; saving or loading a state dict raises, and
-            ``DistributedDataParallel`` refuses the layer, until that first call. The weights
-            drawn at that call are those an eager layer built then would draw.
+            modules do: until then the parameters are ``UninitializedParameter`` and the
+            reductions ``None``. ``.to(device, dtype)``, ``.eval()``, ``SyncBatchNorm``
+            conversion and an optimizer built before that call hold (the optimizer keeps the
+            same parameters); saving or loading this layer's state, a memory-format ``.to()``,
+            weight initialisation over ``modules()`` and ``DistributedDataParallel`` need that
+            call first. Its weights are those an eager layer built then would draw.
         channel_reduction: embeddings have ``C // channel_reduction`` channels (``None``:
             ``min(8, C)``).
         spatial_reduction: the relations are embedded to ``K = H*W // spatial_reduction``

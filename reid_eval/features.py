@@ -254,18 +254,21 @@ def query_features(q_feats: ArrayLike, g_bank: ArrayLike, g_name: str) -> tuple[
     return flat.view(given.shape), bank
 
 
-def check_bank_layout(bank: Tensor, g_pids: ArrayLike, g_name: str) -> None:
-    """Raise when a ``(T, G, D)`` bank (argument ``g_name``) looks transposed: its first
-    dimension, not its second, matches the number of gallery identities."""
+def check_bank_layout(
+    bank: Tensor, pids: ArrayLike, bank_name: str, pids_name: str = "g_pids"
+) -> None:
+    """Raise when a ``(T, N, D)`` bank (argument ``bank_name``) looks transposed: its first
+    dimension, not its second, matches the number of identities ``pids`` (``pids_name``)."""
     try:
-        count = len(g_pids)  # type: ignore[arg-type]
+        count = len(pids)  # type: ignore[arg-type]
     except TypeError:
         return  # not a sequence: to_labels names the problem
     if count != bank.shape[1] and count == bank.shape[0]:
         raise ValueError(
-            f"{g_name} has shape {tuple(bank.shape)}, whose first dimension matches the {count} "
-            f"entries of g_pids: a bank is laid out (T, G, D), types first; pass "
-            f"{g_name}.transpose(0, 1) (occlusion_bank returns this layout)"
+            f"{bank_name} has shape {tuple(bank.shape)}, whose first dimension matches the "
+            f"{count} entries of {pids_name}: a bank is laid out (T, N, D), types first, as "
+            f"occlusion_bank returns it; pass {bank_name}.transpose(0, 1) if it is (N, T, D), "
+            f"else {pids_name} needs {bank.shape[1]} entries"
         )
 
 

@@ -28,7 +28,12 @@ from ._inputs import (
     to_tensor,
 )
 from .distances import METRICS
-from .features import evaluate_features, evaluate_soft_unified, evaluate_unified
+from .features import (
+    check_bank_layout,
+    evaluate_features,
+    evaluate_soft_unified,
+    evaluate_unified,
+)
 from .k_reciprocal import rerank
 from .metrics import AP_KINDS, RankMetrics, evaluate_rank
 from .occlusion_type import BOUNDARIES, predict_occlusion_type
@@ -77,7 +82,9 @@ class ReIDEvaluator:
     hold different numbers of rows, or none. Rows are not deduplicated: a
     ``DistributedSampler`` pads the ranks' shares to one length by repeating items, and those
     repeats count twice (as in torchmetrics); shard the evaluation set without padding for exact
-    numbers. NCCL groups exchange CUDA tensors, the others CPU tensors.
+    numbers. NCCL groups exchange CUDA tensors, the others CPU tensors; a rank without rows gets
+    the metrics on that device. To evaluate on one rank alone, build its evaluator with
+    ``sync=False`` (a ``compute()`` that only some ranks call waits for the others forever).
 
     Args:
         mode: the default evaluation of :meth:`compute`, one of :data:`MODES`. The unified
@@ -195,7 +202,8 @@ class ReIDEvaluator:
             occlusion_scores: ``(B, 4)`` grader scores (eq. 8 columns top, bottom, left, right)
                 or ``(B, 9)`` type scores for ``"unified"``; ``(B, T)`` type probabilities for
                 ``"soft_unified"``. Required for the query rows in the unified modes; gallery
-                rows' scores are ignored. Same dtype, width and device in every batch.
+                rows' scores are not used, but scores given must have one dtype and width in
+                every batch.
         """
         with torch.no_grad():
             feats = to_tensor(features, "features")
@@ -206,6 +214,8 @@ class ReIDEvaluator:
                 )
             check_floating(feats, "features", feats.ndim, "(B, D) or (T, B, D)")
             types = feats.shape[0] if feats.ndim == 3 else 0
+            if types:
+                check_bank_layout(feats, pids, "features", "pids")
             if types == 0 and self.mode in _UNIFIED:
                 raise ValueError(
                     f"mode {self.mode!r} compares the items under every occlusion type: pass "

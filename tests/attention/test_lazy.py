@@ -111,3 +111,42 @@ def test_a_copy_made_before_the_first_call_is_built_on_its_own() -> None:
     assert (copy.spatial_size, layer.spatial_size) == ((8, 4), None)
     copy.load_state_dict(RGASpatial(16, (8, 4)).state_dict())
     assert all(isinstance(p, UninitializedParameter) for p in layer.parameters())
+
+
+def test_what_was_set_before_the_first_call_is_kept() -> None:
+    layer = torch.nn.SyncBatchNorm.convert_sync_batchnorm(RGASpatial(16))
+    layer.gg_spatial[1].momentum = 0.01
+    seen = []
+    layer.W_spatial[4].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    layer.eval()
+    x = features(3, 16, 8, 4)
+    out = layer(x)  # SyncBatchNorm in eval mode runs without a process group
+    assert seen == [(3, 1, 8, 4)]
+    assert {type(m).__name__ for m in layer.modules() if "Norm" in type(m).__name__} == {
+        "SyncBatchNorm"
+    }
+    assert layer.gg_spatial[1].momentum == 0.01
+    assert not any(m.training for m in layer.modules())
+    # Eval mode from the first call on: running statistics, so each row is its own.
+    assert torch.equal(layer(x[:1]), out[:1])
+    assert torch.equal(layer.gg_spatial[1].running_mean, torch.zeros(8))
+    assert layer.gg_spatial[1].num_features == 8
+
+
+def test_a_first_call_under_inference_mode_leaves_the_layer_trainable() -> None:
+    layer = RGASpatial(16)
+    with torch.inference_mode():
+        layer(features(2, 16, 8, 4))
+    assert not any(p.is_inference() for p in layer.parameters())
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(features(2, 16, 8, 4)).sum().backward()
+    optimizer.step()
+
+
+def test_a_state_dict_without_the_layers_keys_loads_before_the_first_call() -> None:
+    model = torch.nn.ModuleDict({"backbone": torch.nn.Linear(2, 2), "mask": RGASpatial(16)})
+    backbone = {f"backbone.{k}": v for k, v in torch.nn.Linear(2, 2).state_dict().items()}
+    model.load_state_dict(backbone, strict=False)
+    assert torch.equal(model["backbone"].weight, backbone["backbone.weight"])
+    with pytest.raises(RuntimeError, match="before loading a state dict"):
+        model.load_state_dict({**backbone, "mask.gx_spatial.0.weight": torch.zeros(2)}, False)

@@ -265,7 +265,7 @@ def test_a_transposed_bank_is_named_as_such() -> None:
         torch.tensor([0, 1]),
         torch.ones(2, dtype=torch.long),
     )
-    layout = r"g_bank has shape \(5, 9, 4\).*laid out \(T, G, D\).*g_bank\.transpose\(0, 1\)"
+    layout = r"g_bank has shape \(5, 9, 4\).*laid out \(T, N, D\).*g_bank\.transpose\(0, 1\)"
     with pytest.raises(ValueError, match=layout):
         evaluate_unified(q_feats, [0, 1], gallery_first, q_ids, g_pids, q_cams, g_cams)
     probs = torch.full((2, 5), 0.2)

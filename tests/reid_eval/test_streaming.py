@@ -287,7 +287,8 @@ def with_nan(tensor: torch.Tensor, value: float = float("nan")) -> torch.Tensor:
         ("plain", {"features": with_nan(BANK)}, ValueError, "features contains NaN"),
         ("plain", {"features": with_nan(BANK, float("inf"))}, ValueError, "features contains inf"),
         ("plain", {"features": {"a": 1}}, TypeError, "features must be a torch.Tensor"),
-        ("plain", {"pids": [1, 2]}, ValueError, "pids has 2 entries, expected 3"),
+        ("plain", {"pids": [1, 2]}, ValueError, "else pids needs 3 entries"),  # 2 = T too
+        ("plain", {"pids": [1, 2, 3, 4]}, ValueError, "pids has 4 entries, expected 3"),
         ("plain", {"pids": torch.ones(B)}, TypeError, "pids must hold integers"),
         ("plain", {"camids": [[0, 0, 1]]}, ValueError, "camids must be 1-D"),
         (
@@ -537,3 +538,16 @@ def test_two_gloo_processes_evaluate_the_concatenation_of_their_rows(tmp_path: P
             "nothing to evaluate on any rank: call update() with some batches",
         ]
         assert_equal(got["local"], functional(problem_rows(case, SHARES[rank]), "unified"))
+
+
+def test_a_transposed_bank_is_named_as_such() -> None:
+    evaluator = ReIDEvaluator("unified")
+    items_first = torch.randn(6, 9, 4)  # (B, T, D) instead of (T, B, D)
+    with pytest.raises(ValueError, match=r"features has shape \(6, 9, 4\).*features\.transpose"):
+        evaluator.update(
+            items_first,
+            torch.arange(6),
+            torch.zeros(6, dtype=torch.long),
+            torch.zeros(6, dtype=torch.bool),
+        )
+    assert len(evaluator) == 0
