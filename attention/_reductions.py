@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ._validation import check_positive_int
-
 # The paper's channel_reduction, spatial_reduction and down_ratio (the authors' defaults).
 _PAPER_VALUE = 8
 
@@ -35,10 +33,8 @@ class Reduction(NamedTuple):
 
 
 def resolve_reductions(*reductions: Reduction, down_ratio: int | None) -> tuple[int, ...]:
-    """The reductions' values then ``down_ratio``'s: the given ones checked, ``None`` chosen by
-    the rule of :class:`RGASpatial`."""
-    if down_ratio is not None:
-        check_positive_int("down_ratio", down_ratio)
+    """The reductions' values then ``down_ratio``'s: the given ones (positive ints, checked by
+    the layer) checked against their counts, ``None`` chosen by the rule of :class:`RGASpatial`."""
     target = _PAPER_VALUE if down_ratio is None else down_ratio
     values = []
     for reduction in reductions:
@@ -46,7 +42,7 @@ def resolve_reductions(*reductions: Reduction, down_ratio: int | None) -> tuple[
             needed = max(target - 1, 1) if reduction.scored else 1
             values.append(max(1, min(_PAPER_VALUE, reduction.count // needed)))
             continue
-        value = check_positive_int(reduction.name, reduction.given)
+        value = reduction.given
         if reduction.count // value < 1:
             raise ValueError(
                 f"{reduction.name}={value} leaves no channels for {reduction.counted()} "

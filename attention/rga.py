@@ -189,7 +189,8 @@ class _RelationAwareAttention(nn.Module):
             return f"{type(self).__name__}({self.extra_repr()}; built at the first input)"
         return super().__repr__()
 
-    def _check(self, features: Tensor, name: str) -> None:
+    def _check_and_build(self, features: Tensor, name: str) -> None:
+        """Check ``features`` (argument ``name``); a lazy layer's first input builds it."""
         parameter = next(self.parameters())
         check_features(features, name, self.in_channels, self.spatial_size, parameter)
         if self.spatial_size is None:
@@ -332,7 +333,7 @@ class RGASpatial(_RelationAwareAttention):
         )
 
     def forward(self, f: Tensor) -> Tensor:
-        self._check(f, "f")
+        self._check_and_build(f, "f")
         return torch.sigmoid(self._spatial_logits(f))
 
 
@@ -382,7 +383,7 @@ class RGA(_RelationAwareAttention):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check(x, "x")
+        self._check_and_build(x, "x")
         if self.use_spatial:
             x = torch.sigmoid(self._spatial_logits(x)) * x
         if self.use_channel:

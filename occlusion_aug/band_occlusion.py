@@ -188,12 +188,11 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
     ) -> Tensor:
         """Set a ``(B, C, H, W)`` mask to ``0`` inside each image's band, as kornia's
         ``RandomErasing`` erases its rectangle in a mask."""
-        # AugmentationSequential has checked that the mask has the images' height and width.
-        batch, _, height, width = input.shape
-        occlusion = self._occlusion_params(params, batch, height, width)
+        # The images' call has checked params, and AugmentationSequential the mask's size;
+        # band_mask checks the locations and areas it is given.
         location = self._gated_location(params)
-        area = torch.where(location == 0, 0.0, occlusion.area)
-        band = band_mask(location.to(input.device), area.to(input.device), height, width)
+        area = torch.where(location == 0, 0.0, params["area"].to("cpu", torch.float32))
+        band = band_mask(location.to(input.device), area.to(input.device), *input.shape[-2:])
         return input.masked_fill(band, 0)
 
     def _gated_location(self, params: dict[str, Tensor]) -> Tensor:
