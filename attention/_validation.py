@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 
-def check_positive_int(name: str, value: object) -> int:
+def check_positive_int(value: object, name: str) -> int:
     """Raise unless ``value`` is an int >= 1 (bools excluded)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -21,7 +21,7 @@ def check_spatial_size(spatial_size: object) -> tuple[int, int]:
         raise TypeError(
             f"spatial_size must be the (H, W) pair of the feature maps, got {spatial_size!r}"
         )
-    height, width = (check_positive_int("spatial_size", side) for side in spatial_size)
+    height, width = (check_positive_int(side, "spatial_size") for side in spatial_size)
     return height, width
 
 

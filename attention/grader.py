@@ -104,7 +104,7 @@ class OcclusionGrader(nn.Sequential):
         num_outputs: int = 4,
         hidden: int | None = None,
     ) -> None:
-        channels = check_positive_int("channels", channels)
+        channels = check_positive_int(channels, "channels")
         if summary not in GRADER_SUMMARIES:
             raise ValueError(f"summary must be one of {GRADER_SUMMARIES}, got {summary!r}")
         if num_outputs not in (4, 9):
@@ -124,7 +124,7 @@ class OcclusionGrader(nn.Sequential):
             layers, width = [ScaleFreeProfiles()], channels * (height + width_)
         layers.append(nn.BatchNorm1d(width))
         if hidden is not None:
-            hidden = check_positive_int("hidden", hidden)
+            hidden = check_positive_int(hidden, "hidden")
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         layers.append(nn.Linear(width, num_outputs))

@@ -36,7 +36,7 @@ class _RelationAwareAttention(nn.Module):
         down_ratio: int | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
         for name, flag in (("use_spatial", use_spatial), ("use_channel", use_channel)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
@@ -50,7 +50,7 @@ class _RelationAwareAttention(nn.Module):
             ("down_ratio", down_ratio),
         ):
             if value is not None:
-                check_positive_int(name, value)
+                check_positive_int(value, name)
         # What was asked; the attributes of the same names hold the values used once built.
         self._given = (channel_reduction, spatial_reduction, down_ratio)
         self.channel_reduction, self.spatial_reduction, self.down_ratio = self._given

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from oamn.losses import batch_hard_triplet_loss, grouped_triplet_loss, pairwise_distances
+from oamn.losses import batch_distance_matrix, batch_hard_triplet_loss, grouped_triplet_loss
 
 MARGIN = 0.5
 
@@ -39,7 +39,7 @@ def five_separate_calls(features: torch.Tensor, labels: torch.Tensor, groups: to
 
 
 def full_matrix_masked(features: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor):
-    distances = pairwise_distances(features)
+    distances = batch_distance_matrix(features)
     same_group = groups[:, None] == groups[None, :]
     same_label = labels[:, None] == labels[None, :]
     not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)

@@ -19,13 +19,13 @@ here.
 
 Location codes follow the project convention: 0 none, 1 top, 2 bottom, 3 left, 4 right.
 
-Under ``torch.autocast`` (bfloat16 or float16) every loss and :func:`pairwise_distances`
+Under ``torch.autocast`` (bfloat16 or float16) every loss and :func:`batch_distance_matrix`
 computes in float32: autocast is off inside them and 16-bit inputs are widened, so the result
 and the gradients they pass back are float32 (a 16-bit distance matrix would blur the hardest
 positive and negative). Outside autocast they compute in their inputs' dtype.
 """
 
-from .distances import pairwise_distances
+from .distances import batch_distance_matrix
 from .grader import GraderLoss, grader_loss, grader_targets
 from .mask import (
     MaskComplementLoss,
@@ -53,6 +53,7 @@ __all__ = [
     "MaskConsistencyLoss",
     "MaskVisibilityLoss",
     "TripletLossDetails",
+    "batch_distance_matrix",
     "batch_hard_triplet_loss",
     "grader_loss",
     "grader_targets",
@@ -60,7 +61,6 @@ __all__ = [
     "mask_complement_loss",
     "mask_consistency_loss",
     "mask_visibility_loss",
-    "pairwise_distances",
     "triplet_loss_details",
     "visibility_target",
 ]

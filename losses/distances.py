@@ -1,4 +1,4 @@
-"""Pairwise Euclidean distances that stay differentiable where two points coincide."""
+"""The (N, N) Euclidean distance matrix of a batch, differentiable where two rows coincide."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ._precision import float32_under_autocast
 
-__all__ = ["pairwise_distances"]
+__all__ = ["batch_distance_matrix"]
 
 # Squared distances are floored at this before the square root, whose derivative is infinite at 0
 # and huge just above: an anchor against itself or two duplicate rows would otherwise get NaN
@@ -17,8 +17,11 @@ _MIN_SQUARED_DISTANCE = 1e-12
 
 
 @float32_under_autocast
-def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool = False) -> Tensor:
-    r"""Euclidean distances between all pairs of rows, batched over leading dimensions.
+def batch_distance_matrix(
+    features: Tensor, squared: bool = False, normalize: bool = False
+) -> Tensor:
+    r"""Euclidean distances between all pairs of rows of one batch (the ``(N, N)`` matrix that
+    triplet mining reads), batched over leading dimensions.
 
     Computed as ``|x|^2 + |y|^2 - 2 x.y`` from one matrix product (whose diagonal gives the
     squared norms), clamped at 0 against rounding, and for plain distances at ``1e-12`` before
@@ -35,7 +38,7 @@ def pairwise_distances(features: Tensor, squared: bool = False, normalize: bool 
         (``0`` when ``squared``).
 
     Example:
-        >>> pairwise_distances(torch.tensor([[0.0, 0.0], [3.0, 4.0]]))
+        >>> batch_distance_matrix(torch.tensor([[0.0, 0.0], [3.0, 4.0]]))
         tensor([[1.0000e-06, 5.0000e+00],
                 [5.0000e+00, 1.0000e-06]])
     """

@@ -18,7 +18,7 @@ from ._validation import (
     check_integer_vector,
     check_margin,
 )
-from .distances import pairwise_distances
+from .distances import batch_distance_matrix
 
 #: What the triplet losses do when no anchor is valid: ``"raise"`` a ``ValueError`` (default)
 #: or return ``"zero"``, a ``0`` still connected to ``features`` (as pytorch-metric-learning).
@@ -222,7 +222,7 @@ def _ungrouped_details(
     normalize: bool,
     must_have_anchor: bool,
 ) -> TripletLossDetails:
-    distances = pairwise_distances(features, squared=squared, normalize=normalize)
+    distances = batch_distance_matrix(features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(len(features), dtype=torch.bool, device=features.device)
     hinge, valid, positive_index, negative_index = mine_hardest(
         distances, labels[:, None] == labels[None, :], not_self, margin
@@ -250,7 +250,7 @@ def _grouped_details(
     grouped_labels = labels[some_rows]
     # index_select, not features[some_rows]: its backward (index_add) is several times faster.
     grouped_features = features.index_select(0, some_rows.flatten()).view(*rows.shape, -1)
-    distances = pairwise_distances(grouped_features, squared=squared, normalize=normalize)
+    distances = batch_distance_matrix(grouped_features, squared=squared, normalize=normalize)
     not_self = ~torch.eye(rows.shape[1], dtype=torch.bool, device=features.device)
     candidates = in_group[:, :, None] & in_group[:, None, :] & not_self
     hinge, valid, positive_slot, negative_slot = mine_hardest(

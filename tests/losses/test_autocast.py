@@ -15,12 +15,12 @@ import torch
 
 from oamn.losses import (
     GroupedTripletLoss,
+    batch_distance_matrix,
     batch_hard_triplet_loss,
     grader_loss,
     grouped_triplet_loss,
     mask_complement_loss,
     mask_consistency_loss,
-    pairwise_distances,
 )
 from tests.conftest import DEVICES
 
@@ -60,7 +60,7 @@ def grader_inputs() -> tuple[list[torch.Tensor], dict]:
 
 
 LOSSES: dict[str, tuple[Callable, Callable]] = {
-    "pairwise_distances": (lambda x, **_: pairwise_distances(x), triplet_inputs),
+    "batch_distance_matrix": (lambda x, **_: batch_distance_matrix(x), triplet_inputs),
     "batch_hard_triplet_loss": (
         lambda x, labels, groups: batch_hard_triplet_loss(x, labels, margin=0.5),
         triplet_inputs,
@@ -114,9 +114,9 @@ def test_without_float32_the_distances_would_be_bfloat16_products() -> None:
     # The reference the decorator is for: the undecorated function under autocast.
     (features,), _ = triplet_inputs()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        lowered = pairwise_distances.__wrapped__(features)
-        kept = pairwise_distances(features)
+        lowered = batch_distance_matrix.__wrapped__(features)
+        kept = batch_distance_matrix(features)
     assert lowered.dtype == torch.bfloat16
-    error = (lowered.float() - pairwise_distances(features)).abs().max()
+    error = (lowered.float() - batch_distance_matrix(features)).abs().max()
     assert error > 0.05  # far outside EXACT: a hardest negative can change
-    torch.testing.assert_close(kept, pairwise_distances(features), **EXACT)
+    torch.testing.assert_close(kept, batch_distance_matrix(features), **EXACT)

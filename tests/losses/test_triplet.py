@@ -10,9 +10,9 @@ import torch
 from oamn.losses import (
     BatchHardTripletLoss,
     GroupedTripletLoss,
+    batch_distance_matrix,
     batch_hard_triplet_loss,
     grouped_triplet_loss,
-    pairwise_distances,
     triplet_loss_details,
 )
 from tests.conftest import DEVICES
@@ -312,20 +312,20 @@ def test_modules_match_the_functions() -> None:
     )
 
 
-def test_pairwise_distances_match_cdist_batched() -> None:
+def test_batch_distance_matrix_matches_cdist_batched() -> None:
     features = torch.randn(3, 7, 4, dtype=torch.float64)
-    distances = pairwise_distances(features)
+    distances = batch_distance_matrix(features)
     expected = torch.cdist(features, features)
     off_diagonal = ~torch.eye(7, dtype=torch.bool)
     torch.testing.assert_close(distances[:, off_diagonal], expected[:, off_diagonal])
-    torch.testing.assert_close(pairwise_distances(features, squared=True), expected**2)
+    torch.testing.assert_close(batch_distance_matrix(features, squared=True), expected**2)
 
 
 def test_distances_below_the_floor_are_clamped() -> None:
     # Squared distance 2**-60 (exact in float64) is below the 1e-12 floor: the distance reads
     # 1e-6 and has no gradient, instead of the steep sqrt near 0.
     features = torch.tensor([[0.0], [2.0**-30]], dtype=torch.float64, requires_grad=True)
-    distances = pairwise_distances(features)
+    distances = batch_distance_matrix(features)
     assert distances[0, 1].item() == pytest.approx(1e-6)
     distances[0, 1].backward()
     assert torch.equal(features.grad, torch.zeros_like(features))
