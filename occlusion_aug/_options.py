@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .bands import LOCATIONS, band_slices
+from .bands import BAND_LOCATIONS, LOCATIONS, band_slices
 from .params import OcclusionParams, draw_occlusion_params
 
 
@@ -111,7 +111,7 @@ def check_locations(locations: Sequence[str]) -> tuple[str, ...]:
     if isinstance(locations, str):
         raise TypeError(f"locations must be a sequence of names, got the string {locations!r}")
     locations = tuple(locations)
-    valid = LOCATIONS[1:]
+    valid = BAND_LOCATIONS
     unknown = [name for name in locations if name not in valid]
     if unknown:
         raise ValueError(f"unknown locations {unknown}; choose from {valid}")

@@ -12,7 +12,7 @@ from torch import Tensor
 from ._options import BandOptions, BandOptionsAttributes
 from ._paste import paste_bands
 from ._validation import check_images
-from .bands import band_mask
+from .bands import AREAS, BAND_LOCATIONS, band_mask
 from .params import CORNERS, OcclusionParams
 
 __all__ = ["RandomBandOcclusion"]
@@ -96,8 +96,8 @@ class RandomBandOcclusion(BandOptionsAttributes, IntensityAugmentationBase2D):
 
     def __init__(
         self,
-        locations: Sequence[str] = ("top", "bottom", "left", "right"),
-        areas: Sequence[float] = (0.5, 0.25),
+        locations: Sequence[str] = BAND_LOCATIONS,
+        areas: Sequence[float] = AREAS,
         area_probs: Sequence[float] | None = None,
         patch_area: tuple[float, float] = (0.02, 0.2),
         patch_ratio: tuple[float, float] = (0.3, 3.3),

@@ -1,12 +1,16 @@
 """Occlusion bands: the shared (location, area) convention and its pixel geometry.
 
-Convention (shared by every package of this project, see README.md):
+Convention (shared by every package of this project, see README.md; defined here, the other
+packages keep their own copies as they import none of the others):
 
-* location: ``0`` none, ``1`` top, ``2`` bottom, ``3`` left, ``4`` right;
-* area: ``0`` (none), ``0.25`` (quarter) or ``0.5`` (half) of the image, as a band that spans
-  the whole other side;
-* occlusion type: ``0`` none, ``1``-``4`` half top/bottom/left/right, ``5``-``8`` quarter
-  top/bottom/left/right.
+* location (:data:`LOCATIONS`): ``0`` none, ``1`` top, ``2`` bottom, ``3`` left, ``4`` right;
+* area (:data:`AREAS`): ``0`` (none), ``0.25`` (quarter) or ``0.5`` (half) of the image, as a
+  band that spans the whole other side;
+* occlusion type (:data:`OCCLUSION_TYPES`): ``0`` none, ``1``-``4`` half
+  top/bottom/left/right, ``5``-``8`` quarter top/bottom/left/right.
+
+>>> OCCLUSION_TYPES[6], location_and_area([6])
+('quarter_bottom', (tensor([2]), tensor([0.2500])))
 
 Rounding. A band of area ``a`` along a side of ``L`` pixels (rows for top/bottom, columns for
 left/right) holds the lines whose *centre* lies in the closed interval ``[0, a*L]`` (top/left) or
@@ -29,8 +33,12 @@ from torch import Tensor
 from ._validation import check_images
 
 __all__ = [
+    "AREAS",
+    "AREA_NAMES",
+    "BAND_LOCATIONS",
     "LOCATIONS",
     "NUM_OCCLUSION_TYPES",
+    "OCCLUSION_TYPES",
     "band_mask",
     "band_slices",
     "band_thickness",
@@ -42,10 +50,27 @@ __all__ = [
 #: Location names, indexed by their location code.
 LOCATIONS: tuple[str, ...] = ("none", "top", "bottom", "left", "right")
 
-#: Number of occlusion types: none, 4 half and 4 quarter bands.
-NUM_OCCLUSION_TYPES = 9
+#: The locations a band may take (codes ``1..4``), in code order: the augmentations' default
+#: locations and output order, and the order of the occlusion grader's 4 score columns.
+BAND_LOCATIONS: tuple[str, ...] = LOCATIONS[1:]
 
-_TYPE_AREAS = (0.5, 0.25)
+#: The band areas, in type order: half (types ``1..4``), quarter (types ``5..8``); the
+#: augmentations' default areas.
+AREAS: tuple[float, ...] = (0.5, 0.25)
+
+#: The names of :data:`AREAS`, in the same order.
+AREA_NAMES: tuple[str, ...] = ("half", "quarter")
+
+#: Occlusion type names, indexed by type: ``"none"``, then ``"<area>_<location>"`` for each area
+#: of :data:`AREAS` and each location of :data:`BAND_LOCATIONS` (``"half_top"``, ...,
+#: ``"quarter_right"``).
+OCCLUSION_TYPES: tuple[str, ...] = (
+    "none",
+    *(f"{area}_{location}" for area in AREA_NAMES for location in BAND_LOCATIONS),
+)
+
+#: Number of occlusion types: none, 4 half and 4 quarter bands.
+NUM_OCCLUSION_TYPES = len(OCCLUSION_TYPES)
 
 
 def band_thickness(area: Tensor | float | Sequence[float], length: int) -> Tensor:
@@ -219,12 +244,13 @@ def occlusion_type(location: Tensor | Sequence[int], area: Tensor | Sequence[flo
         tensor([0, 1, 8, 7])
     """
     location, area = _check_location_area(location, area)
-    is_half = area == 0.5
-    is_quarter = area == 0.25
+    half, quarter = AREAS
+    is_half = area == half
+    is_quarter = area == quarter
     bad = (location > 0) & ~(is_half | is_quarter)
     if bool(bad.any()):
         raise ValueError(
-            "occlusion types are defined for areas 0.5 and 0.25 only, got area "
+            f"occlusion types are defined for areas {half} and {quarter} only, got area "
             f"{area[bad][0].item()} at location {int(location[bad][0])}"
         )
     return torch.where(location == 0, 0, location + 4 * is_quarter.to(torch.int64))
@@ -250,7 +276,7 @@ def location_and_area(occlusion_type: Tensor | Sequence[int]) -> tuple[Tensor, T
         raise ValueError(f"occlusion_type values must be in 0..{NUM_OCCLUSION_TYPES - 1}")
     types = types.to(torch.int64)
     location = torch.where(types == 0, 0, (types - 1) % 4 + 1)
-    half, quarter = _TYPE_AREAS
+    half, quarter = AREAS
     area = torch.where(types == 0, 0.0, torch.where(types <= 4, half, quarter))
     return location, area.to(torch.float32)
 

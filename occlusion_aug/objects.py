@@ -51,7 +51,7 @@ from ._options import check_locations, check_range
 from ._paste import memory_format_of
 from ._validation import check_images
 from .augmentation import OcclusionBatch, check_occluders
-from .bands import LOCATIONS
+from .bands import BAND_LOCATIONS, LOCATIONS
 
 __all__ = ["CONTENTS", "ObjectOcclusion", "ObjectOcclusionParams"]
 
@@ -133,7 +133,7 @@ class ObjectOcclusion(nn.Module):
 
     def __init__(
         self,
-        locations: Sequence[str] = ("top", "bottom", "left", "right"),
+        locations: Sequence[str] = BAND_LOCATIONS,
         depth: tuple[float, float] = (0.2, 0.6),
         extent: tuple[float, float] = (0.5, 1.0),
         roughness: float = 0.2,

@@ -14,7 +14,7 @@ from .bank import BANK_STRATEGIES, NUM_OCCLUSION_TYPES, band_of_type, occlusion_
 from .distances import METRICS, pairwise_distance
 from .features import evaluate_features, evaluate_soft_unified, evaluate_unified
 from .k_reciprocal import rerank
-from .metrics import AP_KINDS, RankMetrics, evaluate_rank, evaluate_rank_torchreid
+from .metrics import AP_KINDS, REPORTED_RANKS, RankMetrics, evaluate_rank, evaluate_rank_torchreid
 from .occlusion_type import BOUNDARIES, SCORE_LOCATIONS, predict_occlusion_type
 from .streaming import MODES, ReIDEvaluator
 
@@ -25,6 +25,7 @@ __all__ = [
     "METRICS",
     "MODES",
     "NUM_OCCLUSION_TYPES",
+    "REPORTED_RANKS",
     "SCORE_LOCATIONS",
     "RankMetrics",
     "ReIDEvaluator",

@@ -42,13 +42,20 @@ from ._inputs import (
 )
 from .ranking import GalleryLabels, MatchRanks, rank_matches
 
-__all__ = ["AP_KINDS", "RankMetrics", "evaluate_rank", "evaluate_rank_torchreid"]
+__all__ = [
+    "AP_KINDS",
+    "REPORTED_RANKS",
+    "RankMetrics",
+    "evaluate_rank",
+    "evaluate_rank_torchreid",
+]
 
 #: The AP formulas ``evaluate_*`` accept as ``ap=``.
 AP_KINDS: tuple[str, ...] = ("step", "trapezoid")
 
-#: The CMC ranks shown by ``str`` / ``repr`` of :class:`RankMetrics` (where ``max_rank`` allows).
-_REPORTED_RANKS = (1, 5, 10)
+#: The CMC ranks usually reported (R1, R5, R10): those ``str`` / ``repr`` of :class:`RankMetrics`
+#: show (where ``max_rank`` allows).
+REPORTED_RANKS: tuple[int, ...] = (1, 5, 10)
 
 #: Distance entries ranked at once (rows of the matrix or of a chunk); bounds the memory.
 _ENTRIES_PER_STEP = 1 << 22
@@ -111,8 +118,8 @@ class RankMetrics:
         """The CMC ranks of the summaries: 1, 5 and 10 where ``max_rank`` reaches them, and
         ``max_rank`` itself when it is below 10 (the last rank there is)."""
         max_rank = self.cmc.numel()
-        ranks = [k for k in _REPORTED_RANKS if k <= max_rank]
-        if max_rank < _REPORTED_RANKS[-1] and max_rank not in ranks:
+        ranks = [k for k in REPORTED_RANKS if k <= max_rank]
+        if max_rank < REPORTED_RANKS[-1] and max_rank not in ranks:
             ranks.append(max_rank)
         return tuple(ranks)
 

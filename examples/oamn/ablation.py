@@ -49,6 +49,7 @@ from .config_cli import config_from_args
 from .data import load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluate_model
+from .evaluation_settings import EvaluationSettings
 from .reporting import TABLE_COLUMNS
 from .run_files import remove_leftovers, write_atomic, write_json
 from .training import train
@@ -166,7 +167,7 @@ def _train(run_argv: list[str], run_dir: Path, epochs: int) -> None:
     """Train, resume, or skip (all ``epochs`` done) the run of ``run_dir``."""
     checkpoint = run_dir / "checkpoint_last.pt"
     if checkpoint.is_file():
-        if load_checkpoint(checkpoint, verify=False)["epoch"] >= epochs:
+        if load_checkpoint(checkpoint, verify=False).epoch >= epochs:
             print(f"{run_dir}: trained already, skipped", flush=True)
             return
         run_argv = [*run_argv, "--resume", str(checkpoint)]
@@ -185,6 +186,15 @@ def _evaluate(run_dir: Path, dataset, batch_size: int) -> dict[str, Any]:
     model.to(device)
     strategies = _STRATEGIES[run_dir.name]
     started = time.perf_counter()
+    # Table 6's rows only (no awareness), from float32 forward passes.
+    settings = EvaluationSettings(
+        strategies=strategies,
+        awareness=False,
+        batch_size=batch_size,
+        workers=config.workers,
+        amp="none",
+        progress=config.progress,
+    )
     report = evaluate_model(
         model,
         dataset.query,
@@ -192,10 +202,7 @@ def _evaluate(run_dir: Path, dataset, batch_size: int) -> dict[str, Any]:
         height=config.height,
         width=config.width,
         device=device,
-        batch_size=batch_size,
-        workers=config.workers,
-        strategies=strategies,
-        progress=config.progress,
+        settings=settings,
     )
     report["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     for row in report["rows"].values():

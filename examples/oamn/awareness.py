@@ -35,8 +35,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from oamn.occlusion_aug import (
+    AREAS,
     LOCATIONS,
     NUM_OCCLUSION_TYPES,
+    OCCLUSION_TYPES,
     OcclusionAugmentation,
     band_mask,
     location_and_area,
@@ -45,9 +47,10 @@ from oamn.occlusion_aug import (
 from oamn.reid_eval import predict_occlusion_type
 
 from .data import ReIDItem, build_test_loader
+from .evaluation_settings import EvaluationSettings
 from .extraction import evaluation_mode
 from .occluder_labels import LABEL_FILES, labelled_grader_report, read_labels
-from .reporting import location_scores, occlusion_type_names
+from .reporting import location_scores
 
 __all__ = [
     "HALF_FRACTION",
@@ -63,7 +66,7 @@ __all__ = [
 
 #: An occluder covering at least this fraction of its side is nearest to a half band (0.5),
 #: below it to a quarter band (0.25): the midpoint of the two areas.
-HALF_FRACTION = 0.375
+HALF_FRACTION = sum(AREAS) / len(AREAS)
 
 
 def awareness_report(
@@ -75,12 +78,7 @@ def awareness_report(
     height: int,
     width: int,
     device: str | torch.device,
-    batch_size: int,
-    workers: int,
-    seed: int = 0,
-    thresholds: tuple[float, float] = (0.5, 0.75),
-    boundary: str = "paper",
-    progress: bool = True,
+    settings: EvaluationSettings,
 ) -> tuple[dict, Tensor | None]:
     r"""Everything this module measures on a test split, and the queries' true types if known.
 
@@ -100,25 +98,26 @@ def awareness_report(
         height: input height of the model.
         width: input width.
         device: where the forward passes run.
-        batch_size: images per batch (the augmented batches hold 5 times as many).
-        workers: loader worker processes.
-        seed: seed of the augmentation's bands.
-        thresholds: the grader thresholds of :func:`oamn.reid_eval.predict_occlusion_type`.
-        boundary: its boundary convention.
-        progress: show progress bars.
+        settings: the evaluation's: ``awareness_seed`` (of the augmentation's bands), the
+            grader ``thresholds`` and ``boundary`` of :func:`oamn.reid_eval.
+            predict_occlusion_type`, ``batch_size`` (the augmented batches hold 5 times as
+            many), ``loader_workers`` and ``progress``. The forward passes run in float32,
+            whatever its ``amp``.
 
     Returns:
         ``(report, true_types)``: the JSON-ready report, and the ``(Q,)`` true types of the
         queries (``None`` without a synthetic manifest) for the true-type rows of
         :func:`~examples.oamn.reporting.metrics_report`.
     """
-    loader = build_test_loader(query_items, height, width, batch_size, workers, split="query")
+    loading = (settings.batch_size, settings.loader_workers)
+    loader = build_test_loader(query_items, height, width, *loading, split="query")
+    thresholds, boundary, progress = settings.thresholds, settings.boundary, settings.progress
     report = {
         "augmented": augmented_awareness(
             model,
             loader,
             device,
-            seed=seed,
+            seed=settings.awareness_seed,
             thresholds=thresholds,
             boundary=boundary,
             progress=progress,
@@ -171,12 +170,13 @@ def mask_band_statistics(masks: Tensor, location: Tensor, area: Tensor) -> dict:
     band_mean = (masks * band).sum((1, 2, 3)) / band_count.clamp_min(1)
     visible_mean = (masks * ~band).sum((1, 2, 3)) / visible_count.clamp_min(1)
     types = nearest_types(location, area)
-    names = occlusion_type_names()
     rows = {}
     for t in range(NUM_OCCLUSION_TYPES):
         chosen = types == t
         if bool(chosen.any()):
-            rows[names[t]] = _mask_row(masks[chosen], band_mean[chosen], visible_mean[chosen], t)
+            rows[OCCLUSION_TYPES[t]] = _mask_row(
+                masks[chosen], band_mean[chosen], visible_mean[chosen], t
+            )
     occluded = types > 0
     summary = {"types": rows, "all": _mask_row(masks, band_mean, visible_mean, 0)}
     if bool(occluded.any()):
@@ -223,7 +223,7 @@ def grader_statistics(predicted: Tensor, true: Tensor, scores: Tensor | None = N
     predicted_location = location_and_area(predicted)[0]
     true_location = location_and_area(true)[0]
     return {
-        "types": list(occlusion_type_names()),
+        "types": list(OCCLUSION_TYPES),
         "confusion": confusion.tolist(),
         "count": len(true),
         "occluded_count": int(occluded.sum()),
@@ -404,7 +404,8 @@ def nearest_types(location: Tensor, fraction: Tensor) -> Tensor:
         tensor([0, 5, 4])
     """
     location = location.long()
-    area = torch.where(fraction >= HALF_FRACTION, 0.5, 0.25)
+    half, quarter = AREAS
+    area = torch.where(fraction >= HALF_FRACTION, half, quarter)
     return occlusion_type(location, torch.where(location > 0, area, 0.0))
 
 

@@ -1,20 +1,25 @@
-"""Training checkpoints: save, load, and rebuild the model for evaluation.
+"""Training checkpoints: the :class:`Checkpoint` a file holds, writing one, reading (and
+migrating) one, and rebuilding its model for evaluation.
 
-A checkpoint is a ``torch.save``'d dict (loadable with ``weights_only=True``)::
+A checkpoint file is a ``torch.save``'d dict (loadable with ``weights_only=True``) whose keys are
+:class:`Checkpoint`'s fields, ``"config"`` as :meth:`TrainConfig.to_dict
+<examples.oamn.config.TrainConfig.to_dict>` writes it and ``"digest"`` the
+:func:`checkpoint_digest` of all the rest. :func:`checkpoint_bytes` writes one (the run directory
+writes the bytes atomically, :func:`~examples.oamn.run_files.write_atomic`);
+:func:`load_checkpoint` reads one, verified, as a :class:`Checkpoint`.
 
-    {"format": 1, "config": TrainConfig.to_dict(), "model": state dict (no DDP "module."
-     prefix), "num_classes": int, "epoch": epochs completed, "optimizer": state dict,
-     "scaler": GradScaler state dict or None, "rng": generator states at the end of the epoch,
-     "history": the per-epoch log records so far, "torch_threads": int,
-     "train_images": split_digest of the training images or None,
-     "digest": checkpoint_digest of all the rest}
+Versions: ``"format"`` is the layout's version, :data:`FORMAT_VERSION` for the files this code
+writes. A file of an older format is read by its own rules and brought up to date by one
+migration per version (:data:`_MIGRATIONS`); a newer one is refused, naming both versions.
+Format 1's keys and settings grew over time, so its files may lack ``scaler``,
+``torch_threads``, ``train_images``, ``digest`` (those load unverified) and the ``amp``,
+``grader`` and ``mask_loss_scale`` settings (they load as what such runs trained with:
+``"none"``, ``"pooled"``, ``"paper"``). A format 2 file holds every key, and its configuration
+every setting of its time. A setting added later is missing from older files and takes its
+default; where that default is not what older runs did, bump :data:`FORMAT_VERSION` and add
+the migration that fills in their behaviour.
 
-``rng`` is informative: a resumed run does not need it, since every epoch re-derives all its
-random draws from ``(seed, epoch)`` (see :mod:`examples.oamn.training`). ``torch_threads``,
-``train_images`` and ``digest`` are absent from checkpoints written before they existed; those
-load unverified.
-Files are written atomically (:func:`~examples.oamn.run_files.write_atomic`), and a
-checkpoint's weights load into a model only where the architecture options agree
+A checkpoint's weights load into a model only where the architecture options agree
 (:func:`load_weights` names those that do not).
 """
 
@@ -24,7 +29,7 @@ import dataclasses
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +37,82 @@ import torch
 from torch import nn
 
 from .config import ARCHITECTURE_FIELDS, TrainConfig, config_differences
-from .model import OAMN, build_model
-from .run_files import write_atomic
+from .model import OAMN
+from .model_factory import build_model
 
 __all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
     "checkpoint_bytes",
     "checkpoint_digest",
     "load_checkpoint",
     "load_model",
     "load_weights",
     "non_finite_tensors",
-    "save_checkpoint",
 ]
 
-FORMAT_VERSION = 1
-_KEYS = ("config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
+#: The format of the checkpoints this code writes, and the newest it reads.
+FORMAT_VERSION = 2
 #: ``torch.save`` writes a zip archive (since torch 1.6), which starts with these bytes.
 _ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A training checkpoint as :func:`load_checkpoint` reads it (migrated to
+    :data:`FORMAT_VERSION`).
+
+    Attributes:
+        format: the format version the file was written in (its contents are migrated).
+        config: the run's configuration.
+        model: the model's state dict (no DDP ``"module."`` prefix).
+        num_classes: the classifier's number of identities.
+        epoch: the number of epochs completed.
+        optimizer: the optimiser's state dict (momentum buffers, learning rates).
+        scaler: the fp16 ``GradScaler``'s state dict; ``None`` without one.
+        rng: the generator states at the end of the epoch. Informative: a resumed run does not
+            need it, since every epoch re-derives its random draws from ``(seed, epoch)``
+            (:mod:`examples.oamn.training`).
+        history: the per-epoch log records so far.
+        torch_threads: ``torch.get_num_threads()`` of the run (CPU results depend on it);
+            ``None`` in format 1 files written before it was recorded.
+        train_images: :func:`~examples.oamn.data.split_digest` of the images trained on;
+            ``None`` when not recorded.
+        digest: the :func:`checkpoint_digest` written with the contents; ``None`` in format 1
+            files written before digests (those load unverified).
+
+    Example:
+        >>> import tempfile
+        >>> from examples.oamn.model_factory import build_model
+        >>> config = TrainConfig(backbone="resnet18", height=64, width=32, weights=None)
+        >>> model = build_model(config, num_classes=3)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> path = Path(tempfile.mkdtemp()) / "checkpoint_last.pt"
+        >>> _ = path.write_bytes(checkpoint_bytes(model=model, optimizer=optimizer, epoch=1,
+        ...     config=config, num_classes=3, rng_state={}, history=[]))
+        >>> checkpoint = load_checkpoint(path)
+        >>> checkpoint.format, checkpoint.epoch, checkpoint.config == config
+        (2, 1, True)
+    """
+
+    format: int
+    config: TrainConfig
+    model: dict[str, torch.Tensor]
+    num_classes: int
+    epoch: int
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any] | None
+    rng: dict[str, Any]
+    history: list[dict[str, Any]]
+    torch_threads: int | None
+    train_images: str | None
+    digest: str | None
+
+
+#: The keys of every format's files: those that say what the file is and how to read the rest.
+_KEYS = ("format", "config", "model", "num_classes", "epoch", "optimizer", "rng", "history")
+#: The keys of a file of :data:`FORMAT_VERSION` (after migration).
+_FIELDS = tuple(spec.name for spec in dataclasses.fields(Checkpoint))
 
 
 def checkpoint_bytes(
@@ -63,7 +127,8 @@ def checkpoint_bytes(
     scaler: torch.amp.GradScaler | None = None,
     train_images: str | None = None,
 ) -> bytes:
-    """A checkpoint's file contents (``torch.save`` of the dict in the module docstring).
+    """A checkpoint's file contents: ``torch.save`` of the dict of :class:`Checkpoint`'s
+    fields (see the module docstring), in format :data:`FORMAT_VERSION`.
 
     Args:
         model: the model, or its ``DistributedDataParallel`` wrapper (the inner module is saved).
@@ -79,7 +144,9 @@ def checkpoint_bytes(
 
     The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"`` and its
     :func:`checkpoint_digest`. Serialised in memory, so that one epoch's copies
-    (``checkpoint_last.pt``, ``checkpoint_best.pt``) are written from the same bytes.
+    (``checkpoint_last.pt``, ``checkpoint_best.pt``) are written from the same bytes, which
+    the caller writes (atomically: :func:`~examples.oamn.run_files.write_atomic`). Example:
+    :class:`Checkpoint`'s.
     """
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     state = {
@@ -102,23 +169,9 @@ def checkpoint_bytes(
     return buffer.getvalue()
 
 
-def save_checkpoint(path: str | os.PathLike[str], **contents: Any) -> None:
-    """Write a checkpoint atomically (:func:`~examples.oamn.run_files.write_atomic`: a kill
-    while writing leaves the previous file intact).
-
-    Args:
-        path: destination file; its folder must exist.
-        **contents: the keyword arguments of :func:`checkpoint_bytes`.
-
-    Raises:
-        OSError: the file could not be written (the error names it).
-    """
-    write_atomic(path, checkpoint_bytes(**contents))
-
-
 def checkpoint_digest(state: Mapping[str, Any]) -> str:
-    """A BLAKE2b digest (64 hex digits) of a checkpoint's contents: every key, value and tensor
-    (dtype, shape and bytes) but ``"digest"`` itself, in the order they are stored.
+    """A BLAKE2b digest (64 hex digits) of a checkpoint file's dict: every key, value and
+    tensor (dtype, shape and bytes) but ``"digest"`` itself, in the order they are stored.
 
     ``torch.load`` does not check a file's tensor bytes, so a damaged checkpoint would load
     with corrupted weights; :func:`load_checkpoint` compares this digest instead.
@@ -146,10 +199,23 @@ def checkpoint_digest(state: Mapping[str, Any]) -> str:
     return hasher.hexdigest()
 
 
-#: Settings added after checkpoints were first written, with the behaviour those checkpoints
-#: were trained with: a stored configuration without them means these values, not today's
-#: defaults (docs/AWARENESS.md changed the defaults).
-_FIELDS_BEFORE_THEY_EXISTED: dict[str, Any] = {"grader": "pooled", "mask_loss_scale": "paper"}
+def _migrate_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 gained keys and settings over time; fill in those a file lacks with what its
+    run had: no scaler, thread count, image digest or digest recorded, and the behaviour of
+    runs from before the ``amp``, ``grader`` and ``mask_loss_scale`` settings (float32, the
+    pooled grader, the paper's mask losses; docs/AWARENESS.md changed the defaults since)."""
+    before_settings = {"amp": "none", "grader": "pooled", "mask_loss_scale": "paper"}
+    config = state["config"]
+    if isinstance(config, dict):  # anything else is refused as a configuration below
+        config = before_settings | config
+    unrecorded = {"scaler": None, "torch_threads": None, "train_images": None, "digest": None}
+    return unrecorded | state | {"config": config}
+
+
+#: ``_MIGRATIONS[v]`` brings the dict of a format ``v`` file to the layout of format ``v + 1``
+#: (its ``"format"`` stays the version the file was written in); :func:`load_checkpoint` applies
+#: them in turn up to :data:`FORMAT_VERSION`.
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_v1_to_v2}
 
 
 def load_checkpoint(
@@ -157,8 +223,9 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     *,
     verify: bool = True,
-) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`checkpoint_bytes` (of any format up to
+    :data:`FORMAT_VERSION`, migrated to it).
 
     Args:
         path: the checkpoint file.
@@ -168,17 +235,53 @@ def load_checkpoint(
             is computed (a tenth of the time for a ResNet-50 checkpoint); load with ``True``
             before using the weights.
 
-    Returns:
-        The dict described in the module docstring. A configuration written before the
-        ``grader`` and ``mask_loss_scale`` settings existed gets the values it was trained with
-        (``"pooled"``, ``"paper"``).
-
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a file that is not such a checkpoint (the missing keys are named), or one
-            whose contents do not match its digest (damaged after it was written).
+        ValueError: a file that is not such a checkpoint (the missing keys are named), one of a
+            newer format than this code reads, one whose configuration this code does not
+            accept, or one whose contents do not match its digest (damaged after it was
+            written).
+
+    Example: :class:`Checkpoint`'s.
     """
     path = Path(path)
+    state = _read(path, map_location, mmap=not verify)
+    _check_keys(path, state, _KEYS)
+    version = state["format"]
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} is of format {version}, newer than the formats 1 to "
+            f"{FORMAT_VERSION} that this version of examples.oamn reads: update examples.oamn "
+            "to the version that wrote it"
+        )
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{path} is not an OAMN training checkpoint (format {version!r}, which no version "
+            "writes); write one with python -m examples.oamn.train"
+        )
+    # The digest covers the contents as written: checked before any migration changes them.
+    if verify and "digest" in state and checkpoint_digest(state) != state["digest"]:
+        raise ValueError(
+            f"checkpoint {path} is corrupt: its contents do not match the digest written with "
+            "them (the file was damaged after it was saved); restore it from a copy or train "
+            "again"
+        )
+    for older in range(version, FORMAT_VERSION):
+        state = _MIGRATIONS[older](state)
+    _check_keys(path, state, _FIELDS)
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"checkpoint {path} holds a configuration this version of examples.oamn does not "
+            f"accept: {error}"
+        ) from None
+    return Checkpoint(**{name: state[name] for name in _FIELDS} | {"config": config})
+
+
+def _read(path: Path, map_location: str | torch.device, *, mmap: bool) -> Any:
+    """``torch.load`` of a checkpoint file (weights only), with errors that say what is wrong
+    with the file."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:  # torch's own error for it is an empty message
@@ -194,24 +297,18 @@ def load_checkpoint(
             "pass a checkpoint_*.pt written by python -m examples.oamn.train"
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True, mmap=not verify)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several kinds for corrupt or foreign files
         raise ValueError(f"checkpoint {path} could not be read: {_load_error(error)}") from error
-    missing = [key for key in _KEYS if not isinstance(state, dict) or key not in state]
+
+
+def _check_keys(path: Path, state: Any, keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(
             f"{path} is not an OAMN training checkpoint (missing keys {missing}); write one "
             "with python -m examples.oamn.train"
         )
-    if verify and "digest" in state and checkpoint_digest(state) != state["digest"]:
-        raise ValueError(
-            f"checkpoint {path} is corrupt: its contents do not match the digest written with "
-            "them (the file was damaged after it was saved); restore it from a copy or train "
-            "again"
-        )
-    if isinstance(state["config"], dict):
-        state["config"] = {**_FIELDS_BEFORE_THEY_EXISTED, **state["config"]}
-    return state
 
 
 def _load_error(error: Exception) -> str:
@@ -261,17 +358,17 @@ def load_model(
         >>> model, config = load_model("runs/oamn/checkpoint_best.pt")  # doctest: +SKIP
         >>> features, scores = model.extract(images)  # doctest: +SKIP
     """
-    state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"])
-    model = build_model(dataclasses.replace(config, weights=None), state["num_classes"])
-    load_weights(model, config, state, path)
+    checkpoint = load_checkpoint(path)
+    config = checkpoint.config
+    model = build_model(dataclasses.replace(config, weights=None), checkpoint.num_classes)
+    load_weights(model, config, checkpoint, path)
     return model.to(device).eval(), config
 
 
 def load_weights(
     model: nn.Module,
     config: TrainConfig,
-    state: Mapping[str, Any],
+    checkpoint: Checkpoint,
     path: str | os.PathLike[str],
 ) -> None:
     """Load a checkpoint's weights into ``model``, built from ``config``.
@@ -279,7 +376,7 @@ def load_weights(
     Args:
         model: the model to fill.
         config: the configuration ``model`` was built from.
-        state: the checkpoint (:func:`load_checkpoint`).
+        checkpoint: the checkpoint (:func:`load_checkpoint`).
         path: the checkpoint's file, for messages.
 
     Raises:
@@ -288,7 +385,7 @@ def load_weights(
             ``config`` and the checkpoint's, or else the parameters that differ (a checkpoint
             of another version of this code); or some are NaN or infinite (a diverged run).
     """
-    non_finite = non_finite_tensors(state["model"])
+    non_finite = non_finite_tensors(checkpoint.model)
     if non_finite:
         raise ValueError(
             f"checkpoint {path} holds {len(non_finite)} non-finite weight or buffer tensors "
@@ -296,10 +393,9 @@ def load_weights(
             "earlier checkpoint of that run"
         )
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(checkpoint.model)
     except RuntimeError:
-        stored = TrainConfig.from_dict(state["config"])
-        options = config_differences(stored, config, ARCHITECTURE_FIELDS, "checkpoint")
+        options = config_differences(checkpoint.config, config, ARCHITECTURE_FIELDS, "checkpoint")
         if options:
             raise ValueError(
                 f"checkpoint {path} holds a model of another architecture than this one: "
@@ -307,7 +403,7 @@ def load_weights(
             ) from None
         raise ValueError(
             f"checkpoint {path}'s weights do not fit the model its configuration describes "
-            f"({_parameter_differences(model.state_dict(), state['model'])}); it was probably "
+            f"({_parameter_differences(model.state_dict(), checkpoint.model)}); it was probably "
             "written by another version of examples.oamn"
         ) from None
 

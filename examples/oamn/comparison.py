@@ -31,6 +31,7 @@ from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig, resume_differences
 from .data import ReIDDataset, ReIDItem, build_test_loader
 from .evaluation import evaluation_report
+from .evaluation_settings import EvaluationSettings
 from .extraction import EvaluationFeatures, extract_features
 from .precision import resolve_amp
 from .reporting import TABLE_COLUMNS, format_table, library_versions, metrics_report
@@ -163,9 +164,8 @@ def trained_checkpoint(path: str | Path, config: TrainConfig) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    state = load_checkpoint(path, verify=False)  # the model is loaded, and verified, later
-    stored = TrainConfig.from_dict(state["config"])
-    return not resume_differences(stored, config) and state["epoch"] == config.epochs
+    stored = load_checkpoint(path, verify=False)  # the model is loaded, and verified, later
+    return not resume_differences(stored.config, config) and stored.epoch == config.epochs
 
 
 def holistic_queries(dataset: ReIDDataset) -> tuple[ReIDItem, ...] | None:
@@ -202,7 +202,7 @@ def evaluate_models(
         height: input height of the models.
         width: input width.
         device: where the forward passes run.
-        strategies: OAMN's gallery-bank strategies (:data:`examples.oamn.model.BANK_STRATEGIES`
+        strategies: OAMN's gallery-bank strategies (:data:`oamn.reid_eval.BANK_STRATEGIES`
             names), one unified row each.
         batch_size: images per forward pass.
         amp: the autocast mode of the forward passes (:mod:`~examples.oamn.precision`).
@@ -221,6 +221,14 @@ def evaluate_models(
     awareness: dict[str, dict] = {}
     for name, model in models.items():
         oamn = name == "oamn"  # the baseline has no mask, and its grader is never trained
+        settings = EvaluationSettings(
+            strategies=strategies if oamn else (),
+            awareness=oamn,
+            batch_size=batch_size,
+            workers=0,
+            amp=amp,
+            progress=progress,
+        )
         report, features[name] = evaluation_report(
             model,
             dataset.query,
@@ -229,12 +237,7 @@ def evaluate_models(
             height=height,
             width=width,
             device=device,
-            batch_size=batch_size,
-            workers=0,
-            strategies=strategies if oamn else (),
-            awareness=oamn,
-            amp=amp,
-            progress=progress,
+            settings=settings,
         )
         if "awareness" in report:
             awareness[name] = report["awareness"]

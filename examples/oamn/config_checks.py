@@ -13,31 +13,23 @@ import itertools
 import math
 import types
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from oamn.occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import AREAS, BAND_LOCATIONS
 
-if TYPE_CHECKING:  # the configuration module imports this one
-    from .config import TrainConfig
+from .dataclass_cli import is_instance, option_flag, optional_type
 
-__all__ = ["OCCLUSION_LOCATIONS", "check_config", "is_instance", "optional_type"]
-
-#: The locations an occlusion band may take (every location but "none").
-OCCLUSION_LOCATIONS = LOCATIONS[1:]
-
-
-def optional_type(kind: Any) -> type:
-    """``X`` of an ``X | None`` annotation."""
-    (item,) = (arg for arg in typing.get_args(kind) if arg is not types.NoneType)
-    return item
+__all__ = ["check_config"]
 
 
 def _flag(name: str) -> str:
-    return f"{name} (--{name.replace('_', '-')})"
+    return f"{name} ({option_flag(name)})"
 
 
-def check_config(config: TrainConfig) -> None:
-    """Raise ``ValueError`` naming the field and its option for the first bad value."""
+def check_config(config: Any) -> None:
+    """Raise ``ValueError`` naming the field and its option for the first bad value of
+    ``config``, a :class:`~examples.oamn.config.TrainConfig` being constructed (typed ``Any``:
+    the configuration module imports this one, which must not import it back)."""
     _check_types_and_choices(config)
     _check_finite(config)
     _check_ranges(config)
@@ -47,7 +39,7 @@ def check_config(config: TrainConfig) -> None:
     _check_device(config)
 
 
-def _check_types_and_choices(config: TrainConfig) -> None:
+def _check_types_and_choices(config: Any) -> None:
     hints = typing.get_type_hints(type(config))
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
@@ -57,7 +49,7 @@ def _check_types_and_choices(config: TrainConfig) -> None:
             raise ValueError(f"{_flag(spec.name)} must be one of {choices}, got {value!r}")
 
 
-def _check_finite(config: TrainConfig) -> None:
+def _check_finite(config: Any) -> None:
     """Every float is finite: the range checks below compare, and NaN passes every
     comparison it fails (``nan < 0`` is false)."""
     for spec in dataclasses.fields(config):
@@ -70,7 +62,7 @@ def _check_finite(config: TrainConfig) -> None:
             raise ValueError(f"{_flag(spec.name)} must be a finite number, got {value}")
 
 
-def _check_ranges(config: TrainConfig) -> None:
+def _check_ranges(config: Any) -> None:
     positive = (
         "height", "width", "instances_per_id", "epochs", "val_every", "val_batch_size",
         "mask_spatial_reduction", "mask_down_ratio",
@@ -115,7 +107,7 @@ def _check_ranges(config: TrainConfig) -> None:
         )
 
 
-def _check_losses(config: TrainConfig) -> None:
+def _check_losses(config: Any) -> None:
     if config.loss_triplet and config.instances_per_id < 2:
         raise ValueError(
             f"{_flag('instances_per_id')} must be >= 2 for the triplet loss (positives), got "
@@ -138,7 +130,7 @@ def _check_losses(config: TrainConfig) -> None:
         )
 
 
-def _check_device(config: TrainConfig) -> None:
+def _check_device(config: Any) -> None:
     if config.device != "auto" and not config.device.startswith(("cpu", "cuda")):
         raise ValueError(
             f"{_flag('device')} must be auto, cpu, cuda or cuda:N, got {config.device!r}"
@@ -166,15 +158,7 @@ def _check_type(name: str, value: Any, kind: Any) -> None:
         raise ValueError(f"{_flag(name)} must be {expected}, got {value!r}")
 
 
-def is_instance(value: Any, kind: type) -> bool:
-    if kind is float:  # JSON and Python write whole floats as ints
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _check_schedule(config: TrainConfig) -> None:
+def _check_schedule(config: Any) -> None:
     if len(config.lr_steps) != len(config.lr_step_values):
         raise ValueError(
             f"{_flag('lr_steps')} and {_flag('lr_step_values')} must have the same length, got "
@@ -187,19 +171,20 @@ def _check_schedule(config: TrainConfig) -> None:
         raise ValueError(f"{_flag('lr_step_values')} must be >= 0, got {config.lr_step_values}")
 
 
-def _check_occlusion(config: TrainConfig) -> None:
+def _check_occlusion(config: Any) -> None:
     locations = config.occlusion_locations
-    unknown = [name for name in locations if name not in OCCLUSION_LOCATIONS]
+    unknown = [name for name in locations if name not in BAND_LOCATIONS]
     if unknown or not locations or len(set(locations)) != len(locations):
         raise ValueError(
             f"{_flag('occlusion_locations')} must be distinct names from "
-            f"{','.join(OCCLUSION_LOCATIONS)}, got {','.join(locations) or 'nothing'}"
+            f"{','.join(BAND_LOCATIONS)}, got {','.join(locations) or 'nothing'}"
         )
     areas = config.occlusion_areas
-    if not areas or len(set(areas)) != len(areas) or any(a not in (0.25, 0.5) for a in areas):
+    if not areas or len(set(areas)) != len(areas) or any(a not in AREAS for a in areas):
         raise ValueError(
-            f"{_flag('occlusion_areas')} must be distinct values from 0.5,0.25 (the grader and "
-            f"the test-time bank know these two), got {areas}"
+            f"{_flag('occlusion_areas')} must be distinct values from "
+            f"{','.join(map(str, AREAS))} (the grader and the test-time bank know these two), "
+            f"got {areas}"
         )
     if config.loss_mask and not config.mask_module:
         raise ValueError(

@@ -63,7 +63,7 @@ from .comparison import (
 )
 from .data import DATASETS, load_dataset
 from .distributed import resolve_device
-from .extraction import parse_strategies
+from .evaluation_settings import parse_strategies
 from .model import BACKBONES
 from .precision import AMP_MODES
 from .run_files import remove_leftovers

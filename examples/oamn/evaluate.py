@@ -12,19 +12,25 @@ feature-level swap, the band removal) the unified rows, one-sided and two-sided,
 synthetic benchmark also under the queries' true types; with the time each bank took to build
 and the queries' predicted occlusion types. ``--rerank`` adds k-reciprocal re-ranked rows
 (:func:`oamn.reid_eval.rerank`, within each query's type for the unified rows). Then the
-occlusion awareness
-(:mod:`examples.oamn.awareness`): the mask's band / visible ratio and the grader's accuracy.
-Writes the same as JSON (fractions in [0, 1]) with the command, the config, the dataset sizes
-and the library versions. ``--figures`` then adds PNGs of ranked lists, attention maps and the
-awareness (matplotlib needed then only), and their paths to the JSON. The JSON file and the
-figures folder are locked while the command runs (:mod:`examples.oamn.locking`): a second
-command writing either is refused at once.
+occlusion awareness (:mod:`examples.oamn.awareness`): the mask's band / visible ratio and the
+grader's accuracy. Writes the same as JSON (fractions in [0, 1]) with the command, the config,
+the dataset sizes and the library versions. ``--figures`` then adds PNGs of ranked lists,
+attention maps and the awareness (matplotlib needed then only), and their paths to the JSON.
+The JSON file and the figures folder are locked while the command runs
+(:mod:`examples.oamn.locking`): a second command writing either is refused at once.
+
+The options after ``--device`` are generated from the fields of
+:class:`~examples.oamn.evaluation_settings.EvaluationSettings`, which the evaluation takes
+whole; ``--workers`` defaults to the training config's, and the checkpoint's
+``grader_none_weight`` reweights a 9-way grader's "none"
+(:meth:`~examples.oamn.evaluation_settings.EvaluationSettings.for_checkpoint`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import importlib.util
 import shlex
@@ -32,29 +38,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from oamn.reid_eval import BANK_STRATEGIES
-
 from .checkpoint import load_model
 from .command_errors import exit_on_errors
 from .data import DATASETS, load_dataset
+from .dataclass_cli import add_field_options, field_values
 from .distributed import resolve_device
 from .evaluation import evaluation_report, write_evaluation, write_evaluation_figures
-from .extraction import parse_strategies
+from .evaluation_settings import EvaluationSettings
 from .locking import lock_file, lock_folder
-from .precision import AMP_MODES, resolve_amp
+from .precision import resolve_amp
 from .reporting import format_report
 from .run_files import remove_leftovers
 
-__all__ = ["DEFAULT_RERANK", "build_parser", "main", "parse_rerank"]
+__all__ = ["build_parser", "main"]
 
-#: ``--rerank`` without a value: the k1, k2, lambda of Zhong et al. (CVPR 2017).
-DEFAULT_RERANK = (20, 6, 0.3)
 #: The files this command writes into ``--figures``.
 FIGURE_PATTERN = "*.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface (see the module docstring)."""
+    """The command-line interface (see the module docstring): what to evaluate and where to
+    write, then one option per command-line field of
+    :class:`~examples.oamn.evaluation_settings.EvaluationSettings` (its default)."""
     parser = argparse.ArgumentParser(
         prog="python -m examples.oamn.evaluate",
         description="Evaluate an OAMN checkpoint with and without occlusion unification.",
@@ -84,101 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for PNGs of ranked lists and attention maps (default: none)",
     )
     parser.add_argument(
-        "--strategies",
-        type=parse_strategies,
-        default=BANK_STRATEGIES,
-        help="comma-separated gallery-bank strategies of the unified rows, or "
-        f"'none' for no unification (default: {','.join(BANK_STRATEGIES)})",
-    )
-    parser.add_argument(
-        "--no-two-sided",
-        action="store_true",
-        help="leave out the two-sided unified rows (no query bank)",
-    )
-    parser.add_argument(
-        "--no-awareness",
-        action="store_true",
-        help="skip the mask and grader awareness measurement (and the true-type rows)",
-    )
-    parser.add_argument(
-        "--awareness-seed",
-        type=int,
-        default=0,
-        help="seed of the augmentation bands of the awareness measurement (default: 0)",
-    )
-    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="loader worker processes (default: the training config's)",
-    )
-    parser.add_argument(
         "--device", default="auto", help="auto (cuda when available, default), cpu, cuda or cuda:N"
     )
-    parser.add_argument(
-        "--amp",
-        choices=AMP_MODES,
-        default="auto",
-        help="autocast dtype of the forward passes: auto (bf16 where the device has bfloat16 "
-        "arithmetic, float32 elsewhere; the default), none (float32), bf16, or fp16 (CUDA only)",
-    )
-    parser.add_argument(
-        "--ap",
-        choices=("step", "trapezoid"),
-        default="step",
-        help="AP formula: step (usual) or trapezoid (the authors' code, lower)",
-    )
-    parser.add_argument(
-        "--boundary",
-        choices=("paper", "official"),
-        default="paper",
-        help="grader thresholds' boundary convention (METHOD.md §4)",
-    )
-    parser.add_argument(
-        "--rerank",
-        nargs="?",
-        const=DEFAULT_RERANK,
-        type=parse_rerank,
-        metavar="K1,K2,LAMBDA",
-        help="add k-reciprocal re-ranked rows (Zhong et al. 2017; within each query's type for "
-        "the unified rows); the value defaults to 20,6,0.3 (default: no re-ranking)",
-    )
-    parser.add_argument(
-        "--num-figures",
-        type=int,
-        default=6,
-        help="queries shown in the figures (default: %(default)s)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_field_options(parser, EvaluationSettings, with_defaults=True)
     return parser
-
-
-def parse_rerank(text: str) -> tuple[int, int, float]:
-    """``"20,6,0.3"`` -> ``(20, 6, 0.3)``: k-reciprocal re-ranking's ``k1, k2, lambda_value``.
-
-    Raises:
-        argparse.ArgumentTypeError: not three comma-separated numbers, ``k1`` or ``k2`` not an
-            integer ``>= 1``, or ``lambda_value`` outside ``[0, 1]``.
-
-    Example:
-        >>> parse_rerank("20,6,0.3"), parse_rerank(" 10, 3, 0 ")
-        ((20, 6, 0.3), (10, 3, 0.0))
-    """
-    expected = argparse.ArgumentTypeError(
-        f"{text!r}: expected K1,K2,LAMBDA with integers K1, K2 >= 1 and LAMBDA in [0, 1], "
-        "e.g. 20,6,0.3"
-    )
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 3:
-        raise expected
-    try:
-        k1, k2, lambda_value = int(parts[0]), int(parts[1]), float(parts[2])
-    except ValueError:
-        raise expected from None
-    if k1 < 1 or k2 < 1 or not 0 <= lambda_value <= 1:
-        raise expected
-    return k1, k2, lambda_value
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -207,11 +121,12 @@ def _evaluate(
             "examples.oamn.train (e.g. OUTPUT_DIR/checkpoint_best.pt)"
         )
     try:
+        settings = EvaluationSettings(**field_values(args, EvaluationSettings))
         device = resolve_device(args.device)
     except ValueError as error:
         parser.error(str(error))
     try:
-        amp = resolve_amp(args.amp, device)
+        amp = resolve_amp(settings.amp, device)
     except ValueError as error:
         parser.error(f"--amp: {error}")
     if args.figures is not None and importlib.util.find_spec("matplotlib") is None:
@@ -220,6 +135,8 @@ def _evaluate(
         model, config = load_model(args.checkpoint, device)
     except ValueError as error:  # the file's fault (corrupt, foreign): one line, no usage
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    # The mode auto resolved to is the one recorded.
+    settings = dataclasses.replace(settings.for_checkpoint(config), amp=amp)
     dataset_name = args.dataset or config.dataset
     output = args.output or args.checkpoint.parent / f"metrics_{dataset_name}.json"
     with contextlib.ExitStack() as locks:
@@ -247,18 +164,7 @@ def _evaluate(
             height=config.height,
             width=config.width,
             device=device,
-            batch_size=args.batch_size,
-            workers=config.workers if args.workers is None else args.workers,
-            strategies=args.strategies,
-            two_sided=not args.no_two_sided,
-            awareness=not args.no_awareness,
-            awareness_seed=args.awareness_seed,
-            amp=amp,
-            ap=args.ap,
-            boundary=args.boundary,
-            rerank=args.rerank,
-            none_weight=config.grader_none_weight,
-            progress=not args.no_progress,
+            settings=settings,
         )
         print(
             f"{dataset_name} ({data_root}): {report['num_query']} queries, "
@@ -271,11 +177,11 @@ def _evaluate(
             report,
             config,
             dataset,
+            settings=settings,
             dataset_name=dataset_name,
             data_root=data_root,
             checkpoint=args.checkpoint,
             device=device,
-            amp=amp,
             command=shlex.join(["python", "-m", "examples.oamn.evaluate", *command]),
         )
         print(f"metrics written to {output}", flush=True)
@@ -288,7 +194,7 @@ def _evaluate(
                 dataset,
                 args.figures,
                 device=device,
-                num_figures=args.num_figures,
+                num_figures=settings.num_figures,
             )
             print(f"figures: {', '.join(result['figures'])}")
         return result

@@ -2,10 +2,12 @@ r"""One trained model's whole evaluation: ranking rows and occlusion awareness, 
 
 :func:`evaluation_report` composes :mod:`examples.oamn.extraction` (features and banks),
 :mod:`examples.oamn.awareness` (mask and grader against known occlusions) and
-:mod:`examples.oamn.reporting` (the metric rows); the evaluation CLI, the demo, the awareness
-study and the ablation (through :func:`evaluate_model`, the report alone) all call it. The
-evaluation CLI writes its result with :func:`write_evaluation`, then its figures with
-:func:`write_evaluation_figures`.
+:mod:`examples.oamn.reporting` (the metric rows), as an
+:class:`~examples.oamn.evaluation_settings.EvaluationSettings` says; the model, its input size,
+the images, the dataset folder and the device are passed beside it. The evaluation CLI, the
+demo, the awareness study and the ablation (through :func:`evaluate_model`, the report alone)
+all call it. The evaluation CLI writes its result with :func:`write_evaluation`, then its
+figures with :func:`write_evaluation_figures`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from oamn.reid_eval import BANK_STRATEGIES
-
 from .awareness import awareness_report
 from .config import TrainConfig
 from .data import ReIDDataset, ReIDItem
+from .evaluation_settings import EvaluationSettings
 from .extraction import EvaluationFeatures, extract_for_evaluation
 from .occluder_labels import reweight_none
 from .reporting import library_versions, metrics_report
@@ -44,21 +45,7 @@ def evaluation_report(
     height: int,
     width: int,
     device: str | torch.device,
-    batch_size: int,
-    workers: int,
-    strategies: Sequence[str] = BANK_STRATEGIES,
-    two_sided: bool = True,
-    awareness: bool = False,
-    awareness_seed: int = 0,
-    amp: str | None = None,
-    metric: str = "euclidean",
-    max_rank: int = 50,
-    ap: str = "step",
-    thresholds: tuple[float, float] = (0.5, 0.75),
-    boundary: str = "paper",
-    rerank: tuple[int, int, float] | None = None,
-    none_weight: float = 1.0,
-    progress: bool = True,
+    settings: EvaluationSettings,
 ) -> tuple[dict, EvaluationFeatures]:
     r"""Extract features and banks, measure awareness if asked, and compute every metric row.
 
@@ -66,32 +53,22 @@ def evaluation_report(
         model: an OAMN model on ``device``.
         query_items: the query images.
         gallery_items: the gallery images.
-        data_root: the dataset folder (with ``awareness``, a synthetic benchmark's manifest
-            there adds the true-type rows and the real-occluder awareness), or ``None``.
+        data_root: the dataset folder (with ``settings.awareness``, a synthetic benchmark's
+            manifest there adds the true-type rows and the real-occluder awareness), or
+            ``None``.
         height: input height of the model.
         width: input width.
         device: where the forward passes run.
-        batch_size: images per forward pass.
-        workers: loader worker processes.
-        strategies: bank strategies of the unified rows, names from
-            :data:`examples.oamn.model.BANK_STRATEGIES` (empty: no unification).
-        two_sided: add the two-sided rows (a query bank per strategy).
-        awareness: measure the mask and the grader (:func:`~examples.oamn.awareness.
-            awareness_report`); ``False`` (default) also drops the true-type rows.
-        awareness_seed: seed of the augmentation bands of the awareness measurement.
-        amp: ``None``, ``"none"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"`` (bf16 where
-            the device has bfloat16 arithmetic, see :func:`~examples.oamn.precision.resolve_amp`).
-        metric: distance of the rankings, ``"euclidean"`` or ``"cosine"``.
-        max_rank: length of the reported CMC curve, ``>= 10``.
-        ap: ``"step"`` or ``"trapezoid"``.
-        thresholds: grader thresholds (paper eq. 8).
-        boundary: their boundary convention.
-        rerank: ``(k1, k2, lambda_value)``: add re-ranked rows, see
-            :func:`~examples.oamn.reporting.metrics_report`; ``None``: none.
-        none_weight: a 9-way grader's "none" probability is multiplied by it and the queries'
-            scores renormalised before anything reads them
-            (:func:`~examples.oamn.occluder_labels.reweight_none`); 1 leaves them.
-        progress: show progress bars.
+        settings: what to compute and how (:class:`~examples.oamn.evaluation_settings.
+            EvaluationSettings`): the bank ``strategies`` of the unified rows (empty: no
+            unification) and ``two_sided``; ``awareness`` (measure the mask and the grader,
+            :func:`~examples.oamn.awareness.awareness_report`; off also drops the true-type
+            rows) and ``awareness_seed``; ``metric``, ``max_rank``, ``ap``, ``thresholds``,
+            ``boundary`` and ``rerank`` of :func:`~examples.oamn.reporting.metrics_report`;
+            ``none_weight`` (a 9-way grader's "none" probability is multiplied by it and the
+            queries' scores renormalised before anything reads them,
+            :func:`~examples.oamn.occluder_labels.reweight_none`); ``amp``, ``batch_size``,
+            ``workers`` and ``progress`` for the forward passes.
 
     Returns:
         ``(report, features)``: :func:`~examples.oamn.reporting.metrics_report`'s dict (with
@@ -99,50 +76,32 @@ def evaluation_report(
         of :func:`~examples.oamn.extraction.extract_for_evaluation` it was computed from.
 
     Raises:
-        ValueError: empty item lists, an unknown or repeated strategy, or an unknown ``amp``
-            (before any extraction); see the functions above for the others.
+        ValueError: empty item lists, or ``amp`` ``"fp16"`` off CUDA (before any
+            extraction); see the functions above for the others.
     """
     size = {"height": height, "width": width, "device": device}
-    loading = {"batch_size": batch_size, "workers": workers, "progress": progress}
-    features = extract_for_evaluation(
-        model,
-        query_items,
-        gallery_items,
-        **size,
-        **loading,
-        strategies=strategies,
-        two_sided=two_sided,
-        amp=amp,
-    )
-    if none_weight != 1:
-        scores = reweight_none(features.query.grader_scores, none_weight)
+    features = extract_for_evaluation(model, query_items, gallery_items, **size, settings=settings)
+    if settings.none_weight != 1:
+        scores = reweight_none(features.query.grader_scores, settings.none_weight)
         features = dataclasses.replace(
             features, query=dataclasses.replace(features.query, grader_scores=scores)
         )
     awareness_part, true_types = None, None
-    if awareness:
+    if settings.awareness:
         started = time.perf_counter()
         awareness_part, true_types = awareness_report(
-            model,
-            query_items,
-            features.query.grader_scores,
-            data_root,
-            **size,
-            **loading,
-            seed=awareness_seed,
-            thresholds=thresholds,
-            boundary=boundary,
+            model, query_items, features.query.grader_scores, data_root, **size, settings=settings
         )
         features.seconds["awareness"] = time.perf_counter() - started
     report = metrics_report(
         features,
-        metric=metric,
-        max_rank=max_rank,
-        ap=ap,
-        thresholds=thresholds,
-        boundary=boundary,
+        metric=settings.metric,
+        max_rank=settings.max_rank,
+        ap=settings.ap,
+        thresholds=settings.thresholds,
+        boundary=settings.boundary,
         true_types=true_types,
-        rerank=rerank,
+        rerank=settings.rerank,
     )
     if awareness_part is not None:
         report["awareness"] = awareness_part
@@ -153,18 +112,19 @@ def evaluate_model(
     model: nn.Module,
     query_items: Sequence[ReIDItem],
     gallery_items: Sequence[ReIDItem],
-    **options: Any,
+    **context: Any,
 ) -> dict:
-    r"""The report of :func:`evaluation_report` alone (its keyword ``options``), for callers
-    that draw nothing from the features.
+    r"""The report of :func:`evaluation_report` alone (its other arguments, ``context``, by
+    keyword), for callers that draw nothing from the features.
 
     Example (with a trained ``model`` and a loaded ``dataset``)::
 
+        settings = EvaluationSettings(strategies=("mask_swap",), awareness=False, workers=4)
         report = evaluate_model(model, dataset.query, dataset.gallery, height=256, width=128,
-                                device="cuda", batch_size=128, workers=4)
+                                device="cuda", settings=settings)
         print(report["rows"]["unified_mask_swap"]["mAP"])
     """
-    report, _ = evaluation_report(model, query_items, gallery_items, **options)
+    report, _ = evaluation_report(model, query_items, gallery_items, **context)
     return report
 
 
@@ -174,11 +134,11 @@ def write_evaluation(
     config: TrainConfig,
     dataset: ReIDDataset,
     *,
+    settings: EvaluationSettings,
     dataset_name: str,
     data_root: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
     device: torch.device,
-    amp: str,
     command: str,
 ) -> dict:
     r"""Write a checkpoint's evaluation as strict JSON, with what it was measured on.
@@ -189,18 +149,19 @@ def write_evaluation(
         report: the model's :func:`evaluation_report`.
         config: its training configuration (recorded whole).
         dataset: the test dataset the report was computed on.
+        settings: the settings the report was computed with; its ``amp``, the autocast mode
+            the forward passes ran under (``"auto"`` resolved), is recorded.
         dataset_name: the dataset's name, as recorded.
         data_root: its folder, as recorded.
         checkpoint: the checkpoint's path, as recorded.
         device: where the forward passes ran.
-        amp: the autocast mode they ran under, as recorded.
         command: the command line, as recorded.
 
     Returns:
         What the JSON holds: ``"command"``, ``"checkpoint"``, ``"dataset"`` (name, root, the
         numbers of query and gallery images and identities), ``"device"``, ``"amp"``,
         ``"config"``, ``"versions"`` (:func:`~examples.oamn.reporting.library_versions`) and
-        the report's keys.
+        the report's keys (its ``"settings"``: those of the metrics).
 
     Raises:
         OSError: ``output`` cannot be written (the error names it); ``NotADirectoryError``
@@ -218,7 +179,7 @@ def write_evaluation(
             "num_gallery_ids": len({item.pid for item in dataset.gallery}),
         },
         "device": str(device),
-        "amp": amp,
+        "amp": settings.amp,
         "config": config.to_dict(),
         "versions": library_versions(),
         **report,

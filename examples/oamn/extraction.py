@@ -14,14 +14,14 @@ the autocast of the ``amp`` mode (:mod:`examples.oamn.precision`). Everything re
 the CPU in float32, whatever the device and autocast dtype of the forward passes.
 
 :func:`extract_for_evaluation` gathers what the metrics (:mod:`examples.oamn.reporting`) are
-computed from: the query and gallery features and, per bank strategy
-(:data:`examples.oamn.model.BANK_STRATEGIES`, read from a command line by
-:func:`parse_strategies`), the gallery's bank and the queries' own (for the two-sided rows).
+computed from, as an :class:`~examples.oamn.evaluation_settings.EvaluationSettings` asks: the
+query and gallery features and, per bank strategy (:data:`oamn.reid_eval.BANK_STRATEGIES`, read
+from a command line by :func:`~examples.oamn.evaluation_settings.parse_strategies`), the
+gallery's bank and the queries' own (for the two-sided rows).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +31,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from oamn.reid_eval import BANK_STRATEGIES
-
 from .data import IMAGENET_MEAN, IMAGENET_STD, ReIDItem, build_test_loader
+from .evaluation_settings import EvaluationSettings, check_strategies
 from .precision import autocast, resolve_amp
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "extract_features",
     "extract_for_evaluation",
     "extract_gallery_bank",
-    "parse_strategies",
 ]
 
 
@@ -145,9 +143,9 @@ def extract_gallery_bank(
     Args:
         model: an OAMN model on ``device``.
         loader: yields ``(images, pids, camids, ...)`` batches; only the images are used.
-        strategy: one of :data:`examples.oamn.model.BANK_STRATEGIES`: ``"mask_swap"`` (the
-            authors' black-box images, 9 passes) or ``"feature"`` (the band zeroed on the
-            feature map, one pass).
+        strategy: one of :data:`oamn.reid_eval.BANK_STRATEGIES`: ``"mask_swap"`` (the
+            authors' black-box images, 9 passes), ``"feature"`` (the band zeroed on the
+            feature map, one pass) or ``"band"`` (the band removed from ``m * f``, one pass).
         device: where the forward passes run.
         image_fill: the value of the black box in *normalised* image space (``"mask_swap"``):
             a number or one per channel; black is ``-mean / std``.
@@ -171,7 +169,7 @@ def extract_gallery_bank(
         torch.Size([9, 6, 3])
     """
     _check_method(model, "gallery_bank")
-    _check_strategies([strategy])
+    check_strategies([strategy])
     fill = torch.as_tensor(image_fill, dtype=torch.float32, device=device)
 
     def bank(images: Tensor) -> tuple[Tensor]:
@@ -211,13 +209,7 @@ def extract_for_evaluation(
     height: int,
     width: int,
     device: str | torch.device,
-    batch_size: int,
-    workers: int,
-    strategies: Sequence[str] = BANK_STRATEGIES,
-    unify: bool = True,
-    two_sided: bool = True,
-    amp: str | None = None,
-    progress: bool = True,
+    settings: EvaluationSettings,
 ) -> EvaluationFeatures:
     r"""Query features, gallery features and a gallery bank per strategy, from image items.
 
@@ -232,31 +224,26 @@ def extract_for_evaluation(
         height: input height the model was trained at.
         width: input width.
         device: where the forward passes run.
-        batch_size: images per forward pass.
-        workers: loader worker processes (0: in this process).
-        strategies: bank strategies to build, names from
-            :data:`examples.oamn.model.BANK_STRATEGIES`, without repeats.
-        unify: ``False`` builds no bank (``strategies`` ignored).
-        two_sided: also build each strategy's bank of the queries (the two-sided rows).
-        amp: ``None``, ``"none"``, ``"bf16"``, ``"fp16"`` (CUDA only) or ``"auto"``.
-        progress: show tqdm progress bars.
+        settings: what to extract and how: a bank per ``strategies`` (none when empty), and
+            with ``two_sided`` each strategy's bank of the queries too; ``amp``,
+            ``batch_size``, ``loader_workers`` and ``progress`` for the forward passes.
 
     Returns:
         The :class:`EvaluationFeatures`.
 
     Raises:
-        ValueError: empty item lists, an unknown or repeated strategy, or an unknown ``amp``.
+        ValueError: empty item lists, or ``amp`` ``"fp16"`` off CUDA.
     """
-    strategies = tuple(strategies) if unify else ()
-    _check_strategies(strategies)
-    amp = resolve_amp(amp, device)
+    amp = resolve_amp(settings.amp, device)
     for name, items in (("query_items", query_items), ("gallery_items", gallery_items)):
         if len(items) == 0:
             raise ValueError(f"{name} is empty; pass the dataset's {name.split('_')[0]} split")
+    loading = (settings.batch_size, settings.loader_workers)
     loaders = {
-        name: build_test_loader(items, height, width, batch_size, workers, split=name)
+        name: build_test_loader(items, height, width, *loading, split=name)
         for name, items in (("query", query_items), ("gallery", gallery_items))
     }
+    progress = settings.progress
     seconds: dict[str, float] = {}
     feature_sets = {}
     for name, loader in loaders.items():
@@ -265,8 +252,8 @@ def extract_for_evaluation(
         seconds[name] = time.perf_counter() - start
     black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     banks: dict[str, dict[str, Tensor]] = {"gallery": {}, "query": {}}
-    for strategy in strategies:
-        for split in ("gallery", "query") if two_sided else ("gallery",):
+    for strategy in settings.strategies:
+        for split in ("gallery", "query") if settings.two_sided else ("gallery",):
             start = time.perf_counter()
             banks[split][strategy] = extract_gallery_bank(
                 model, loaders[split], strategy, device, black, amp, progress
@@ -276,30 +263,6 @@ def extract_for_evaluation(
     return EvaluationFeatures(
         feature_sets["query"], feature_sets["gallery"], banks["gallery"], seconds, banks["query"]
     )
-
-
-def parse_strategies(text: str) -> tuple[str, ...]:
-    """``"mask_swap,feature"`` -> ``("mask_swap", "feature")``; ``"none"`` or ``""`` -> ``()``.
-
-    Raises:
-        argparse.ArgumentTypeError: an unknown or repeated name.
-
-    Example:
-        >>> parse_strategies("feature, mask_swap"), parse_strategies("none")
-        (('feature', 'mask_swap'), ())
-    """
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if names == ("none",):
-        return ()
-    unknown = [name for name in names if name not in BANK_STRATEGIES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown bank strategies {unknown}; choose from {','.join(BANK_STRATEGIES)} "
-            "(comma-separated) or 'none'"
-        )
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"repeated bank strategies in {text!r}")
-    return names
 
 
 @contextmanager
@@ -377,11 +340,3 @@ def _check_method(model: nn.Module, name: str) -> None:
             f"model must have OAMN's {name}() method (pass the bare OAMN, not a DDP wrapper: "
             f"model.module); got {type(model).__name__}"
         )
-
-
-def _check_strategies(strategies: Sequence[str]) -> None:
-    unknown = [s for s in strategies if s not in BANK_STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown bank strategies {unknown}; choose from {BANK_STRATEGIES}")
-    if len(set(strategies)) != len(strategies):
-        raise ValueError(f"strategies must not repeat, got {list(strategies)}")

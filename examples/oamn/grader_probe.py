@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from oamn.occlusion_aug import ObjectOcclusion, OcclusionAugmentation
+from oamn.occlusion_aug import NUM_OCCLUSION_TYPES, ObjectOcclusion, OcclusionAugmentation
 
 from .checkpoint import load_model
 from .data import build_test_loader
@@ -74,7 +74,8 @@ def _occluded_summaries(model, loader, augmentations, seed: int) -> tuple[Tensor
 
 def _fit(features: Tensor, types: Tensor, epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    head = nn.Sequential(nn.BatchNorm1d(features.shape[1]), nn.Linear(features.shape[1], 9))
+    width = features.shape[1]
+    head = nn.Sequential(nn.BatchNorm1d(width), nn.Linear(width, NUM_OCCLUSION_TYPES))
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=5e-4)
     for _ in range(epochs):
         for index in torch.randperm(len(types)).split(256):

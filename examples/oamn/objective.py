@@ -32,7 +32,13 @@ from oamn.losses import (
     mask_consistency_loss,
     mask_visibility_loss,
 )
-from oamn.occlusion_aug import LOCATIONS, ObjectOcclusionParams, OcclusionBatch
+from oamn.occlusion_aug import (
+    AREAS,
+    BAND_LOCATIONS,
+    LOCATIONS,
+    ObjectOcclusionParams,
+    OcclusionBatch,
+)
 
 from .config import MASK_LOSS_SCALES, TrainConfig
 from .routing import ROUTINGS
@@ -245,9 +251,9 @@ class OAMNObjective:
             # An incomplete pair (e.g. top without bottom) has no L_mask2 term: pass it as None.
             copies = [
                 blocks[name] if any(name in pair for pair in complete) else None
-                for name in LOCATIONS[1:]
+                for name in BAND_LOCATIONS
             ]
-            is_half = area[batch : 2 * batch] == 0.5
+            is_half = area[batch : 2 * batch] == AREAS[0]  # the half bands
             mask2 = mask_complement_loss(
                 holistic, *copies, is_half, self.mask_reduction, m_holistic=m_holistic
             )

@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from oamn.occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import AREA_NAMES, BAND_LOCATIONS, LOCATIONS, OCCLUSION_TYPES
 from oamn.reid_eval import predict_occlusion_type
 
 from .intervals import bootstrap_interval
@@ -51,7 +51,7 @@ __all__ = [
 
 #: Every label a person may give: the 8 occlusion types, ``none`` and ``unclear``.
 LABELS: tuple[str, ...] = (
-    *(f"{side}_{depth}" for depth in ("half", "quarter") for side in LOCATIONS[1:]),
+    *(f"{side}_{depth}" for depth in AREA_NAMES for side in BAND_LOCATIONS),
     "none",
     "unclear",
 )
@@ -151,7 +151,7 @@ def label_to_type(label: str) -> int | None:
     if label == "none":
         return 0
     side, depth = label.split("_")
-    return LOCATIONS.index(side) + (4 if depth == "quarter" else 0)
+    return OCCLUSION_TYPES.index(f"{depth}_{side}")
 
 
 def agreement(first: dict[str, str], second: dict[str, str]) -> dict[str, float | int]:
@@ -168,7 +168,7 @@ def agreement(first: dict[str, str], second: dict[str, str]) -> dict[str, float 
     def side(label: str) -> str:
         return label.split("_")[0]
 
-    sides = LOCATIONS[1:]
+    sides = BAND_LOCATIONS
     both_sided = [n for n in common if side(first[n]) in sides and side(second[n]) in sides]
     return {
         "images": len(common),

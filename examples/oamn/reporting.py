@@ -1,6 +1,6 @@
 r"""The metrics report of an evaluation and its text tables.
 
-Evaluation (METHOD.md §5-6) has a row *no unification* (query features against the plain
+Evaluation (docs/METHOD.md §5-6) has a row *no unification* (query features against the plain
 gallery features), and per bank strategy the *unified* rows: query ``i`` gets the type
 :func:`oamn.reid_eval.predict_occlusion_type` reads from its grader scores and is ranked against the
 gallery features under that type (:func:`oamn.reid_eval.evaluate_unified`), with the plain query
@@ -11,9 +11,11 @@ errors from the bank's quality. :func:`metrics_report` computes every row from t
 :func:`examples.oamn.extraction.extract_for_evaluation` (the query features, extracted once, are
 shared by every row).
 
-Each row reports the columns :data:`TABLE_COLUMNS` (fractions in ``[0, 1]``), which
-:func:`format_table` prints in %, for the evaluation command (:func:`format_report`) and the
-demo alike. :func:`library_versions` records what the numbers depend on.
+Each row reports the columns :data:`TABLE_COLUMNS` (fractions in ``[0, 1]``): the CMC at the
+:data:`oamn.reid_eval.REPORTED_RANKS` (read by :func:`rank_accuracies`, as validation reads
+them too), mAP and mINP, which :func:`format_table` prints in %, for the evaluation command
+(:func:`format_report`) and the demo alike. :func:`library_versions` records what the numbers
+depend on.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from oamn.occlusion_aug import LOCATIONS, NUM_OCCLUSION_TYPES, location_and_area
+from oamn.occlusion_aug import NUM_OCCLUSION_TYPES, OCCLUSION_TYPES
 from oamn.reid_eval import (
     AP_KINDS,
+    REPORTED_RANKS,
     RankMetrics,
     evaluate_features,
     evaluate_rank,
@@ -42,21 +45,36 @@ from .extraction import EvaluationFeatures
 from .intervals import bootstrap_interval
 
 __all__ = [
-    "REPORTED_RANKS",
     "TABLE_COLUMNS",
     "format_report",
     "format_table",
     "library_versions",
     "location_scores",
     "metrics_report",
-    "occlusion_type_names",
+    "rank_accuracies",
 ]
 
 
-#: The ranks reported besides mAP and mINP (the CMC curve is kept whole in the report too).
-REPORTED_RANKS: tuple[int, ...] = (1, 5, 10)
 #: The metric columns of every table, in order: the reported ranks, mAP and mINP.
 TABLE_COLUMNS: tuple[str, ...] = (*(f"R{k}" for k in REPORTED_RANKS), "mAP", "mINP")
+
+
+def rank_accuracies(cmc: Tensor, ranks: Sequence[int] = REPORTED_RANKS) -> dict[str, float]:
+    """``{"R<k>": accuracy}`` at each of ``ranks``, read from a CMC curve; where the curve is
+    shorter than ``k`` (a gallery smaller than ``k``), its last rank, where every valid query
+    has matched.
+
+    Args:
+        cmc: ``(max_rank,)`` the CMC curve, ``cmc[k - 1]`` the rank-``k`` accuracy
+            (:attr:`oamn.reid_eval.RankMetrics.cmc`).
+        ranks: the ranks ``k >= 1`` to read.
+
+    Example:
+        >>> rank_accuracies(torch.tensor([0.5, 0.75, 1.0, 1.0, 1.0, 1.0]))
+        {'R1': 0.5, 'R5': 1.0, 'R10': 1.0}
+    """
+    last_rank = len(cmc)
+    return {f"R{k}": float(cmc[min(k, last_rank) - 1]) for k in ranks}
 
 
 def metrics_report(
@@ -106,7 +124,7 @@ def metrics_report(
           query, for paired comparisons), ``"num_valid_queries"`` and ``"bank_seconds"``
           (``None`` for the plain row);
         * ``"query_types"``: ``{type name: count}`` of the queries' predicted types, all 9
-          names (:func:`occlusion_type_names`) in type order;
+          names (:data:`oamn.occlusion_aug.OCCLUSION_TYPES`) in type order;
         * ``"bank_type0_max_abs_diff"``: ``{strategy: float}``, the largest difference between
           the bank's type 0 and the plain gallery features, which should be ~0 (a check);
         * ``"num_query"``, ``"num_gallery"``, ``"seconds"`` (every extraction) and
@@ -191,7 +209,7 @@ def metrics_report(
     counts = torch.bincount(query_types, minlength=NUM_OCCLUSION_TYPES).tolist()
     return {
         "rows": rows,
-        "query_types": dict(zip(occlusion_type_names(), counts, strict=True)),
+        "query_types": dict(zip(OCCLUSION_TYPES, counts, strict=True)),
         "bank_type0_max_abs_diff": {
             strategy: float((bank[0] - gallery.features).abs().max())
             for strategy, bank in features.banks.items()
@@ -228,31 +246,14 @@ def _located_types(scores: Tensor, boundary: str) -> Tensor:
     return predict_types(scores, (0.0, 0.0), boundary)
 
 
-def occlusion_type_names() -> tuple[str, ...]:
-    """Names of the 9 occlusion types in type order: ``"none"``, ``"half_top"``, ...,
-    ``"quarter_right"``.
-
-    Example:
-        >>> occlusion_type_names()[:3], occlusion_type_names()[-1]
-        (('none', 'half_top', 'half_bottom'), 'quarter_right')
-    """
-    locations, areas = location_and_area(torch.arange(NUM_OCCLUSION_TYPES))
-    sizes = {0.0: "", 0.5: "half_", 0.25: "quarter_"}
-    return tuple(
-        "none" if loc == 0 else sizes[area] + LOCATIONS[loc]
-        for loc, area in zip(locations.tolist(), areas.tolist(), strict=True)
-    )
-
-
 def _row(name: str, bank_seconds: float | None, metrics: RankMetrics) -> dict:
     """One table row: the named ranks, mAP, mINP, their 95 % bootstrap intervals over the valid
     queries, the whole CMC and the per-query first-match ranks and APs (for paired tests)."""
     valid = metrics.first_match > 0
     per_query = metrics.to_dict(per_query=True)
-    last_rank = metrics.cmc.numel()  # the gallery size, when it is below max_rank: CMC 1 there
     return {
         "name": name,
-        **{f"R{k}": float(metrics.cmc[min(k, last_rank) - 1]) for k in REPORTED_RANKS},
+        **rank_accuracies(metrics.cmc),
         "mAP": metrics.mAP,
         "mINP": metrics.mINP,
         "R1_ci95": list(bootstrap_interval((metrics.first_match[valid] == 1).double())),

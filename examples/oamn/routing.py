@@ -14,7 +14,7 @@ r"""Gradient routing: what each ``routing`` setting detaches, in the model and i
   optimisers; the mask module here gets the sum of its mask-loss and ``L1``-through-``g``
   gradients in one step, with one momentum buffer.
 
-The model factory (:func:`~examples.oamn.model.build_model`) reads
+The model factory (:func:`~examples.oamn.model_factory.build_model`) reads
 :attr:`Routing.mask_input_detached`, the objective (:mod:`~examples.oamn.objective`)
 :attr:`Routing.mask_losses_detach_features`.
 """

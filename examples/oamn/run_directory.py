@@ -168,7 +168,7 @@ class RunDirectory:
     def _epoch_of(path: Path) -> int | None:
         """The epoch of a readable checkpoint; ``None`` for a missing or damaged one."""
         try:
-            return load_checkpoint(path, verify=False)["epoch"]
+            return load_checkpoint(path, verify=False).epoch
         except (FileNotFoundError, ValueError):
             return None
 

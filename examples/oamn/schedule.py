@@ -1,4 +1,4 @@
-"""The optimiser and its per-epoch learning rates (METHOD.md §7).
+"""The optimiser and its per-epoch learning rates (docs/METHOD.md §7).
 
 SGD with Nesterov momentum over three parameter groups, ``backbone``, ``mask`` and ``head``
 (the model's :meth:`~examples.oamn.model.OAMN.parameter_groups`), whose learning rates are the

@@ -41,12 +41,13 @@ from .awareness import awareness_report
 from .checkpoint import load_model
 from .command_errors import locked_command
 from .comparison import BASELINE_SWITCHES, DEMO_SETTINGS, trained_checkpoint
-from .config import TrainConfig
+from .config import RECIPES, TrainConfig
 from .config_cli import config_parser
 from .data import build_test_loader, load_dataset
 from .distributed import resolve_device
 from .evaluation import evaluation_report
-from .extraction import extract_features, parse_strategies
+from .evaluation_settings import EvaluationSettings, parse_strategies
+from .extraction import extract_features
 from .occluder_labels import reweight_none
 from .reporting import library_versions
 from .run_files import remove_leftovers, write_atomic, write_json
@@ -60,20 +61,10 @@ __all__ = ["EXPLORATORY_VARIANTS", "VARIANTS", "build_parser", "main"]
 #: Each variant's switches (TrainConfig fields) on top of the shared settings.
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": BASELINE_SWITCHES,
-    # The paper: its mask losses, one backward through everything, the authors' grader.
-    "paper": {
-        "mask_loss_scale": "paper",
-        "lambda_mask": 5.0,
-        "grader": "pooled",
-        "routing": "paper",
-    },
-    # The authors' code: as the paper, but the mask losses train the mask module only.
-    "authors": {
-        "mask_loss_scale": "paper",
-        "lambda_mask": 5.0,
-        "grader": "pooled",
-        "routing": "official",
-    },
+    # The paper: its mask losses, one backward through everything, the authors' grader; the
+    # authors' code: the same, but the mask losses train the mask module only.
+    "paper": dict(RECIPES["paper"]),
+    "authors": dict(RECIPES["authors"]),
     # Each remedy alone on the authors' setting, then all together (the new defaults).
     "invariant_losses": {
         "mask_loss_scale": "invariant",
@@ -318,43 +309,37 @@ def _run(config: TrainConfig, dataset, data_root: Path, args: argparse.Namespace
     history = json.loads((run_dir / "log.json").read_text())
     device = resolve_device(config.device)
     model, _ = load_model(checkpoint, device)
-    options = {
-        "height": config.height,
-        "width": config.width,
-        "device": device,
-        "batch_size": args.eval_batch_size,
-        "workers": config.workers,
-        "progress": config.progress,
-    }
-    report, _ = evaluation_report(
-        model,
-        dataset.query,
-        dataset.gallery,
-        data_root,
+    size = {"height": config.height, "width": config.width, "device": device}
+    settings = EvaluationSettings(
         strategies=args.strategies,
         awareness=True,
+        batch_size=args.eval_batch_size,
         amp=config.amp,
-        none_weight=config.grader_none_weight,
-        **options,
+        progress=config.progress,
+    ).for_checkpoint(config)
+    report, _ = evaluation_report(
+        model, dataset.query, dataset.gallery, data_root, **size, settings=settings
     )
     for row in report["rows"].values():
         row.pop("cmc")
     report["train_seconds"] = round(sum(record["seconds"] for record in history), 1)
     if config.val_ids:
-        report["validation"] = _validation(model, config, dataset, options)
+        report["validation"] = _validation(model, config, dataset, size, settings)
     remove_leftovers(run_dir, [cached.name])
     write_json(cached, report, indent=1)
     return report
 
 
-def _validation(model, config: TrainConfig, dataset, options: dict) -> dict:
+def _validation(
+    model, config: TrainConfig, dataset, size: dict, settings: EvaluationSettings
+) -> dict:
     """Awareness on the held-out training identities' images, and their last validation mAP."""
     _, val_query, val_gallery = training_split(dataset.train, config)
     items = (*val_query, *val_gallery)
-    loader = build_test_loader(items, config.height, config.width, options["batch_size"], 0)
-    scores = extract_features(model, loader, options["device"], progress=False).grader_scores
-    scores = reweight_none(scores, config.grader_none_weight)
-    report, _ = awareness_report(model, items, scores, None, **options)
+    loader = build_test_loader(items, config.height, config.width, settings.batch_size, 0)
+    scores = extract_features(model, loader, size["device"], progress=False).grader_scores
+    scores = reweight_none(scores, settings.none_weight)
+    report, _ = awareness_report(model, items, scores, None, **size, settings=settings)
     history = json.loads((Path(config.output_dir) / "log.json").read_text())
     validated = [record for record in history if "val_mAP" in record]
     return {**report, "val_mAP": validated[-1]["val_mAP"] if validated else None}

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from oamn.occlusion_aug import BAND_LOCATIONS
+
 from .intervals import paired_difference_interval
 
 __all__ = ["GAINS", "SUMMARY", "format_intervals", "format_markdown", "slim", "summarise"]
@@ -84,7 +86,7 @@ SUMMARY: dict[str, tuple[str, ...]] = {
             side,
             "recall",
         )
-        for side in ("top", "bottom", "left", "right")
+        for side in BAND_LOCATIONS
     },
     "labelled: constant bottom": ("awareness", "labelled_real_occluders", "constant_bottom"),
     "labelled none read as none": ("awareness", "labelled_real_occluders", "none_accuracy"),

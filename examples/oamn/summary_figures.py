@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from oamn.occlusion_aug import OCCLUSION_TYPES
 from oamn.reid_eval import predict_occlusion_type
 
 from .data import ReIDDataset
 from .extraction import EvaluationFeatures
-from .reporting import occlusion_type_names
 from .visualize import (
     MATCH_COLOURS,
     attention_masks,
@@ -58,7 +58,7 @@ def save_awareness_figure(awareness: dict, path: str | Path) -> Path:
     """
     sources = {"augmented": "augmentation bands", "synthetic_queries": "real occluders"}
     present = [key for key in sources if key in awareness]
-    names = occlusion_type_names()[1:]
+    names = OCCLUSION_TYPES[1:]
     figure = new_figure(4.2 + 3.4 * len(present), 3.6)
     grid = figure.add_gridspec(1, 1 + len(present), width_ratios=[1.3] + [1.0] * len(present))
     bars = figure.add_subplot(grid[0, 0])
@@ -75,7 +75,7 @@ def save_awareness_figure(awareness: dict, path: str | Path) -> Path:
     bars.set_ylabel("mask: band mean / visible mean", fontsize=7)
     bars.set_title("does the mask drop the occluded band?", fontsize=8)
     bars.legend(fontsize=6)
-    all_names = occlusion_type_names()
+    all_names = OCCLUSION_TYPES
     for column, key in enumerate(present, start=1):
         grader = awareness[key]["grader"]
         counts = torch.tensor(grader["confusion"], dtype=torch.float32)
@@ -145,7 +145,7 @@ def save_demo_figure(
         "baseline f": activation_maps(models["baseline"], images, device),
     }
     types = predict_occlusion_type(oamn.query.grader_scores[chosen])
-    type_names = occlusion_type_names()
+    type_names = OCCLUSION_TYPES
     # The first bank's slice of each query's predicted type: the unified ranking (two-sided
     # when there is a query bank: each query under its own predicted type too).
     strategy = next(iter(oamn.banks), None)
@@ -166,7 +166,7 @@ def save_demo_figure(
     for row, query in enumerate(chosen.tolist()):
         pid, camid = int(oamn.query.pids[query]), int(oamn.query.camids[query])
         predicted = type_names[int(types[row])].replace("_", " ")
-        caption = f"query {pid}\nOAMN: {predicted}"
+        caption = f"query {pid}\nOAMN typed\n{predicted}"
         draw_image(figure.add_subplot(grid[row, 0]), pictures[row], "black", caption)
         for col, (title, heat) in enumerate(maps.items(), start=1):
             axes = figure.add_subplot(grid[row, col])
@@ -189,23 +189,25 @@ def save_demo_figure(
                 draw_image(axes, image, MATCH_COLOURS[kind], f"{rank + 1}", dashed=kind == "junk")
                 if row == 0 and rank == 0:  # the block's title, above its rank captions
                     axes.text(0, 1.25, title, transform=axes.transAxes, fontsize=8, ha="left")
-    bars = figure.add_subplot(grid[count + 1, :])
-    labels = [
-        f"{r['model']}\n{r['queries']}\n{r['setting'].replace('unified, ', 'unified ')}"
-        for r in rows
-    ]
+    # Horizontal bars: each row's label is one line on the y axis (the first columns' width is
+    # left for it), where long settings cannot run into their neighbours.
+    bars = figure.add_subplot(grid[count + 1, 1 + len(maps) + 1 :])
+    labels = [f"{r['model']}, {r['queries']}: {r['setting']}" for r in rows]
     positions = torch.arange(len(rows)).float()
     for offset, metric, colour in ((-0.2, "R1", "#4575b4"), (0.2, "mAP", "#fdae61")):
         values = [100 * r[metric] for r in rows]
-        drawn = bars.bar(
-            (positions + offset).tolist(), values, width=0.4, color=colour, label=metric
+        drawn = bars.barh(
+            (positions + offset).tolist(), values, height=0.4, color=colour, label=metric
         )
-        bars.bar_label(drawn, fmt="%.0f", fontsize=6)
-    bars.set_xticks(positions.tolist(), labels, fontsize=6)
-    bars.set_ylabel("%")
-    bars.set_ylim(0, 105)
-    bars.legend(fontsize=7, loc="upper left")
-    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.96, wspace=0.08, hspace=0.35)
+        bars.bar_label(drawn, fmt="%.0f", fontsize=6, padding=2)
+    bars.set_yticks(positions.tolist(), labels, fontsize=7)
+    bars.invert_yaxis()  # the rows top to bottom, in the table's order
+    bars.set_xlabel("%")
+    bars.set_xlim(0, 108)
+    bars.legend(fontsize=7, loc="lower right")
+    # 0.6 inch above the first row for its three caption lines.
+    top = 1 - 0.6 / figure.get_figheight()
+    figure.subplots_adjust(left=0.05, right=0.99, bottom=0.05, top=top, wspace=0.08, hspace=0.35)
     return save_png(figure, path)
 
 

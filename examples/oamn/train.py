@@ -48,7 +48,7 @@ def resume_advice(output_dir: str | os.PathLike[str]) -> str:
     """
     last = Path(output_dir) / "checkpoint_last.pt"
     try:
-        epoch = load_checkpoint(last, verify=False)["epoch"]
+        epoch = load_checkpoint(last, verify=False).epoch
     except (FileNotFoundError, ValueError):
         return f"no checkpoint was written yet ({output_dir}): run the command again to start over"
     return f"epoch {epoch} is saved: continue with {_PROG} --resume {last}"

@@ -17,13 +17,9 @@ another process is writing is refused at once (:func:`train` holds its lock,
 :func:`~examples.oamn.run_directory.lock_run_directory`). An epoch that leaves a weight, buffer
 or momentum non-finite is not saved: the run stops, naming the last finite checkpoint.
 
-Resume (``--resume DIR/checkpoint_last.pt``): the run directory is the checkpoint's folder
-unless ``--output-dir`` names another; the checkpoint's configuration is the base, and options
-that would change what the run trains are refused, naming each (those that cannot, such as
-``--workers``, ``--device``, ``--no-progress`` or a longer ``--epochs``, may change;
-:data:`~examples.oamn.config.RUN_ONLY_FIELDS`). Resuming removes ``.partial`` leftovers and
-writes the checkpoint's epoch's copies and logs if a kill left them unwritten; a checkpoint that
-has all its epochs trains nothing more. No ImageNet weights file is read.
+Resume (``--resume DIR/checkpoint_last.pt``) continues the checkpoint's run and refuses options
+that would change what it trains: :class:`~examples.oamn.resume.RunStart` decides where a run
+starts and restores the checkpoint's state (:mod:`examples.oamn.resume`).
 
 Reproducibility: every random draw of epoch ``e`` is a function of ``(seed, e)`` (and the rank):
 the batches and the CPU-side augmentation (the data loaders' sampler, whatever the number of
@@ -47,11 +43,8 @@ Multi-GPU / multi-node: under ``torchrun`` each process calls :func:`train`, see
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,8 +52,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import checkpoint_bytes, load_checkpoint, load_weights, non_finite_tensors
-from .config import TrainConfig, resume_differences
+from .checkpoint import checkpoint_bytes, non_finite_tensors
+from .config import TrainConfig
 from .data import (
     ReIDDataset,
     ReIDItem,
@@ -70,9 +63,9 @@ from .data import (
     train_transform,
 )
 from .distributed import DistributedContext, init_distributed
-from .model import build_model
+from .model_factory import build_model
 from .objective import OAMNObjective
-from .precision import resolve_amp
+from .resume import RunStart, resume_or_replace
 from .run_directory import RunDirectory, lock_run_directory
 from .schedule import build_optimizer, set_learning_rates
 from .step import build_augmentation, training_step
@@ -114,18 +107,10 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
 def train_or_resume(config: TrainConfig) -> list[dict[str, Any]]:
     """Bring the run in ``config.output_dir`` to ``config.epochs`` epochs, for tools that own
     their run folders and hold the lock of a folder above them (the demo, the study): resume
-    the run there when its ``checkpoint_last.pt`` was trained with the same settings
-    (:func:`~examples.oamn.config.resume_differences`; a run that has all its epochs trains
-    nothing), otherwise train afresh, replacing it.
+    it when it was trained with the same settings, otherwise train afresh, replacing it
+    (:func:`~examples.oamn.resume.resume_or_replace`).
     """
-    last = Path(config.output_dir) / "checkpoint_last.pt"
-    try:
-        stored = TrainConfig.from_dict(load_checkpoint(last, verify=False)["config"])
-    except (FileNotFoundError, ValueError):  # no run there yet, or a damaged one: start again
-        return train(dataclasses.replace(config, overwrite=True))
-    if resume_differences(stored, config):
-        return train(dataclasses.replace(config, overwrite=True))
-    return train(dataclasses.replace(config, resume=str(last)))
+    return train(resume_or_replace(config))
 
 
 class Trainer:
@@ -144,13 +129,12 @@ class Trainer:
         self.context = context
         self.device = context.device
         _check_runnable(config, self.device)
-        # Refused before the minutes that reading the data can take.
-        state = _resumable_checkpoint(config) if config.resume else None
-        config = dataclasses.replace(config, amp=_run_amp(config, state, self.device))
-        self.config = config
+        # A resume is refused before the minutes that reading the data can take.
+        start = RunStart.of(config, self.device)
+        self.config = config = start.config
         self.run_dir = RunDirectory(config)
         if context.is_main:
-            self.run_dir.check_usable(None if state is None else state["epoch"])
+            self.run_dir.check_usable(None if start.checkpoint is None else start.epoch)
         train_items, val_query, val_gallery = training_split(
             _dataset(config, context).train, config
         )
@@ -160,17 +144,19 @@ class Trainer:
         self.loader = _train_loader(train_items, config, context)
         self.val_loaders = validation_loaders(val_query, val_gallery, config)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        # A resumed run takes every weight from its checkpoint: no ImageNet file is read.
-        initial = dataclasses.replace(config, weights=None) if config.resume else config
-        self.model = build_model(initial, self.num_classes).to(self.device)
+        self.model = build_model(start.model_config, self.num_classes).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameter_groups(), config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
-        self.history: list[dict[str, Any]] = []
-        self.start_epoch = 0
-        if state is not None:
-            self._resume(state, config.resume)
+        self.history = start.restore(
+            self.model,
+            self.optimizer,
+            self.scaler,
+            num_classes=self.num_classes,
+            train_images=self.train_images,
+        )
+        self.start_epoch = start.epoch
         # Terms that some switch leaves out leave parameters without gradient (the classifier
         # without L_ide, the grader without L_score); DDP must then look for them each step.
         complete = config.loss_id and config.loss_score and config.occlusion
@@ -198,27 +184,6 @@ class Trainer:
                 self._write(epoch)
             self.context.barrier()
         return self.history
-
-    def _resume(self, state: dict[str, Any], path: str) -> None:
-        if state["num_classes"] != self.num_classes:
-            raise ValueError(
-                f"checkpoint {path} has {state['num_classes']} classes but this run trains "
-                f"{self.num_classes} identities: resume with the dataset of the checkpoint's "
-                "run (--data-root)"
-            )
-        if state.get("train_images") not in (None, self.train_images):
-            raise ValueError(
-                f"checkpoint {path} was trained on other images than those this run reads from "
-                f"data_root (--data-root) {self.config.data_root} (another dataset, or another "
-                "selection of it): resume with the checkpoint's dataset"
-            )
-        load_weights(self.model, self.config, state, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = state["epoch"]
-        self.history = list(state["history"])
-        _warn_on_another_thread_count(state, path)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         config, context = self.config, self.context
@@ -335,19 +300,6 @@ class Trainer:
         self.run_dir.write_epoch(checkpoint, self.history)
 
 
-def _warn_on_another_thread_count(state: dict[str, Any], path: str) -> None:
-    """Warn when a checkpoint was written with another torch thread count than this process
-    uses: CPU results depend on it."""
-    threads = state.get("torch_threads")  # absent from checkpoints written before it
-    if threads is not None and threads != torch.get_num_threads():
-        warnings.warn(
-            f"checkpoint {path} was written with {threads} torch threads and this run uses "
-            f"{torch.get_num_threads()}: on the CPU the resumed run will not match an "
-            f"uninterrupted one bit for bit (set OMP_NUM_THREADS={threads} to match it)",
-            stacklevel=4,
-        )
-
-
 def _check_runnable(config: TrainConfig, device: torch.device) -> None:
     if config.data_root is None:
         raise ValueError(
@@ -357,21 +309,6 @@ def _check_runnable(config: TrainConfig, device: torch.device) -> None:
         raise ValueError(
             f"amp (--amp) fp16 needs CUDA but this run is on {device}; use --amp bf16, auto or none"
         )
-
-
-def _run_amp(config: TrainConfig, state: dict[str, Any] | None, device: torch.device) -> str:
-    """The mode the run trains and records: what ``"auto"`` stands for on ``device``, or for a
-    resumed run the checkpoint's own."""
-    if state is None or config.amp != "auto":
-        return resolve_amp(config.amp, device)
-    try:
-        return resolve_amp(state["config"].get("amp", "none"), device)
-    except ValueError:  # fp16, off CUDA
-        raise ValueError(
-            f"--resume {config.resume}: the checkpoint trained with --amp fp16, which needs "
-            f"CUDA, and this run is on {device}: resume it on a GPU, or start a new run in "
-            "another --output-dir"
-        ) from None
 
 
 def _check_batch_fits(config: TrainConfig, num_ids: int) -> None:
@@ -394,20 +331,6 @@ def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _resumable_checkpoint(config: TrainConfig) -> dict[str, Any]:
-    """The checkpoint ``config.resume``, if ``config`` may continue it (else a ValueError
-    naming every option that differs)."""
-    state = load_checkpoint(config.resume)
-    differences = resume_differences(TrainConfig.from_dict(state["config"]), config)
-    if differences:
-        raise ValueError(
-            f"--resume {config.resume}: options that change what the run trains differ from "
-            f"the checkpoint's: {'; '.join(differences)}. Leave them out to continue the run as "
-            "it was, or start a new run in another --output-dir"
-        )
     return state
 
 

@@ -19,6 +19,7 @@ from oamn.reid_eval import evaluate_features
 from .config import TrainConfig
 from .data import ReIDItem, build_test_loader, split_validation
 from .extraction import extract_features
+from .reporting import rank_accuracies
 
 __all__ = ["training_split", "validation_loaders", "validation_metrics"]
 
@@ -57,7 +58,9 @@ def validation_metrics(
     device: torch.device,
 ) -> dict[str, float]:
     """``val_mAP``, ``val_R1``, ``val_R5``, ``val_R10`` and ``val_mINP`` of the held-out
-    identities (R_k at the last rank where the gallery is smaller than k).
+    identities (the :data:`oamn.reid_eval.REPORTED_RANKS`, by
+    :func:`~examples.oamn.reporting.rank_accuracies`: R_k at the last rank where the gallery is
+    smaller than k).
 
     The forward passes run under ``config.amp``'s autocast (``"auto"`` resolved on ``device``).
     """
@@ -73,11 +76,5 @@ def validation_metrics(
         query_set.camids,
         gallery_set.camids,
     )
-    cmc = result.cmc
-    return {
-        "val_mAP": result.mAP,
-        "val_R1": float(cmc[0]),
-        "val_R5": float(cmc[min(4, len(cmc) - 1)]),
-        "val_R10": float(cmc[min(9, len(cmc) - 1)]),
-        "val_mINP": result.mINP,
-    }
+    ranks = {f"val_{name}": value for name, value in rank_accuracies(result.cmc).items()}
+    return {"val_mAP": result.mAP, **ranks, "val_mINP": result.mINP}

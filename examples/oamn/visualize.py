@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from oamn.occlusion_aug import OCCLUSION_TYPES
 from oamn.reid_eval import predict_occlusion_type
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, ReIDItem, test_transform
 from .extraction import EvaluationFeatures, evaluation_mode
-from .reporting import occlusion_type_names
 from .run_files import write_atomic
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ def save_figures(
     query_images = torch.stack([query_set[i][0] for i in chosen.tolist()])
     gallery_set = evaluation_images(gallery_items, height, width, "gallery")
     types = predict_occlusion_type(query.grader_scores[chosen], thresholds, boundary)
-    type_names = occlusion_type_names()
+    type_names = OCCLUSION_TYPES
     captions = [
         f"query {pid}\n{type_names[t].replace('_', ' ')}"
         for pid, t in zip(query.pids[chosen].tolist(), types.tolist(), strict=True)

@@ -33,11 +33,13 @@ from PIL import Image
 from torch import Tensor, nn
 
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD
+from examples.oamn.evaluation_settings import EvaluationSettings
 
 PIDS = (1, 2, 3)
 HEIGHT, WIDTH = 32, 16
-#: Keyword arguments of extract_for_evaluation / evaluate_model for the colour market.
-COLOUR_INPUT = {"height": HEIGHT, "width": WIDTH, "device": "cpu", "workers": 0, "progress": False}
+#: What extract_for_evaluation / evaluate_model run on for the colour market (with the settings
+#: of colour_settings).
+COLOUR_INPUT = {"height": HEIGHT, "width": WIDTH, "device": "cpu"}
 HALF_TOP_SCORES = (0.9, 0.05, 0.03, 0.02)  # top at 0.9 >= 0.75: type 1 (half top)
 
 #: The evaluation rows by default (no synthetic manifest): every strategy one- and two-sided,
@@ -63,6 +65,13 @@ PLAIN = {
 }
 #: Expected metrics unified with the "mask_swap" bank: queries 1 and 2 perfect, 3 plain.
 UNIFIED = {"R1": 2 / 3, "R5": 1.0, "R10": 1.0, "mAP": (2 + _AP["q3"]) / 3, "mINP": (2 + 1 / 3) / 3}
+
+
+def colour_settings(**changes) -> EvaluationSettings:
+    """The colour market's evaluation settings: loaders in the main process, float32, no
+    progress bars, no awareness measurement; then ``changes``."""
+    plain = {"workers": 0, "amp": "none", "progress": False, "awareness": False}
+    return EvaluationSettings(**{**plain, **changes})
 
 
 def colour(pid: int, gallery: bool) -> tuple[int, int, int]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from examples.oamn.checkpoint import checkpoint_bytes
 from examples.oamn.config import TrainConfig
+from examples.oamn.model_factory import build_model
 
 #: MobileNetV2 at 64x32 (a 4x2 feature map, hence the small RGA-S reductions), 2 ids x 2
 #: images per batch, 2 steps of 1 epoch, no loader workers, on the CPU, in float32 (not the
@@ -47,3 +52,23 @@ def tiny_options(data_root: Path, output_dir: Path, **overrides: Any) -> list[st
                 f"{flag}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
             )
     return options
+
+
+def write_checkpoint(
+    path: Path, config: TrainConfig, num_classes: int = 3, history: Sequence[dict[str, Any]] = ()
+) -> torch.nn.Module:
+    """Write a checkpoint of ``config``'s freshly built model after one epoch (SGD state, no
+    random-generator states) to ``path``, and return that model."""
+    model = build_model(config, num_classes)
+    path.write_bytes(
+        checkpoint_bytes(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            epoch=1,
+            config=config,
+            num_classes=num_classes,
+            rng_state={},
+            history=list(history),
+        )
+    )
+    return model

@@ -24,11 +24,11 @@ from examples.oamn.awareness import (
 )
 from examples.oamn.comparison import QUICK_SYNTHETIC
 from examples.oamn.data import ReIDItem, load_dataset
-from examples.oamn.reporting import occlusion_type_names
+from examples.oamn.evaluation_settings import EvaluationSettings
 from examples.oamn.synthetic import generate_synthetic_reid
-from oamn.occlusion_aug import LOCATIONS
+from oamn.occlusion_aug import LOCATIONS, OCCLUSION_TYPES
 
-NAMES = occlusion_type_names()
+NAMES = OCCLUSION_TYPES
 HEIGHT, WIDTH = 16, 8
 NONE_ROW = {"band_mean": None, "visible_mean": None, "band_to_visible": None}
 
@@ -387,10 +387,11 @@ def test_awareness_report_on_the_synthetic_benchmark(quick_synthetic) -> None:
     queries = dataset.query
     count = len(queries)
     scores = torch.tensor([[0.9, 0.05, 0.03, 0.02]]).expand(count, 4)  # all graded half top
-    options = {"height": 64, "width": 32, "device": "cpu", "batch_size": 4, "workers": 0}
+    size = {"height": 64, "width": 32, "device": "cpu"}
+    settings = EvaluationSettings(batch_size=4, workers=0, progress=False)
     model = MeanModel()
     report, true_types = awareness_report(
-        model, queries, scores, quick_synthetic, progress=False, **options
+        model, queries, scores, quick_synthetic, **size, settings=settings
     )
     assert list(report) == ["augmented", "synthetic_queries"]
     assert report["augmented"]["images"] == count
@@ -416,6 +417,6 @@ def test_awareness_report_on_the_synthetic_benchmark(quick_synthetic) -> None:
     assert real["grader"]["type_accuracy"] == round(float((true_types == 1).float().mean()), 4)
     assert real["grader"]["location_accuracy"] == round(float((location == 1).float().mean()), 4)
     # Without the dataset folder (e.g. held-out training identities): no true types.
-    report, true_types = awareness_report(model, queries, scores, None, progress=False, **options)
+    report, true_types = awareness_report(model, queries, scores, None, **size, settings=settings)
     assert list(report) == ["augmented"]
     assert true_types is None

@@ -277,6 +277,10 @@ def test_no_two_sided_no_awareness_and_the_seed(colour_cli, capsys) -> None:
         (["--checkpoint", "{ckpt}", "--rerank", "20,6"], "expected K1,K2,LAMBDA"),
         (["--checkpoint", "{ckpt}", "--rerank", "20,0,0.3"], "expected K1,K2,LAMBDA"),
         (["--checkpoint", "{ckpt}", "--rerank", "20,6,1.5"], "expected K1,K2,LAMBDA"),
+        (
+            ["--checkpoint", "{ckpt}", "--batch-size", "0"],
+            r"batch_size \(--batch-size\) must be an int >= 1, got 0",
+        ),
     ],
 )
 def test_errors(checkpoint, tmp_path, capsys, argv, message) -> None:

@@ -26,6 +26,7 @@ from tests.examples.helpers_eval import (
     HEIGHT,
     WIDTH,
     ColourModel,
+    colour_settings,
     write_colour_market,
 )
 
@@ -128,7 +129,11 @@ def test_save_figures_for_each_row(tmp_path) -> None:
     dataset = load_dataset("market1501", write_colour_market(tmp_path / "colour"))
     model = ColourModel()
     features = extract_for_evaluation(
-        model, dataset.query, dataset.gallery, batch_size=8, **COLOUR_INPUT
+        model,
+        dataset.query,
+        dataset.gallery,
+        **COLOUR_INPUT,
+        settings=colour_settings(batch_size=8),
     )
     paths = save_figures(
         model,

@@ -10,7 +10,8 @@ import torch
 from examples.oamn.data import IMAGENET_MEAN, IMAGENET_STD, load_dataset
 from examples.oamn.evaluation import evaluate_model
 from examples.oamn.extraction import EvaluationFeatures, FeatureSet, extract_for_evaluation
-from examples.oamn.reporting import metrics_report, occlusion_type_names
+from examples.oamn.reporting import metrics_report
+from oamn.occlusion_aug import OCCLUSION_TYPES
 from oamn.reid_eval import evaluate_rank, evaluate_unified, predict_occlusion_type, rerank
 from tests.examples.helpers_eval import (
     COLOUR_INPUT,
@@ -19,6 +20,7 @@ from tests.examples.helpers_eval import (
     PLAIN,
     UNIFIED,
     ColourModel,
+    colour_settings,
     write_colour_market,
 )
 
@@ -199,7 +201,7 @@ def test_no_two_sided_or_true_rows_unless_given() -> None:
 
 def test_query_types_and_bank_check() -> None:
     report = metrics_report(colour_features())
-    assert list(report["query_types"]) == list(occlusion_type_names())
+    assert list(report["query_types"]) == list(OCCLUSION_TYPES)
     assert report["query_types"]["half_top"] == 2
     assert report["query_types"]["none"] == 1
     assert sum(report["query_types"].values()) == 3
@@ -272,7 +274,11 @@ def test_trapezoid_ap() -> None:
 def test_evaluate_model_end_to_end(colour_market) -> None:
     model = ColourModel()
     report = evaluate_model(
-        model, colour_market.query, colour_market.gallery, batch_size=4, **COLOUR_INPUT
+        model,
+        colour_market.query,
+        colour_market.gallery,
+        **COLOUR_INPUT,
+        settings=colour_settings(batch_size=4),
     )
     assert_metrics(report["rows"]["plain"], PLAIN)
     assert_metrics(report["rows"]["unified_mask_swap"], UNIFIED)
@@ -303,7 +309,7 @@ def test_evaluate_model_end_to_end(colour_market) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "rows"),
     [
-        ({"unify": False}, ["plain"]),
+        ({"strategies": (), "two_sided": False}, ["plain"]),
         ({"strategies": ()}, ["plain"]),
         ({"strategies": ("feature",)}, ["plain", "unified_feature", "unified_feature_two_sided"]),
         ({"strategies": ("feature",), "two_sided": False}, ["plain", "unified_feature"]),
@@ -328,9 +334,8 @@ def test_strategy_selection(colour_market, kwargs, rows) -> None:
         ColourModel(),
         colour_market.query,
         colour_market.gallery,
-        batch_size=8,
         **COLOUR_INPUT,
-        **kwargs,
+        settings=colour_settings(batch_size=8, **kwargs),
     )
     assert list(metrics_report(features, located=False)["rows"]) == rows
     two_sided = [r.removeprefix("unified_") for r in rows if r.endswith("_two_sided")]
@@ -344,9 +349,8 @@ def test_query_banks_are_the_queries_banks(colour_market) -> None:
         ColourModel(),
         colour_market.query,
         colour_market.gallery,
-        batch_size=8,
-        strategies=("mask_swap",),
         **COLOUR_INPUT,
+        settings=colour_settings(batch_size=8, strategies=("mask_swap",)),
     )
     expected = two_sided_features()  # built by hand from ColourModel's bank
     torch.testing.assert_close(features.query_banks["mask_swap"], expected.query_banks["mask_swap"])
@@ -359,17 +363,20 @@ def test_query_banks_are_the_queries_banks(colour_market) -> None:
     [
         ({"strategies": ("mask_swap", "pixels")}, r"unknown bank strategies \['pixels'\]"),
         ({"strategies": ("feature", "feature")}, "strategies must not repeat"),
-        ({"amp": "int8"}, "amp must be one of .*auto.* or None"),
+        ({"amp": "int8"}, r"amp \(--amp\) must be one of .*auto.*"),
         ({"query_items": ()}, "query_items is empty"),
         ({"gallery_items": []}, "gallery_items is empty"),
     ],
 )
 def test_bad_arguments(colour_market, kwargs, match) -> None:
     arguments = {"query_items": colour_market.query, "gallery_items": colour_market.gallery}
-    arguments.update(kwargs)
+    settings = {name: value for name, value in kwargs.items() if name not in arguments}
+    arguments.update({name: value for name, value in kwargs.items() if name in arguments})
     model = ColourModel()
-    with pytest.raises(ValueError, match=match):
-        evaluate_model(model, batch_size=4, **COLOUR_INPUT, **arguments)
+    with pytest.raises(ValueError, match=match):  # the settings' errors on their construction
+        evaluate_model(
+            model, **arguments, **COLOUR_INPUT, settings=colour_settings(batch_size=4, **settings)
+        )
     assert model.batch_sizes == []  # refused before any extraction
 
 
@@ -380,20 +387,6 @@ def test_bad_arguments(colour_market, kwargs, match) -> None:
 def test_bad_report_arguments(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         metrics_report(colour_features(), **kwargs)
-
-
-def test_type_names_follow_the_convention() -> None:
-    assert occlusion_type_names() == (
-        "none",
-        "half_top",
-        "half_bottom",
-        "half_left",
-        "half_right",
-        "quarter_top",
-        "quarter_bottom",
-        "quarter_left",
-        "quarter_right",
-    )
 
 
 def test_reranked_rows_rank_the_reranked_distances() -> None:

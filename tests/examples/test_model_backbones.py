@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
 from examples.oamn.model import (
+    BACKBONE_SPECS,
     BACKBONES,
+    CLASSIFIER_PREFIXES,
     STAGES,
     build_torchvision_model,
     split_backbone,
@@ -92,3 +96,39 @@ def test_split_errors(kwargs: dict, match: str) -> None:
     arguments = {"model": build_torchvision_model("resnet18"), "name": "resnet18", **kwargs}
     with pytest.raises(ValueError, match=match):
         split_backbone(**arguments)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_spec_describes_its_torchvision_model(backbone: str) -> None:
+    """The stem and stages of a spec, run in order, are the classification model's trunk: its
+    strides and channels are the spec's, and only the ImageNet head (and ResNet's avgpool) is
+    left out."""
+    spec = BACKBONE_SPECS[backbone]
+    model = build_torchvision_model(backbone).eval()
+    x = torch.randn(1, 3, 64, 32)
+    with torch.no_grad():
+        for path in spec.stem:
+            x = model.get_submodule(path)(x)
+        assert x.shape[2:] == (64 // spec.stem_stride, 32 // spec.stem_stride)
+        stride = spec.stem_stride
+        for paths, factor, channels in zip(
+            spec.stages, spec.stage_strides, spec.channels, strict=True
+        ):
+            for path in paths:
+                x = model.get_submodule(path)(x)
+            stride *= factor
+            assert x.shape[1:] == (channels, 64 // stride, 32 // stride), paths
+    used = {path for paths in (spec.stem, *spec.stages) for path in paths}
+    weights = {key for key in model.state_dict() if not key.startswith(f"{spec.classifier}.")}
+    assert {key for key in weights if not key.startswith(tuple(f"{p}." for p in used))} == set()
+    assert f"{spec.classifier}." in CLASSIFIER_PREFIXES
+
+
+def test_a_spec_must_name_four_stages_of_unique_modules() -> None:
+    resnet = BACKBONE_SPECS["resnet18"]
+    with pytest.raises(ValueError, match=r"'resnet18': channels needs one entry per stage"):
+        dataclasses.replace(resnet, channels=(64, 128, 256))
+    with pytest.raises(ValueError, match=r"the last stage must downsample by 2"):
+        dataclasses.replace(resnet, stage_strides=(1, 2, 2, 1))
+    with pytest.raises(ValueError, match=r"must be unique, got \['conv1', .*'conv1'"):
+        dataclasses.replace(resnet, stages=(("layer1",), ("layer2",), ("layer3",), ("conv1",)))

@@ -50,7 +50,7 @@ def test_forward_shapes(kwargs: dict, size: tuple[int, int], f_shape: tuple, dim
 def test_outputs_follow_the_architecture() -> None:
     """Every output recomputed from the model's parts in eval mode (dropout off)."""
     for pooling, pool in (("max", torch.amax), ("avg", torch.mean)):
-        model = trained_statistics(small_model(pooling=pooling))
+        model = trained_statistics(small_model(pooling=pooling, grader="pooled"))
         x = images(4)
         with torch.no_grad():
             out = model(x)
@@ -84,7 +84,7 @@ def test_head_initialisation() -> None:
 
 
 def test_baseline_without_mask() -> None:
-    model = small_model(use_mask=False).eval()
+    model = small_model(use_mask=False, grader="pooled").eval()
     assert model.mask is None
     assert not any(name.startswith("mask.") for name, _ in model.named_parameters())
     with torch.no_grad():
@@ -122,7 +122,7 @@ def encoder_gradients(model: OAMN, output: str) -> tuple[torch.Tensor | None, ..
 
 
 def test_paper_routing_sends_the_mask_gradient_to_the_encoder() -> None:
-    f_grad, weight_grad = encoder_gradients(small_model(), "m")
+    f_grad, weight_grad = encoder_gradients(small_model(detach_mask_input=False), "m")
     assert f_grad is not None
     assert float(f_grad.abs().max()) > 0
     assert float(weight_grad.abs().max()) > 0

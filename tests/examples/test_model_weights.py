@@ -11,7 +11,8 @@ import torch
 from torchvision.models import MobileNet_V2_Weights, ResNet18_Weights
 
 from examples.oamn.config_cli import config_from_args
-from examples.oamn.model import OAMN, build_model, build_torchvision_model, load_backbone_weights
+from examples.oamn.model import OAMN, build_torchvision_model, load_backbone_weights
+from examples.oamn.model_factory import build_model
 
 MOBILENET_WEIGHTS = Path(__file__).resolve().parents[3] / "shared/weights/mobilenet_v2_imagenet.pth"
 

@@ -102,7 +102,7 @@ def test_training_records_the_mode_auto_resolved_to(
     config = tiny_config(tiny_market, tmp_path, amp="auto", max_steps_per_epoch=1)
     train(config)
     assert json.loads((tmp_path / "config.json").read_text())["amp"] == expected
-    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["config"]["amp"] == expected
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt").config.amp == expected
 
 
 def test_a_resumed_run_keeps_its_checkpoints_mode(tiny_market, tmp_path, monkeypatch) -> None:
@@ -115,8 +115,8 @@ def test_a_resumed_run_keeps_its_checkpoints_mode(tiny_market, tmp_path, monkeyp
         tiny_market, tmp_path, amp="auto", epochs=2, max_steps_per_epoch=1, resume=checkpoint
     )
     train(resumed)
-    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["config"]["amp"] == "none"
-    stored = TrainConfig.from_dict(load_checkpoint(checkpoint)["config"])
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt").config.amp == "none"
+    stored = load_checkpoint(checkpoint).config
     assert resume_differences(stored, resumed) == []
     explicit = tiny_config(tiny_market, tmp_path, amp="bf16", epochs=3, max_steps_per_epoch=1)
     assert resume_differences(stored, explicit) == ["--amp bf16 (checkpoint: --amp none)"]
@@ -125,7 +125,7 @@ def test_a_resumed_run_keeps_its_checkpoints_mode(tiny_market, tmp_path, monkeyp
 def test_resuming_an_fp16_run_on_the_cpu_names_the_checkpoint(tiny_market, tmp_path) -> None:
     train(tiny_config(tiny_market, tmp_path, max_steps_per_epoch=1))
     path = tmp_path / "checkpoint_last.pt"
-    state = load_checkpoint(path)
+    state = torch.load(path, weights_only=True)
     state["config"] |= {"amp": "fp16", "device": "cuda"}  # as a CUDA run writes it
     state["digest"] = checkpoint_digest(state)
     fp16 = tmp_path / "fp16.pt"

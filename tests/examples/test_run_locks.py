@@ -75,8 +75,8 @@ def test_two_trainings_of_one_folder_started_together(tiny_market, tmp_path) -> 
         assert sorted(p.name for p in run_dir.iterdir()) == RUN_FILES
         assert json.loads((run_dir / "config.json").read_text())["lr"] == lrs[winner]
         state = load_checkpoint(run_dir / "checkpoint_last.pt")  # the digest verifies
-        assert state["config"]["lr"] == lrs[winner]
-        assert json.loads((run_dir / "log.json").read_text()) == state["history"]
+        assert state.config.lr == lrs[winner]
+        assert json.loads((run_dir / "log.json").read_text()) == state.history
 
 
 def test_two_resumes_of_one_run_started_together(tiny_market, tmp_path) -> None:
@@ -92,7 +92,7 @@ def test_two_resumes_of_one_run_started_together(tiny_market, tmp_path) -> None:
         assert sorted(p.name for p in (tmp_path / f"run{i}").iterdir()) == RUN_FILES
         state = load_checkpoint(tmp_path / f"run{i}" / "checkpoint_last.pt")
         history = json.loads((tmp_path / f"run{i}" / "log.json").read_text())
-        assert state["epoch"] == 2
+        assert state.epoch == 2
         assert [record["epoch"] for record in history] == [1, 2]
 
 

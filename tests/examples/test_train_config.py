@@ -9,10 +9,10 @@ import typing
 import pytest
 import torch
 
-from examples.oamn.checkpoint import load_model, save_checkpoint
+from examples.oamn.checkpoint import load_model
 from examples.oamn.config import TrainConfig
 from examples.oamn.config_cli import config_from_args, config_parser
-from examples.oamn.model import build_model
+from tests.examples.helpers_train import write_checkpoint
 
 
 def test_defaults_are_the_papers_recipe_with_the_awareness_remedies() -> None:
@@ -197,18 +197,8 @@ def test_mask_reductions_on_the_command_line(capsys) -> None:
 def test_automatic_mask_reductions_resume_from_a_checkpoint(tmp_path) -> None:
     # 64x32 images give resnet18 a 4x2 map after layer3: automatic spatial_reduction 1.
     config = TrainConfig(backbone="resnet18", height=64, width=32)
-    model = build_model(config, num_classes=3)
     checkpoint = tmp_path / "checkpoint_last.pt"
-    save_checkpoint(
-        checkpoint,
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        epoch=1,
-        config=config,
-        num_classes=3,
-        rng_state={},
-        history=[],
-    )
+    model = write_checkpoint(checkpoint, config)
     assert config_from_args(["--resume", str(checkpoint)]) == dataclasses.replace(
         config, resume=str(checkpoint), output_dir=str(tmp_path)
     )

@@ -83,13 +83,13 @@ def _assert_same_run(run_dir: Path, reference: Path) -> None:
     for name in ("checkpoint_last.pt", "checkpoint_best.pt", "checkpoint_epoch1.pt",
                  "checkpoint_epoch2.pt"):  # fmt: skip
         state, expected = load_checkpoint(run_dir / name), load_checkpoint(reference / name)
-        assert state["epoch"] == expected["epoch"], name
-        for key, value in expected["model"].items():
-            assert torch.equal(state["model"][key], value), (name, key)
-        momentum = [s["momentum_buffer"] for s in state["optimizer"]["state"].values()]
-        expected_momentum = [s["momentum_buffer"] for s in expected["optimizer"]["state"].values()]
+        assert state.epoch == expected.epoch, name
+        for key, value in expected.model.items():
+            assert torch.equal(state.model[key], value), (name, key)
+        momentum = [s["momentum_buffer"] for s in state.optimizer["state"].values()]
+        expected_momentum = [s["momentum_buffer"] for s in expected.optimizer["state"].values()]
         assert all(map(torch.equal, momentum, expected_momentum)), name
-        assert _timeless(state["history"]) == _timeless(expected["history"]), name
+        assert _timeless(state.history) == _timeless(expected.history), name
     logged = json.loads((run_dir / "log.json").read_text())
     assert _timeless(logged) == _timeless(json.loads((reference / "log.json").read_text()))
     with (run_dir / "log.csv").open(newline="") as file:

@@ -19,7 +19,7 @@ import torchvision
 from examples.oamn import run_files
 from examples.oamn.checkpoint import checkpoint_bytes, load_checkpoint, load_model, load_weights
 from examples.oamn.config import TrainConfig
-from examples.oamn.model import build_model
+from examples.oamn.model_factory import build_model
 from examples.oamn.run_files import os_error_message, remove_run, write_atomic
 from examples.oamn.train import main
 from examples.oamn.training import train, train_or_resume
@@ -141,7 +141,7 @@ def test_a_used_run_directory_is_refused_unless_overwrite(tiny_market, tmp_path)
         "log.json",
         "notes.txt",
     ]  # fmt: skip: the old run's checkpoint_best.pt (4 classes) is gone, the user's file kept
-    assert load_checkpoint(run / "checkpoint_last.pt")["num_classes"] == 5
+    assert load_checkpoint(run / "checkpoint_last.pt").num_classes == 5
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(
@@ -177,7 +177,7 @@ def test_resume_refuses_options_that_change_training_and_names_them(tiny_market,
         assert f"{option} (checkpoint: {before})" in message
     with pytest.raises(SystemExit, match=r"differ from the checkpoint's: --epochs 1 \(checkp"):
         main([f"--resume={checkpoint}", "--epochs=1"])  # fewer than the run was to train
-    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["epoch"] == 2  # nothing written
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt").epoch == 2  # nothing written
 
 
 def test_resume_takes_the_options_that_change_nothing(tiny_market, tmp_path) -> None:
@@ -186,8 +186,8 @@ def test_resume_takes_the_options_that_change_nothing(tiny_market, tmp_path) -> 
     main([f"--resume={checkpoint}", "--epochs=2", "--workers=1", "--progress",
           "--keep-epoch-checkpoints", "--no-verify-images", "--val-batch-size=7"])  # fmt: skip
     state = load_checkpoint(checkpoint)
-    assert state["epoch"] == 2
-    assert (state["config"]["workers"], state["config"]["val_batch_size"]) == (1, 7)
+    assert state.epoch == 2
+    assert (state.config.workers, state.config.val_batch_size) == (1, 7)
     assert (tmp_path / "checkpoint_epoch2.pt").is_file()
 
 
@@ -204,8 +204,8 @@ def test_resume_writes_in_the_checkpoint_folder_and_reads_no_imagenet_weights(
     main([f"--resume={moved / 'checkpoint_last.pt'}", "--epochs=2"])
     assert not first.exists()  # the output_dir stored in the checkpoint is not written
     state = load_checkpoint(moved / "checkpoint_last.pt")
-    assert (state["epoch"], state["config"]["output_dir"]) == (2, str(moved))
-    assert state["config"]["weights"] == str(weights)  # the run's record keeps its start
+    assert (state.epoch, state.config.output_dir) == (2, str(moved))
+    assert state.config.weights == str(weights)  # the run's record keeps its start
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ def test_train_or_resume_continues_the_same_run_and_replaces_another(tiny_market
     assert train_or_resume(longer) == history  # finished: nothing trained
     other = dataclasses.replace(config, seed=3)
     assert len(train_or_resume(other)) == 1  # another run: replaced
-    assert load_checkpoint(tmp_path / "checkpoint_last.pt")["config"]["seed"] == 3
+    assert load_checkpoint(tmp_path / "checkpoint_last.pt").config.seed == 3
 
 
 # Architecture mismatches.
@@ -353,13 +353,13 @@ def test_resuming_an_older_checkpoint_of_the_folder_needs_overwrite(tiny_market,
     with pytest.raises(SystemExit, match=r"continues from epoch 1, but .* has trained 3 epochs"):
         main([f"--resume={older}"])
     assert (tmp_path / "checkpoint_last.pt").read_bytes() == last  # nothing was replaced
-    best = load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"]
+    best = load_checkpoint(tmp_path / "checkpoint_best.pt").epoch
     history = json.loads((tmp_path / "log.json").read_text())
     main([f"--resume={older}", "--overwrite"])  # epochs 2 and 3 again
     again = json.loads((tmp_path / "log.json").read_text())
     timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in history]
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in again] == timeless
-    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == best
+    assert load_checkpoint(tmp_path / "checkpoint_best.pt").epoch == best
 
 
 def test_the_folder_is_checked_before_the_data_is_read(tmp_path, monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""OcclusionAugmentation against the semantics of METHOD.md §1."""
+"""OcclusionAugmentation against the semantics of docs/METHOD.md §1."""
 
 from __future__ import annotations
 

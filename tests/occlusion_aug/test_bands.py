@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from oamn.occlusion_aug import (
+    AREA_NAMES,
+    AREAS,
+    BAND_LOCATIONS,
+    LOCATIONS,
     NUM_OCCLUSION_TYPES,
+    OCCLUSION_TYPES,
     band_mask,
     band_slices,
     band_thickness,
@@ -170,6 +175,29 @@ def test_occlusion_type_convention_round_trip() -> None:
     back_location, back_area = location_and_area(types)
     assert torch.equal(back_location, location)
     assert torch.equal(back_area, area)
+
+
+def test_the_convention_constants_name_each_code_and_type() -> None:
+    assert LOCATIONS == ("none", "top", "bottom", "left", "right")
+    assert BAND_LOCATIONS == ("top", "bottom", "left", "right")
+    assert AREAS == (0.5, 0.25)
+    assert AREA_NAMES == ("half", "quarter")
+    assert OCCLUSION_TYPES == (
+        "none",
+        "half_top",
+        "half_bottom",
+        "half_left",
+        "half_right",
+        "quarter_top",
+        "quarter_bottom",
+        "quarter_left",
+        "quarter_right",
+    )
+    assert NUM_OCCLUSION_TYPES == len(OCCLUSION_TYPES) == 9
+    # Each type's name is its (location, area) pair read through the constants.
+    location, area = location_and_area(torch.arange(NUM_OCCLUSION_TYPES))
+    for name, code, size in zip(OCCLUSION_TYPES[1:], location[1:], area[1:], strict=True):
+        assert name == f"{AREA_NAMES[AREAS.index(float(size))]}_{LOCATIONS[code]}"
 
 
 def test_occlusion_type_rejects_other_areas() -> None:

@@ -1,4 +1,4 @@
-"""The drawn parameters follow the distributions of METHOD.md §1 (seeded, loose bounds)."""
+"""The drawn parameters follow the distributions of docs/METHOD.md §1 (seeded, loose bounds)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def single_query(relevance: list[int]) -> tuple[np.ndarray, ...]:
 @pytest.mark.parametrize(
     ("relevance", "step", "trapezoid", "inp"),
     [
-        ([1, 0, 1, 0, 0, 1], 0.722222, 0.677778, 0.5),  # METHOD.md section 6
+        ([1, 0, 1, 0, 0, 1], 0.722222, 0.677778, 0.5),  # docs/METHOD.md §6
         ([1, 0, 1], 0.833333, 0.791667, 2 / 3),
         ([0, 1], 0.5, 0.25, 0.5),  # first hit below the top: the curve starts at precision 0
         ([1, 1, 1], 1.0, 1.0, 1.0),

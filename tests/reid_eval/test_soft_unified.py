@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oamn.occlusion_aug import band_mask, location_and_area
 from oamn.reid_eval import (
     band_of_type,
     evaluate_rank,
@@ -74,14 +73,6 @@ def test_nine_column_scores_give_their_argmax():
     assert predict_occlusion_type(scores).tolist() == [2, 0]
     with pytest.raises(ValueError, match=r"\(N, 9\)"):
         predict_occlusion_type(torch.rand(2, 5))
-
-
-@pytest.mark.parametrize("size", [(8, 4), (16, 8), (7, 3), (1, 1)])
-def test_band_of_type_is_the_augmentations_band(size):
-    locations, areas = location_and_area(torch.arange(9))
-    expected = band_mask(locations, areas, *size)
-    got = torch.cat([band_of_type(t, *size) for t in range(9)])
-    assert torch.equal(got, expected)
 
 
 def test_bank_builder_on_a_user_model():

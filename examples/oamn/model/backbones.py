@@ -1,7 +1,9 @@
 """Torchvision backbones split into OAMN's two encoders: E^I before the mask, E^II after it.
 
 Every backbone is read as a stem followed by four stages named ``layer1``..``layer4`` (torchvision's
-own names for ResNets; for MobileNetV2 the runs of ``features`` between its stride changes):
+own names for ResNets; for MobileNetV2 the runs of ``features`` between its stride changes). One
+:class:`BackboneSpec` per backbone, in :data:`BACKBONE_SPECS`, says which modules those are, and
+their strides and channels:
 
 =============  ==========================  ==========  ===========================================
 backbone       stem (stride)               stage       modules, output channels, total stride
@@ -15,20 +17,29 @@ mobilenet_v2   features[0:2] (2)           layer1      features[2:4], 24 ch, 4
                                                        conv included), 32
 =============  ==========================  ==========  ===========================================
 
-``last_stride=1`` removes the downsampling of ``layer4`` (stride 16 instead of 32, the usual ReID
-trick; the paper keeps 2). Splitting after ``layer4`` leaves E^II empty (an identity).
+A backbone is added by one entry of :data:`BACKBONE_SPECS`; the choices of ``--backbone``, the
+ImageNet head keys that weight loading ignores and the split all follow from it.
 
-Under CPU autocast the strided depthwise convolutions (MobileNetV2's four stride-2 3x3 ones)
-compute in float32: oneDNN's bfloat16 kernel of their backward pass is about 3x slower
-than its float32 one on the CPU (torch 2.14), which made a bf16 MobileNetV2 step slower than a
-float32 one. The modules stay ``nn.Conv2d`` with the same parameters and state-dict keys.
+``last_stride=1`` removes the downsampling of ``layer4`` (stride 16 instead of 32, the usual ReID
+trick; the paper keeps 2): every stride-2 convolution of the stage gets stride 1, which is right
+for these backbones, where only the first block of a stage downsamples. Splitting after
+``layer4`` leaves E^II empty (an identity).
+
+Under CPU autocast the strided depthwise convolutions (MobileNetV2's four stride-2 3x3 ones,
+:attr:`BackboneSpec.float32_depthwise`) compute in float32: oneDNN's bfloat16 kernel of their
+backward pass is about 3x slower than its float32 one on the CPU (torch 2.14), which made a bf16
+MobileNetV2 step slower than a float32 one. The modules stay ``nn.Conv2d`` with the same
+parameters and state-dict keys.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
+from types import MappingProxyType
 
 import torch
 import torchvision
@@ -36,34 +47,119 @@ from torch import Tensor, nn
 
 __all__ = [
     "BACKBONES",
+    "BACKBONE_SPECS",
     "STAGES",
+    "BackboneSpec",
     "BackboneSplit",
     "Float32Conv2d",
     "build_torchvision_model",
     "split_backbone",
 ]
 
-#: Supported backbone names (torchvision constructors).
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
-
 #: Stage names, in order; ``split_after`` takes one of them.
 STAGES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 
-# MobileNetV2 ``features`` index ranges of the stem and the four stages (see the module table).
-_MOBILENET_PARTS = {
-    "stem": range(2),
-    "layer1": range(2, 4),
-    "layer2": range(4, 7),
-    "layer3": range(7, 14),
-    "layer4": range(14, 19),
-}
 
-# Stride of the stem and stride factor of each stage before ``last_stride`` applies to layer4.
-_STEM_STRIDE = {"resnet18": 4, "resnet34": 4, "resnet50": 4, "mobilenet_v2": 2}
-_STAGE_STRIDE = {
-    "resnet": {"layer1": 1, "layer2": 2, "layer3": 2},
-    "mobilenet_v2": {"layer1": 2, "layer2": 2, "layer3": 2},
-}
+def _module_name(path: str) -> str:
+    """The name of the module at ``path`` inside an encoder: the last part of the path."""
+    return path.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    r"""How one torchvision ImageNet model splits into a stem and the four :data:`STAGES`.
+
+    Attributes:
+        name: the torchvision constructor, ``torchvision.models.<name>``; it also names the
+            ImageNet weight enum (``torchvision.models.get_model_weights(name)``).
+        stem: dotted paths (as ``model.get_submodule`` takes them) of the stem's modules.
+        stages: the paths of each stage's modules, one tuple per name of :data:`STAGES`. In the
+            encoders a module is named by the last part of its path (``features.3`` is ``3``), so
+            the state-dict keys are torchvision's without the parent's prefix.
+        stem_stride: total stride of the stem.
+        stage_strides: stride factor of each stage in torchvision's model; ``last_stride``
+            replaces the last one (2 here).
+        channels: output channels of each stage.
+        classifier: the attribute of the ImageNet classification head, which the split drops and
+            weight loading ignores (keys starting with ``classifier + "."``).
+        float32_depthwise: make the strided depthwise convolutions :class:`Float32Conv2d` (see the
+            module docstring).
+
+    Example:
+        >>> spec = BACKBONE_SPECS["mobilenet_v2"]
+        >>> spec.stages[0], spec.channels, spec.stem_stride
+        (('features.2', 'features.3'), (24, 32, 96, 1280), 2)
+    """
+
+    name: str
+    stem: tuple[str, ...]
+    stages: tuple[tuple[str, ...], ...]
+    stem_stride: int
+    stage_strides: tuple[int, ...]
+    channels: tuple[int, ...]
+    classifier: str
+    float32_depthwise: bool = False
+
+    def __post_init__(self) -> None:
+        for field_name in ("stages", "stage_strides", "channels"):
+            if len(getattr(self, field_name)) != len(STAGES):
+                raise ValueError(
+                    f"BackboneSpec {self.name!r}: {field_name} needs one entry per stage of "
+                    f"{STAGES}, got {getattr(self, field_name)!r}"
+                )
+        if self.stage_strides[-1] != 2:
+            raise ValueError(
+                f"BackboneSpec {self.name!r}: the last stage must downsample by 2 (last_stride "
+                f"2 is torchvision's), got stage_strides={self.stage_strides!r}"
+            )
+        names = [_module_name(path) for path in (*self.stem, *chain.from_iterable(self.stages))]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"BackboneSpec {self.name!r}: the last parts of the module paths name the "
+                f"encoders' modules and must be unique, got {names}"
+            )
+
+
+def _resnet(name: str, channels: tuple[int, ...]) -> BackboneSpec:
+    return BackboneSpec(
+        name=name,
+        stem=("conv1", "bn1", "relu", "maxpool"),
+        stages=tuple((stage,) for stage in STAGES),
+        stem_stride=4,
+        stage_strides=(1, 2, 2, 2),
+        channels=channels,
+        classifier="fc",
+    )
+
+
+def _features(start: int, stop: int) -> tuple[str, ...]:
+    return tuple(f"features.{index}" for index in range(start, stop))
+
+
+#: The supported backbones by torchvision constructor name (read-only).
+BACKBONE_SPECS: Mapping[str, BackboneSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            _resnet("resnet18", (64, 128, 256, 512)),
+            _resnet("resnet34", (64, 128, 256, 512)),
+            _resnet("resnet50", (256, 512, 1024, 2048)),
+            BackboneSpec(
+                name="mobilenet_v2",
+                stem=_features(0, 2),
+                stages=(_features(2, 4), _features(4, 7), _features(7, 14), _features(14, 19)),
+                stem_stride=2,
+                stage_strides=(2, 2, 2, 2),
+                channels=(24, 32, 96, 1280),
+                classifier="classifier",
+                float32_depthwise=True,
+            ),
+        )
+    }
+)
+
+#: Supported backbone names (torchvision constructors), the keys of :data:`BACKBONE_SPECS`.
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_SPECS)
 
 
 @dataclass(frozen=True)
@@ -110,8 +206,7 @@ def build_torchvision_model(name: str) -> nn.Module:
         >>> type(model).__name__, model.fc.out_features
         ('ResNet', 1000)
     """
-    _check_backbone(name)
-    return getattr(torchvision.models, name)(weights=None)
+    return getattr(torchvision.models, _spec(name).name)(weights=None)
 
 
 def split_backbone(
@@ -123,8 +218,8 @@ def split_backbone(
     The encoders share the modules of ``model`` (no copy), so weights loaded into ``model`` before
     the split are the encoders' weights. Module names inside the encoders are torchvision's
     (``conv1``, ``layer1``... for ResNets; the ``features`` indices ``0``..``18`` for
-    MobileNetV2). ``last_stride=1`` changes ``model`` in place: the stride-2 convolutions of
-    ``layer4`` get stride 1.
+    MobileNetV2; see :attr:`BackboneSpec.stages`). ``last_stride=1`` changes ``model`` in place:
+    the stride-2 convolutions of ``layer4`` get stride 1.
 
     Args:
         model: a model from :func:`build_torchvision_model` for the same ``name``.
@@ -146,29 +241,29 @@ def split_backbone(
         >>> split.low_channels, split.high_channels, split.stride, len(split.high)
         (96, 1280, 16, 5)
     """
-    _check_backbone(name)
+    spec = _spec(name)
     if split_after not in STAGES:
         raise ValueError(f"split_after must be one of {STAGES}, got {split_after!r}")
     if last_stride not in (1, 2) or isinstance(last_stride, bool):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride!r}")
-    stem, stages = _parts(model, name)
+    stages = [[(_module_name(p), model.get_submodule(p)) for p in paths] for paths in spec.stages]
     if last_stride == 1:
-        _remove_downsampling(stages["layer4"])
+        _remove_downsampling(stages[-1])
     split = STAGES.index(split_after) + 1
-    low = nn.Sequential(OrderedDict(stem + [m for stage in STAGES[:split] for m in stages[stage]]))
-    high = nn.Sequential(OrderedDict(m for stage in STAGES[split:] for m in stages[stage]))
-    for conv in model.modules():
-        if _strided_depthwise(conv):
-            conv.__class__ = Float32Conv2d
-    family = "mobilenet_v2" if name == "mobilenet_v2" else "resnet"
-    factors = {**_STAGE_STRIDE[family], "layer4": last_stride}
-    stride = _STEM_STRIDE[name] * math.prod(factors[stage] for stage in STAGES[:split])
+    stem = [(_module_name(path), model.get_submodule(path)) for path in spec.stem]
+    low = nn.Sequential(OrderedDict([*stem, *chain.from_iterable(stages[:split])]))
+    high = nn.Sequential(OrderedDict(chain.from_iterable(stages[split:])))
+    if spec.float32_depthwise:  # after _remove_downsampling: layer4's convs may be unstrided now
+        for conv in (*low.modules(), *high.modules()):
+            if _strided_depthwise(conv):
+                conv.__class__ = Float32Conv2d
+    factors = (*spec.stage_strides[:-1], last_stride)
     return BackboneSplit(
         low=low,
         high=high,
-        low_channels=_output_channels(low),
-        high_channels=_output_channels(high) if len(high) else _output_channels(low),
-        stride=stride,
+        low_channels=spec.channels[split - 1],
+        high_channels=spec.channels[-1],
+        stride=spec.stem_stride * math.prod(factors[:split]),
     )
 
 
@@ -192,38 +287,16 @@ def _strided_depthwise(module: nn.Module) -> bool:
     )
 
 
-def _check_backbone(name: object) -> None:
-    if name not in BACKBONES:
+def _spec(name: object) -> BackboneSpec:
+    if not isinstance(name, str) or name not in BACKBONE_SPECS:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
-
-
-def _parts(
-    model: nn.Module, name: str
-) -> tuple[list[tuple[str, nn.Module]], dict[str, list[tuple[str, nn.Module]]]]:
-    """``(stem, stages)`` as lists of ``(torchvision name, module)`` pairs."""
-    if name == "mobilenet_v2":
-        features = model.features
-        named = {
-            part: [(str(i), features[i]) for i in indices]
-            for part, indices in _MOBILENET_PARTS.items()
-        }
-        stem = named.pop("stem")
-        return stem, named
-    stem = [(part, getattr(model, part)) for part in ("conv1", "bn1", "relu", "maxpool")]
-    return stem, {stage: [(stage, getattr(model, stage))] for stage in STAGES}
+    return BACKBONE_SPECS[name]
 
 
 def _remove_downsampling(stage: list[tuple[str, nn.Module]]) -> None:
-    # Only the first block of layer4 downsamples (its main and shortcut paths alike), so setting
-    # every stride-2 convolution of the stage to stride 1 keeps both paths aligned.
+    # Only the first block of the stage downsamples (a ResNet's main and shortcut paths alike),
+    # so setting every stride-2 convolution of the stage to stride 1 keeps both paths aligned.
     for _, module in stage:
         for conv in module.modules():
             if isinstance(conv, nn.Conv2d) and conv.stride == (2, 2):
                 conv.stride = (1, 1)
-
-
-def _output_channels(encoder: nn.Sequential) -> int:
-    # Every block of these backbones ends with a BatchNorm2d on its output (the last block of a
-    # ResNet stage has no shortcut BatchNorm after it).
-    norms = [m for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]
-    return norms[-1].num_features

@@ -18,6 +18,7 @@ their argmax.
 from __future__ import annotations
 
 from oamn.attention import OcclusionGrader
+from oamn.occlusion_aug import BAND_LOCATIONS, NUM_OCCLUSION_TYPES
 
 __all__ = ["FEATURE_GRADERS", "GRADERS", "GRADER_HEADS", "build_grader"]
 
@@ -31,8 +32,9 @@ _GRADERS: dict[str, tuple[str, int | None]] = {
 GRADERS: tuple[str, ...] = tuple(_GRADERS)
 #: The graders that read E^I's features ``f`` instead of ``g = m * f``.
 FEATURE_GRADERS: tuple[str, ...] = ("feature_profiles",)
-#: Grader heads and their number of columns.
-GRADER_HEADS: dict[str, int] = {"locations": 4, "types": 9}
+#: Grader heads and their number of columns: a score per band location, or per occlusion type
+#: (in ``oamn.occlusion_aug``'s orders).
+GRADER_HEADS: dict[str, int] = {"locations": len(BAND_LOCATIONS), "types": NUM_OCCLUSION_TYPES}
 
 
 def build_grader(

@@ -60,12 +60,18 @@ class OAMN(nn.Module):
     ``f = E^I(x)``, ``m = RGASpatial(f)``, ``g = m * f`` (paper §3.2); the head pools ``E^II(g)``
     (max or average) into ``h`` (``pooled``, the triplet feature), then ``BatchNorm1d`` (the
     ``embedding``, the test feature once L2-normalised) -> ReLU -> Dropout -> ``Linear`` (the
-    identity ``logits``). The grader scores the occlusion from a summary of ``g.detach()`` ->
-    ``BatchNorm1d`` -> ``Linear(., K)`` -> softmax (``K = 4``: columns top, bottom, left, right;
-    ``K = 9``: none and the 8 types, ``grader_head="types"``), so no
-    gradient of the grader reaches the encoder (METHOD §4); the summary is the authors' global
-    average pool (``grader="pooled"``) or scale-free row and column profiles (``"profiles"``,
-    see :mod:`examples.oamn.model.grader`).
+    identity ``logits``). The grader scores the occlusion from a summary of ``f.detach()`` (or
+    ``g.detach()``) -> ``BatchNorm1d`` -> ``Linear(., K)`` -> softmax (``K = 4``: columns top,
+    bottom, left, right; ``K = 9``: none and the 8 types, ``grader_head="types"``), so no
+    gradient of the grader reaches the encoder (docs/METHOD.md §4); the summary is scale-free row
+    and column profiles of ``f`` (``grader="feature_profiles"``, the default) or of ``g``
+    (``"profiles"``; ``"profiles_mlp"`` adds a hidden layer), or the authors' global average pool
+    of ``g`` (``"pooled"``); see :mod:`examples.oamn.model.grader`.
+
+    The defaults are :class:`~examples.oamn.config.TrainConfig`'s (the paper's recipe with the
+    occlusion-awareness remedies of docs/AWARENESS.md): the model of
+    ``TrainConfig(**RECIPES["paper"])`` differs by ``grader="pooled"`` (the authors' grader)
+    and ``detach_mask_input=False`` (the paper's routing).
 
     New layers: the BatchNorms start at weight 1 and bias 0, the two ``Linear`` layers (grader
     and classifier) at weights ``N(0, 0.001^2)`` and bias 0 (the usual ReID classifier
@@ -74,7 +80,8 @@ class OAMN(nn.Module):
 
     Args:
         num_classes: number of training identities (``>= 1``).
-        backbone: one of ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"mobilenet_v2"``.
+        backbone: one of :data:`~examples.oamn.model.BACKBONES` (the keys of
+            :data:`~examples.oamn.model.BACKBONE_SPECS`: ResNet-18/34/50, MobileNetV2).
         split_after: the stage that ends E^I: ``"layer1"``..``"layer4"`` (see
             :mod:`examples.oamn.model.backbones`; MobileNetV2's ``"layer3"`` is stride 16, 96
             channels). After ``"layer4"`` E^II is the identity.
@@ -92,8 +99,9 @@ class OAMN(nn.Module):
         pooling: ``"max"`` (the paper) or ``"avg"``.
         dropout: dropout probability before the classifier, in ``[0, 1)``.
         use_mask: ``False`` builds the baseline: no mask parameters, ``m`` all ones, ``g = f``.
-        detach_mask_input: feed the mask ``f.detach()`` (the authors' code: the encoder learns
-            only through ``g = m * f``) instead of ``f`` (the paper). No effect without a mask.
+        detach_mask_input: feed the mask ``f.detach()`` (the default; the authors' code,
+            ``routing="official"``: the encoder learns only through ``g = m * f``) instead of
+            ``f`` (``False``: the paper). No effect without a mask.
         mask_spatial_reduction: RGA-S's ``spatial_reduction`` (relations embedded to
             ``h*w // mask_spatial_reduction`` channels); ``None`` (default): automatic, the
             paper's 8 where it fits, smaller for small feature maps (the rule of
@@ -101,8 +109,10 @@ class OAMN(nn.Module):
         mask_down_ratio: RGA-S's ``down_ratio``; ``None`` (default): automatic, 8 unless even
             ``mask_spatial_reduction=1`` leaves too few relations. Given values are kept; ones
             that leave the mask no channel raise a ``ValueError`` with values that work.
-        grader: ``"pooled"`` (the authors', the default), ``"profiles"``, ``"profiles_mlp"`` or
-            ``"feature_profiles"`` (reads ``f``); see :mod:`examples.oamn.model.grader`.
+        grader: ``"feature_profiles"`` (the default: profiles of ``f``, blind to the mask),
+            ``"profiles"``, ``"profiles_mlp"`` or ``"pooled"`` (the authors', which a collapsed
+            mask blinds); see :mod:`examples.oamn.model.grader`. The profile graders read
+            positions, so a model with one accepts only ``input_size`` images, mask or not.
         grader_head: ``"locations"`` (the paper's 4 columns, read by eq. 8) or ``"types"`` (9
             columns: none and the 8 occlusion types, read by their argmax).
 
@@ -110,8 +120,8 @@ class OAMN(nn.Module):
         encoder_low: E^I (``nn.Sequential`` of torchvision modules).
         encoder_high: E^II (empty after ``layer4``).
         mask: ``AttentionMask(RGASpatial(C, (h, w)))``, or ``None`` without a mask.
-        grader: ``Sequential(summary, BatchNorm1d, Linear(., 4))`` applied to ``g.detach()``
-            (:func:`~examples.oamn.model.grader.build_grader`).
+        grader: ``Sequential(summary, BatchNorm1d, Linear(., K))`` applied to ``f.detach()``
+            or ``g.detach()`` (:func:`~examples.oamn.model.grader.build_grader`).
         neck: ``BatchNorm1d(D)``.
         classifier: ``Linear(D, num_classes)``.
         mask_channels: ``C``, channels of ``f``.
@@ -143,10 +153,10 @@ class OAMN(nn.Module):
         pooling: str = "max",
         dropout: float = 0.5,
         use_mask: bool = True,
-        detach_mask_input: bool = False,
+        detach_mask_input: bool = True,
         mask_spatial_reduction: int | None = None,
         mask_down_ratio: int | None = None,
-        grader: str = "pooled",
+        grader: str = "feature_profiles",
         grader_head: str = "locations",
     ) -> None:
         super().__init__()
@@ -258,10 +268,10 @@ class OAMN(nn.Module):
     def gallery_bank(
         self, images: Tensor, strategy: str = "mask_swap", image_fill: float | Tensor = 0.0
     ) -> Tensor:
-        r"""Features of images under each of the 9 occlusion types (METHOD §5).
+        r"""Features of images under each of the 9 occlusion types (docs/METHOD.md §5).
 
         Type ``t`` (0 none, 1-4 half top/bottom/left/right, 5-8 quarter) gets, by ``strategy``
-        (see :mod:`examples.oamn.model.bank`): ``normalize(embed(f * m_t))``, the clean features
+        (see ``oamn.reid_eval.occlusion_bank``): ``normalize(embed(f * m_t))``, the clean features
         weighted by the mask of an occluded version, image-level (``"mask_swap"``, the authors':
         the band filled with ``image_fill``, 9 E^I passes) or feature-level (``"feature"``: the
         band of ``f`` zeroed, one E^I pass); or ``normalize(embed(occlude(m * f, t, 0)))``, the

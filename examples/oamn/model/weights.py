@@ -19,11 +19,16 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_model_weights, get_weight
 
+from .backbones import BACKBONE_SPECS
+
 __all__ = ["CLASSIFIER_PREFIXES", "load_backbone_weights", "resolve_backbone_weights"]
 
-#: State-dict prefixes of torchvision's ImageNet classification heads (ResNet ``fc``,
-#: MobileNetV2 ``classifier``): OAMN drops those layers, so their keys are ignored on both sides.
-CLASSIFIER_PREFIXES: tuple[str, ...] = ("fc.", "classifier.")
+#: State-dict prefixes of the backbones' ImageNet classification heads (ResNet ``fc.``,
+#: MobileNetV2 ``classifier.``; :attr:`~examples.oamn.model.BackboneSpec.classifier`): OAMN drops
+#: those layers, so their keys are ignored on both sides.
+CLASSIFIER_PREFIXES: tuple[str, ...] = tuple(
+    dict.fromkeys(f"{spec.classifier}." for spec in BACKBONE_SPECS.values())
+)
 
 _LISTED_KEYS = 5
 _OPTIONAL_SUFFIX = ".num_batches_tracked"

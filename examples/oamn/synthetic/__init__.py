@@ -8,14 +8,13 @@ sheet.png`` from the repository root generates it and draws a contact sheet.
 """
 
 from .dataset import COMPLETE_MARKER, FOLDERS, GENERATOR_VERSION, MANIFEST, generate_synthetic_reid
-from .occluders import LOCATIONS, OCCLUDER_KINDS
+from .occluders import OCCLUDER_KINDS
 from .preview import contact_sheet
 
 __all__ = [
     "COMPLETE_MARKER",
     "FOLDERS",
     "GENERATOR_VERSION",
-    "LOCATIONS",
     "MANIFEST",
     "OCCLUDER_KINDS",
     "contact_sheet",

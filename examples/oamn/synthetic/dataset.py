@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from oamn.occlusion_aug import BAND_LOCATIONS, LOCATIONS
+
 from .identities import ATTRIBUTES, REGIONS, draw_identities, random_identities
-from .occluders import LOCATIONS, OCCLUDER_KINDS, draw_occluders
+from .occluders import OCCLUDER_KINDS, draw_occluders
 from .parameters import check_parameters, thickness_bounds
 from .people import draw_people
 from .scenes import BACKGROUNDS, Cameras, draw_backgrounds, draw_cameras, finish
@@ -62,7 +64,7 @@ def generate_synthetic_reid(
     width: int = 64,
     occlusion_range: tuple[float, float] = (0.25, 0.5),
     occluder_kinds: Sequence[str] = OCCLUDER_KINDS,
-    locations: Sequence[str] = ("top", "bottom", "left", "right"),
+    locations: Sequence[str] = BAND_LOCATIONS,
     min_share: int = 3,
     num_distractors: int = 20,
     num_junk: int = 10,
@@ -108,7 +110,8 @@ def generate_synthetic_reid(
         occlusion_range: ``(low, high)`` fraction of the image side hidden, ``0 < low <= high
             < 1``, containing at least one whole line of both the height and the width.
         occluder_kinds: non-empty subset of :data:`OCCLUDER_KINDS`.
-        locations: non-empty subset of ``("top", "bottom", "left", "right")``.
+        locations: non-empty subset of ``oamn.occlusion_aug.BAND_LOCATIONS`` (top, bottom,
+            left, right).
         min_share: wanted number of identities of a split sharing each region variant, ``>= 1``.
         num_distractors: gallery images of strangers, pid ``0000``, ``>= 0``.
         num_junk: gallery images of off-centre fragments, pid ``-1``, ``>= 0``.

@@ -70,7 +70,6 @@ HAIR_STYLES = ("short", "long", "hat", "shaved")
 PATTERNS = ("plain", "stripes", "checks", "logo")
 SLEEVES = ("long", "short")
 GARMENTS = ("trousers", "skirt", "shorts")
-BAG_SIDES = ("none", "left", "right")
 
 #: Attribute names of each region, in the order of :func:`region_space`'s columns.
 REGIONS: dict[str, tuple[str, ...]] = {
@@ -107,6 +106,7 @@ def region_space(region: str) -> np.ndarray:
     elif region == "shoes":
         rows = ((colour,) for colour in range(num_colours))
     elif region == "bag":
+        # Bag sides: 0 none, 1 left, 2 right (a missing bag has no colour).
         rows = [(0, 0)] + [(side, colour) for side in (1, 2) for colour in range(num_colours)]
     else:
         raise ValueError(f"region must be one of {tuple(REGIONS)}, got {region!r}")

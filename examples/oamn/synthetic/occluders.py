@@ -17,8 +17,6 @@ from .scenes import value_noise
 
 #: Occluder kinds, indexed by their code in the manifest.
 OCCLUDER_KINDS = ("person", "pole", "vehicle", "foliage", "wall")
-#: Band locations, indexed by their code (``oamn.occlusion_aug``'s convention; ``0`` is none).
-LOCATIONS = ("none", "top", "bottom", "left", "right")
 
 
 def band_coordinates(
@@ -60,7 +58,7 @@ def draw_occluders(
     Args:
         rng: the random generator (consumed deterministically).
         kind: ``(N,)`` int indices into :data:`OCCLUDER_KINDS`.
-        location: ``(N,)`` int codes ``1..4`` into :data:`LOCATIONS`.
+        location: ``(N,)`` int codes ``1..4`` into ``oamn.occlusion_aug.LOCATIONS``.
         thickness: ``(N,)`` band thickness in lines, ``>= 1``.
         height: image height ``H``.
         width: image width ``W``.

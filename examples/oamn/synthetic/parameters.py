@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .occluders import LOCATIONS, OCCLUDER_KINDS
+from oamn.occlusion_aug import BAND_LOCATIONS
+
+from .occluders import OCCLUDER_KINDS
 
 __all__ = ["check_parameters", "thickness_bounds"]
 
@@ -48,7 +50,7 @@ def check_parameters(**kwargs: object) -> dict[str, object]:
         "height": _check_int("height", kwargs["height"], 32),
         "width": _check_int("width", kwargs["width"], 16),
         "occluder_kinds": _check_names("occluder_kinds", kwargs["occluder_kinds"], OCCLUDER_KINDS),
-        "locations": _check_names("locations", kwargs["locations"], LOCATIONS[1:]),
+        "locations": _check_names("locations", kwargs["locations"], BAND_LOCATIONS),
         "min_share": _check_int("min_share", kwargs["min_share"], 1),
         "num_distractors": _check_int("num_distractors", kwargs["num_distractors"], 0),
         "num_junk": _check_int("num_junk", kwargs["num_junk"], 0),
