@@ -3,7 +3,7 @@
 :class:`TrainConfig` holds everything a run depends on. Its defaults are the paper's training
 recipe (docs/METHOD.md §7: ResNet-50 split after layer3, 256x128, 32 ids x 2 images, SGD
 Nesterov, warm-up to 0.1 over 10 epochs then steps at 17 and 24, 30 epochs, lambda_2..4 =
-0.5 / 1 / 1, margin 0.5) with this project's three remedies (docs/METHOD.md §10);
+0.5 / 1 / 1, margin 0.5) with this project's remedies (docs/METHOD.md §10);
 :data:`RECIPES` holds the paper's and the authors' settings of those fields. Which fields shape
 the model and which a resumed run may change are listed here too (:data:`ARCHITECTURE_FIELDS`,
 :data:`RUN_ONLY_FIELDS`). The command line is generated from the fields in
