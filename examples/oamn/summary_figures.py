@@ -204,7 +204,8 @@ def save_demo_figure(
     bars.invert_yaxis()  # the rows top to bottom, in the table's order
     bars.set_xlabel("%")
     bars.set_xlim(0, 108)
-    bars.legend(fontsize=7, loc="lower right")
+    # Above the plot: inside it, the legend would cover the longest bars' labels.
+    bars.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     # 0.6 inch above the first row for its three caption lines.
     top = 1 - 0.6 / figure.get_figheight()
     figure.subplots_adjust(left=0.05, right=0.99, bottom=0.05, top=top, wspace=0.08, hspace=0.35)
