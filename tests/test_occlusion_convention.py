@@ -21,17 +21,12 @@ from examples.oamn.config import TrainConfig
 from examples.oamn.model import GRADER_HEADS
 from examples.oamn.occluder_labels import LABELS, label_to_type
 from examples.oamn.synthetic import generate_synthetic_reid
+from oamn import occlusion_aug as convention
 from oamn.attention import OcclusionGrader
 from oamn.attention import grader as attention_grader
 from oamn.losses import grader as losses_grader
 from oamn.losses import grader_targets, mask_complement_loss
 from oamn.occlusion_aug import (
-    AREA_NAMES,
-    AREAS,
-    BAND_LOCATIONS,
-    LOCATIONS,
-    NUM_OCCLUSION_TYPES,
-    OCCLUSION_TYPES,
     ObjectOcclusion,
     OcclusionAugmentation,
     RandomBandOcclusion,
@@ -48,7 +43,7 @@ from oamn.reid_eval import (
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CONVENTION_NAMES = ("LOCATIONS", "BAND_LOCATIONS", "AREAS", "AREA_NAMES", "OCCLUSION_TYPES")
 #: Every type's (location, area), type 0 first.
-TYPE_LOCATIONS, TYPE_AREAS = location_and_area(torch.arange(NUM_OCCLUSION_TYPES))
+TYPE_LOCATIONS, TYPE_AREAS = location_and_area(torch.arange(convention.NUM_OCCLUSION_TYPES))
 
 
 # oamn.occlusion_aug: its augmentations' defaults and output order.
@@ -57,45 +52,45 @@ TYPE_LOCATIONS, TYPE_AREAS = location_and_area(torch.arange(NUM_OCCLUSION_TYPES)
 @pytest.mark.parametrize("augmentation", [OcclusionAugmentation, RandomBandOcclusion])
 def test_band_augmentations_default_to_every_location_and_area(augmentation) -> None:
     parameters = inspect.signature(augmentation).parameters
-    assert tuple(parameters["locations"].default) == BAND_LOCATIONS
-    assert tuple(parameters["areas"].default) == AREAS
+    assert tuple(parameters["locations"].default) == convention.BAND_LOCATIONS
+    assert tuple(parameters["areas"].default) == convention.AREAS
 
 
 def test_object_occlusion_defaults_to_every_location_and_the_midpoint_of_the_areas() -> None:
     occlusion = ObjectOcclusion()
-    assert occlusion.locations == BAND_LOCATIONS
-    assert occlusion.half_from == sum(AREAS) / len(AREAS) == HALF_FRACTION
+    assert occlusion.locations == convention.BAND_LOCATIONS
+    assert occlusion.half_from == sum(convention.AREAS) / len(convention.AREAS) == HALF_FRACTION
 
 
 def test_the_augmentations_blocks_follow_the_location_codes() -> None:
     out = OcclusionAugmentation()(torch.rand(2, 3, 16, 8), generator=torch.Generator())
-    assert out.location[::2].tolist() == list(range(len(LOCATIONS)))
+    assert out.location[::2].tolist() == list(range(len(convention.LOCATIONS)))
 
 
 # oamn.reid_eval: its type count, score columns, eq. 8 and the bank's bands.
 
 
 def test_reid_eval_counts_the_types_and_orders_the_score_columns_alike() -> None:
-    assert REID_NUM_OCCLUSION_TYPES == NUM_OCCLUSION_TYPES
-    assert SCORE_LOCATIONS == BAND_LOCATIONS
-    assert predict_occlusion_type(torch.eye(NUM_OCCLUSION_TYPES)).tolist() == list(
-        range(NUM_OCCLUSION_TYPES)
+    assert REID_NUM_OCCLUSION_TYPES == convention.NUM_OCCLUSION_TYPES
+    assert SCORE_LOCATIONS == convention.BAND_LOCATIONS
+    assert predict_occlusion_type(torch.eye(convention.NUM_OCCLUSION_TYPES)).tolist() == list(
+        range(convention.NUM_OCCLUSION_TYPES)
     )
 
 
-@pytest.mark.parametrize("convention", ["paper", "distribution"])
-def test_eq8_reads_each_types_grader_targets_as_that_type(convention: str) -> None:
+@pytest.mark.parametrize("targets_convention", ["paper", "distribution"])
+def test_eq8_reads_each_types_grader_targets_as_that_type(targets_convention: str) -> None:
     """``oamn.losses``' targets of each type, as scores, are read back by ``oamn.reid_eval``
     (paper eq. 8, thresholds 0.5 and 0.75) as that type: both number the columns and the areas
     alike."""
-    targets = grader_targets(TYPE_LOCATIONS, TYPE_AREAS, convention)
-    assert predict_occlusion_type(targets).tolist() == list(range(NUM_OCCLUSION_TYPES))
+    targets = grader_targets(TYPE_LOCATIONS, TYPE_AREAS, targets_convention)
+    assert predict_occlusion_type(targets).tolist() == list(range(convention.NUM_OCCLUSION_TYPES))
 
 
 @pytest.mark.parametrize("size", [(8, 4), (16, 8), (7, 3), (1, 1), (256, 128)])
 def test_the_banks_bands_are_the_augmentations_bands(size: tuple[int, int]) -> None:
     expected = band_mask(TYPE_LOCATIONS, TYPE_AREAS, *size)
-    got = torch.cat([band_of_type(t, *size) for t in range(NUM_OCCLUSION_TYPES)])
+    got = torch.cat([band_of_type(t, *size) for t in range(convention.NUM_OCCLUSION_TYPES)])
     assert torch.equal(got, expected)
 
 
@@ -103,31 +98,31 @@ def test_the_banks_bands_are_the_augmentations_bands(size: tuple[int, int]) -> N
 
 
 def test_grader_loss_puts_each_location_in_its_column() -> None:
-    codes = torch.arange(1, len(LOCATIONS))
-    half = torch.full((len(codes),), AREAS[0])
-    assert torch.equal(grader_targets(codes, half), torch.eye(len(BAND_LOCATIONS)))
+    codes = torch.arange(1, len(convention.LOCATIONS))
+    half = torch.full((len(codes),), convention.AREAS[0])
+    assert torch.equal(grader_targets(codes, half), torch.eye(len(convention.BAND_LOCATIONS)))
     # Private copies: the area check and the column count have no public form to compare.
-    assert len(BAND_LOCATIONS) == losses_grader._NUM_LOCATIONS
-    assert sorted(losses_grader._AREAS) == sorted((0.0, *AREAS))
+    assert len(convention.BAND_LOCATIONS) == losses_grader._NUM_LOCATIONS
+    assert sorted(losses_grader._AREAS) == sorted((0.0, *convention.AREAS))
 
 
 def test_mask_complement_loss_takes_the_copies_in_location_order() -> None:
     names = list(inspect.signature(mask_complement_loss).parameters)[1:5]
-    assert names == [f"g_{location}" for location in BAND_LOCATIONS]
+    assert names == [f"g_{location}" for location in convention.BAND_LOCATIONS]
 
 
 # oamn.attention: the grader's two heads and the column orders it documents.
 
 
 def test_attention_grader_has_a_head_per_location_and_per_type() -> None:
-    for outputs in (len(BAND_LOCATIONS), NUM_OCCLUSION_TYPES):
+    for outputs in (len(convention.BAND_LOCATIONS), convention.NUM_OCCLUSION_TYPES):
         assert OcclusionGrader(4, summary="pooled", num_outputs=outputs)[-1].out_features == outputs
     with pytest.raises(ValueError, match="num_outputs"):
-        OcclusionGrader(4, summary="pooled", num_outputs=NUM_OCCLUSION_TYPES - 1)
+        OcclusionGrader(4, summary="pooled", num_outputs=convention.NUM_OCCLUSION_TYPES - 1)
     # The logits carry no names: the module docstring is where the grader states its orders.
     doc = " ".join(attention_grader.__doc__.split())
-    assert f"columns {', '.join(BAND_LOCATIONS)}" in doc
-    assert f"1-4 {AREA_NAMES[0]} {'/'.join(BAND_LOCATIONS)}" in doc
+    assert f"columns {', '.join(convention.BAND_LOCATIONS)}" in doc
+    assert f"1-4 {convention.AREA_NAMES[0]} {'/'.join(convention.BAND_LOCATIONS)}" in doc
 
 
 # examples/: the pipeline imports the convention and writes none of it out again.
@@ -135,17 +130,22 @@ def test_attention_grader_has_a_head_per_location_and_per_type() -> None:
 
 def test_the_pipeline_uses_the_convention_objects() -> None:
     config = TrainConfig()
-    assert config.occlusion_locations is BAND_LOCATIONS
-    assert config.occlusion_areas == AREAS  # rebuilt as floats on construction
-    assert {"locations": len(BAND_LOCATIONS), "types": NUM_OCCLUSION_TYPES} == GRADER_HEADS
+    assert config.occlusion_locations is convention.BAND_LOCATIONS
+    assert config.occlusion_areas == convention.AREAS  # rebuilt as floats on construction
+    assert {
+        "locations": len(convention.BAND_LOCATIONS),
+        "types": convention.NUM_OCCLUSION_TYPES,
+    } == GRADER_HEADS
     assert inspect.signature(generate_synthetic_reid).parameters["locations"].default is (
-        BAND_LOCATIONS
+        convention.BAND_LOCATIONS
     )
     named = [label for label in LABELS if label not in ("none", "unclear")]
-    assert [OCCLUSION_TYPES[label_to_type(label)] for label in named] == [
+    assert [convention.OCCLUSION_TYPES[label_to_type(label)] for label in named] == [
         "_".join(reversed(label.split("_"))) for label in named
     ]
-    assert sorted(label_to_type(label) for label in named) == list(range(1, NUM_OCCLUSION_TYPES))
+    assert sorted(label_to_type(label) for label in named) == list(
+        range(1, convention.NUM_OCCLUSION_TYPES)
+    )
 
 
 def test_no_pipeline_module_restates_the_convention() -> None:
