@@ -3,105 +3,27 @@
 from __future__ import annotations
 
 import itertools
-import time
-from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from oamn.reid_eval import (
     MODES,
-    RankMetrics,
     ReIDEvaluator,
-    evaluate_features,
-    evaluate_rank,
-    evaluate_soft_unified,
-    evaluate_unified,
-    predict_occlusion_type,
-    rerank,
 )
 from tests.conftest import DEVICES
+from tests.reid_eval.helpers_streaming import (
+    NUM_ITEMS,
+    RERANK,
+    SPLITS,
+    assert_equal,
+    feed,
+    functional,
+    problem,
+    problem_rows,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-NUM_ITEMS, NUM_TYPES, DIM = 90, 9, 4
-#: Batch boundaries: a batch of one row, and rows 20-27, gallery only.
-SPLITS = (0, 1, 20, 27, 31, 70, NUM_ITEMS)
-RERANK = {"k1": 6, "k2": 3, "lambda_value": 0.2}
-
-
-def problem(seed: int, num: int = NUM_ITEMS) -> dict[str, torch.Tensor]:
-    """Integer features (many tied distances), queries and gallery interleaved, junk: identity
-    -1 in the gallery and same-identity same-camera gallery items (8 identities, 3 cameras),
-    and queries of identity 8, absent from the gallery."""
-    rng = torch.Generator().manual_seed(seed)
-    is_query = torch.rand(num, generator=rng) < 0.3
-    is_query[20:27] = False
-    pids = torch.randint(0, 8, (num,), generator=rng)
-    pids[~is_query & (torch.rand(num, generator=rng) < 0.1)] = -1
-    pids[is_query & (torch.rand(num, generator=rng) < 0.1)] = 8  # absent: a skipped query
-    scores = torch.rand(num, 4, generator=rng)  # a spread of the 9 types by eq. 8
-    probs = (3 * torch.randn(num, NUM_TYPES, generator=rng)).softmax(dim=1)
-    return {
-        "features": torch.randint(0, 3, (NUM_TYPES, num, DIM), generator=rng).float(),
-        "pids": pids,
-        "camids": torch.randint(0, 3, (num,), generator=rng),
-        "is_query": is_query,
-        "scores": scores,
-        "probs": probs,
-    }
-
-
-def feed(evaluator: ReIDEvaluator, case: dict, rows: slice, scores: str = "scores") -> None:
-    """Update with ``case``'s ``rows`` in the uneven batches of :data:`SPLITS`."""
-    start, stop = rows.indices(NUM_ITEMS)[:2]
-    bounds = sorted({start, stop, *(s for s in SPLITS if start < s < stop)})
-    for low, high in itertools.pairwise(bounds):
-        evaluator.update(
-            case["features"][:, low:high],
-            case["pids"][low:high],
-            case["camids"][low:high],
-            case["is_query"][low:high],
-            occlusion_scores=case[scores][low:high],
-        )
-
-
-def functional(
-    case: dict, mode: str, two_sided: bool = True, rerank_options: dict = RERANK, **options
-) -> RankMetrics:
-    """The functional API's metrics of ``case`` in ``mode``."""
-    query, gallery = case["is_query"], ~case["is_query"]
-    pids, camids, feats = case["pids"], case["camids"], case["features"]
-    labels = (pids[query], pids[gallery], camids[query], camids[gallery])
-    q_feats = feats[:, query] if two_sided else feats[0, query]
-    if mode == "plain":
-        return evaluate_features(feats[0, query], feats[0, gallery], *labels, **options)
-    if mode == "unified":
-        types = predict_occlusion_type(case["scores"][query])
-        return evaluate_unified(q_feats, types, feats[:, gallery], *labels, **options)
-    if mode == "soft_unified":
-        probs = case["probs"][query]
-        return evaluate_soft_unified(q_feats, probs, feats[:, gallery], *labels, **options)
-    metric = options.pop("metric", "euclidean")
-    distances = rerank(feats[0, query], feats[0, gallery], metric=metric, **rerank_options)
-    return evaluate_rank(distances, *labels, **options)
-
-
-def assert_equal(got: RankMetrics, expected: RankMetrics) -> None:
-    """The same metrics to the bit, NaN (queries without a valid match) at the same places."""
-    assert torch.equal(got.cmc, expected.cmc)
-    for name in ("ap", "inp"):
-        a, b = getattr(got, name), getattr(expected, name)
-        assert torch.equal(a.isnan(), b.isnan()), name
-        assert torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0)), name
-    assert torch.equal(got.first_match, expected.first_match)
-    assert (got.mAP, got.mINP, got.num_valid_queries) == (
-        expected.mAP,
-        expected.mINP,
-        expected.num_valid_queries,
-    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -179,12 +101,6 @@ def test_the_state_after_compute_and_reset() -> None:
         "gallery), features=(9, 50, 4) float64 on cpu)"
     )
     assert repr(ReIDEvaluator()) == "ReIDEvaluator(mode='plain', metric='euclidean', items=0)"
-
-
-def problem_rows(case: dict, rows: slice) -> dict[str, torch.Tensor]:
-    """The items ``rows`` of ``case``."""
-    labels = {key: value[rows] for key, value in case.items() if key != "features"}
-    return labels | {"features": case["features"][:, rows]}
 
 
 def test_features_as_numpy_lists_or_2d_and_stored_as_copies() -> None:
@@ -453,91 +369,6 @@ def test_compute_says_what_is_missing() -> None:
         ValueError, match=r"occlusion_scores must be \(B, T\) type probabilities with T = 2"
     ):
         scored.compute("soft_unified")
-
-
-WORLD_SIZE = 2
-#: Rank 0's rows, then rank 1's: uneven shares, both with queries and gallery items.
-SHARES = (slice(0, 35), slice(35, None))
-
-
-def _distributed_worker(rank: int, store: str, results: str) -> None:
-    """One rank of a 2-process gloo group: update with its share, compute, save the metrics."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    try:
-        case = problem(7)
-        shared = ReIDEvaluator("unified", rerank_options=RERANK)
-        feed(shared, case, SHARES[rank])
-        metrics = {mode: shared.compute(mode) for mode in ("plain", "unified", "reranked")}
-        local = ReIDEvaluator("unified", sync=False)
-        feed(local, case, SHARES[rank])
-        metrics["local"] = local.compute()
-        # Rank 0 holds every gallery item and no query, rank 1 every query: ranks without
-        # queries are fine, and the order is rank 0's rows, then rank 1's.
-        split = ReIDEvaluator(two_sided=False)
-        mine = case["is_query"] == (rank == 1)
-        labels = (case[key][mine] for key in ("pids", "camids", "is_query"))
-        split.update(case["features"][:, mine], *labels)
-        metrics["split"] = split.compute()
-        # 16-bit features travel as their bytes (gloo has no 16-bit all_gather).
-        half = ReIDEvaluator()
-        share = problem_rows(case, SHARES[rank])
-        half.update(
-            share["features"][0].bfloat16(), share["pids"], share["camids"], share["is_query"]
-        )
-        metrics["bfloat16"] = half.compute()
-        # Rank 1 holds nothing at all: it must still take part (and learn the dtype and shapes).
-        lopsided = ReIDEvaluator("unified")
-        if rank == 0:
-            feed(lopsided, case, slice(None))
-        metrics["lopsided"] = lopsided.compute()
-        # Errors are raised on every rank alike, none left waiting at a collective.
-        clashing, empty = ReIDEvaluator(), ReIDEvaluator()
-        labels = (case[key][:4] for key in ("pids", "camids", "is_query"))
-        clashing.update(case["features"][0, :4].to((torch.float32, torch.float64)[rank]), *labels)
-        metrics["errors"] = [error_of(clashing.compute), error_of(empty.compute)]
-        torch.save(metrics, Path(results) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def error_of(function) -> str:
-    """The message of the ValueError that ``function()`` raises."""
-    try:
-        function()
-    except ValueError as error:
-        return str(error)
-    return "no error"
-
-
-def test_two_gloo_processes_evaluate_the_concatenation_of_their_rows(tmp_path: Path) -> None:
-    context = mp.spawn(
-        _distributed_worker,
-        args=(str(tmp_path / "store"), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False,
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two ranks did not finish within 120 s (a collective hangs)")
-    case = problem(7)
-    expected = {mode: functional(case, mode) for mode in ("plain", "unified", "reranked")}
-    expected["split"] = expected["plain"]
-    expected["lopsided"] = expected["unified"]
-    expected["bfloat16"] = functional(case | {"features": case["features"].bfloat16()}, "plain")
-    for rank in range(WORLD_SIZE):
-        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
-        for name, metrics in expected.items():
-            assert_equal(got[name], metrics)
-        assert got["errors"] == [
-            "features has dtype torch.float64 in rank 1 but torch.float32 in rank 0; every batch "
-            "and every rank must agree (reset() starts over)",
-            "nothing to evaluate on any rank: call update() with some batches",
-        ]
-        assert_equal(got["local"], functional(problem_rows(case, SHARES[rank]), "unified"))
 
 
 def test_a_transposed_bank_is_named_as_such() -> None:
