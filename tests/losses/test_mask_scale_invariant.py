@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oamn.losses import (
-    mask_complement_loss,
-    mask_consistency_loss,
-)
+from oamn.losses import mask_complement_loss, mask_consistency_loss
 from tests.losses.helpers_mask import (
     complement_inputs,
     consistency_inputs,

@@ -14,14 +14,7 @@ import torch.multiprocessing as mp
 from oamn.reid_eval import (
     ReIDEvaluator,
 )
-from tests.reid_eval.helpers_streaming import (
-    RERANK,
-    assert_equal,
-    feed,
-    functional,
-    problem,
-    problem_rows,
-)
+from tests.reid_eval import helpers_streaming as cases
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,12 +28,12 @@ def _distributed_worker(rank: int, store: str, results: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        case = problem(7)
-        shared = ReIDEvaluator("unified", rerank_options=RERANK)
-        feed(shared, case, SHARES[rank])
+        case = cases.problem(7)
+        shared = ReIDEvaluator("unified", rerank_options=cases.RERANK)
+        cases.feed(shared, case, SHARES[rank])
         metrics = {mode: shared.compute(mode) for mode in ("plain", "unified", "reranked")}
         local = ReIDEvaluator("unified", sync=False)
-        feed(local, case, SHARES[rank])
+        cases.feed(local, case, SHARES[rank])
         metrics["local"] = local.compute()
         # Rank 0 holds every gallery item and no query, rank 1 every query: ranks without
         # queries are fine, and the order is rank 0's rows, then rank 1's.
@@ -51,7 +44,7 @@ def _distributed_worker(rank: int, store: str, results: str) -> None:
         metrics["split"] = split.compute()
         # 16-bit features travel as their bytes (gloo has no 16-bit all_gather).
         half = ReIDEvaluator()
-        share = problem_rows(case, SHARES[rank])
+        share = cases.problem_rows(case, SHARES[rank])
         half.update(
             share["features"][0].bfloat16(), share["pids"], share["camids"], share["is_query"]
         )
@@ -59,7 +52,7 @@ def _distributed_worker(rank: int, store: str, results: str) -> None:
         # Rank 1 holds nothing at all: it must still take part (and learn the dtype and shapes).
         lopsided = ReIDEvaluator("unified")
         if rank == 0:
-            feed(lopsided, case, slice(None))
+            cases.feed(lopsided, case, slice(None))
         metrics["lopsided"] = lopsided.compute()
         # Errors are raised on every rank alike, none left waiting at a collective.
         clashing, empty = ReIDEvaluator(), ReIDEvaluator()
@@ -93,18 +86,22 @@ def test_two_gloo_processes_evaluate_the_concatenation_of_their_rows(tmp_path: P
             for process in context.processes:
                 process.kill()
             pytest.fail("the two ranks did not finish within 120 s (a collective hangs)")
-    case = problem(7)
-    expected = {mode: functional(case, mode) for mode in ("plain", "unified", "reranked")}
+    case = cases.problem(7)
+    expected = {mode: cases.functional(case, mode) for mode in ("plain", "unified", "reranked")}
     expected["split"] = expected["plain"]
     expected["lopsided"] = expected["unified"]
-    expected["bfloat16"] = functional(case | {"features": case["features"].bfloat16()}, "plain")
+    expected["bfloat16"] = cases.functional(
+        case | {"features": case["features"].bfloat16()}, "plain"
+    )
     for rank in range(WORLD_SIZE):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         for name, metrics in expected.items():
-            assert_equal(got[name], metrics)
+            cases.assert_equal(got[name], metrics)
         assert got["errors"] == [
             "features has dtype torch.float64 in rank 1 but torch.float32 in rank 0; every batch "
             "and every rank must agree (reset() starts over)",
             "nothing to evaluate on any rank: call update() with some batches",
         ]
-        assert_equal(got["local"], functional(problem_rows(case, SHARES[rank]), "unified"))
+        cases.assert_equal(
+            got["local"], cases.functional(cases.problem_rows(case, SHARES[rank]), "unified")
+        )
