@@ -7,6 +7,7 @@ grader orders its outputs left, right, bottom, top; ``theirs[:, [3, 2, 0, 1]]`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -155,7 +156,6 @@ def grader_loss(
             f"scores must have shape (N, {_NUM_LOCATIONS}), columns top, bottom, left, right; "
             f"got {tuple(scores.shape)}"
         )
-    check_finite(scores=scores)
     _check_probabilities(scores)
     location, area = _check_occlusion_labels(location, area, len(scores), scores.device)
     targets = grader_targets(location, area, convention).to(scores.dtype)
@@ -223,17 +223,21 @@ class GraderLoss(nn.Module):
 
 def _check_probabilities(scores: Tensor) -> None:
     """Raise unless every row of ``scores`` is a probability vector, within
-    :data:`_SIMPLEX_TOLERANCE`: raw logits are the likely mistake."""
+    :data:`_SIMPLEX_TOLERANCE` (raw logits are the likely mistake), naming NaN or inf values
+    first: both checks read one device sync's worth of statistics."""
     if scores.numel() == 0:
         return
     with torch.no_grad():
         low, high = torch.aminmax(scores)
         worst_sum = (scores.sum(1) - 1).abs().max()
+        low, high, worst_sum = torch.stack([low, high, worst_sum]).tolist()
+    if not math.isfinite(low + high + worst_sum):
+        check_finite(scores=scores)  # NaN or inf, named; huge finite scores go on to the check
     if low < -_SIMPLEX_TOLERANCE or high > 1 + _SIMPLEX_TOLERANCE or worst_sum > _SIMPLEX_TOLERANCE:
         raise ValueError(
             "scores must be probabilities, rows in [0, 1] summing to 1 (the grader's softmax "
-            f"output), got values in [{float(low):.3g}, {float(high):.3g}] and row sums off 1 by "
-            f"up to {float(worst_sum):.3g}; pass scores.softmax(1) if these are logits"
+            f"output), got values in [{low:.3g}, {high:.3g}] and row sums off 1 by "
+            f"up to {worst_sum:.3g}; pass scores.softmax(1) if these are logits"
         )
 
 

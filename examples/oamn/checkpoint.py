@@ -145,8 +145,8 @@ def checkpoint_bytes(
     The checkpoint also records ``torch.get_num_threads()`` as ``"torch_threads"`` and its
     :func:`checkpoint_digest`. Serialised in memory, so that one epoch's copies
     (``checkpoint_last.pt``, ``checkpoint_best.pt``) are written from the same bytes, which
-    the caller writes (atomically: :func:`~examples.oamn.run_files.write_atomic`). Example:
-    :class:`Checkpoint`'s.
+    the caller writes (atomically: :func:`~examples.oamn.run_files.write_atomic`); the example
+    of :class:`Checkpoint` writes and reads one.
     """
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     state = {
@@ -242,7 +242,7 @@ def load_checkpoint(
             accept, or one whose contents do not match its digest (damaged after it was
             written).
 
-    Example: :class:`Checkpoint`'s.
+    The example of :class:`Checkpoint` writes and reads one.
     """
     path = Path(path)
     state = _read(path, map_location, mmap=not verify)

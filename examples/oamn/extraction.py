@@ -51,9 +51,8 @@ class FeatureSet:
 
     Attributes:
         features: ``(N, D)`` float32, the model's test features (L2-normalised by OAMN).
-        grader_scores: ``(N, 4)`` float32 occlusion-grader softmax (``(N, 9)`` for a 9-way
-            grader: none and the 8 types), columns top, bottom, left,
-            right.
+        grader_scores: ``(N, 4)`` float32 occlusion-grader softmax, columns top, bottom, left,
+            right; ``(N, 9)`` for a 9-way grader, columns none and the 8 types in type order.
         pids: ``(N,)`` int64 identities as the loader gave them.
         camids: ``(N,)`` int64 camera ids.
     """
